@@ -1,0 +1,420 @@
+"""robosuite 1.4 single-arm tasks as Gymnasium environments with LIBERO-style spaces.
+
+``RobosuiteEnv`` wraps robosuite's Lift, Stack, PickPlaceCan and Door with a Panda arm and
+the ``OSC_POSE`` controller, so the action is the 7-D LIBERO action
+``[dx, dy, dz, dax, day, daz, gripper]`` in [-1, 1] (position scaled by 0.05 m, rotation by
+0.5 rad per control step, gripper -1 open / +1 closed) at 20 Hz.
+
+Observation (flat ``gymnasium.spaces.Dict``):
+
+- ``<camera>_image``: uint8 ``[H, W, 3]`` per requested camera, upright (robosuite renders
+  with OpenGL's bottom-left origin; the rows are flipped back here).
+- ``state``: float32 ``[8]``: end-effector position (3), end-effector orientation as
+  axis-angle (3, from ``robot0_eef_quat`` exactly as LIBERO/VLA clients compute it) and the
+  two gripper finger positions (2).
+
+Seeding: robosuite 1.4 draws the object placement and the robot's initial joint noise from
+numpy's *global* RNG (``np.random.uniform`` / ``np.random.randn``). Every robosuite call made
+here runs with numpy's global state swapped for a per-environment ``RandomState`` derived
+from ``reset(seed=...)``, and swapped back afterwards, so seeded resets are reproducible and
+the caller's global RNG is neither read nor disturbed.
+
+Usage::
+
+    import gymnasium as gym, kairos_gym
+    env = gym.make("kairos_gym/Robosuite-Lift-v0", cameras=("agentview",), image_size=64)
+    obs, info = env.reset(seed=0)     # obs["agentview_image"]: [64, 64, 3] uint8, obs["state"]: [8]
+    obs, reward, terminated, truncated, info = env.step(env.action_space.sample())
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# Headless rendering must be chosen before mujoco (imported by robosuite) is first imported.
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+import gymnasium as gym  # noqa: E402
+import numpy as np  # noqa: E402
+
+from kairos_gym.errors import InvalidAction, ResetNeeded, missing_dependency  # noqa: E402
+
+ACTION_DIM = 7
+STATE_DIM = 8
+CONTROL_FREQ = 20.0
+DEFAULT_RENDER_CAMERA = "agentview"
+# Tolerance on the [-1, 1] bounds so float rounding in a caller's own clipping is not an error.
+_BOUND_TOL = 1e-5
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What distinguishes one supported robosuite task from another.
+
+    Attributes:
+        env_name: robosuite environment name passed to ``robosuite.make``.
+        instruction: natural-language instruction reported in ``info`` and ``env.instruction``.
+        max_episode_steps: default truncation length (steps at 20 Hz); the scripted expert
+            needs well under this.
+        objects: privileged name -> robosuite observation key, copied by ``privileged()``.
+        kwargs: extra keyword arguments for ``robosuite.make``.
+    """
+
+    env_name: str
+    instruction: str
+    max_episode_steps: int
+    objects: dict[str, str]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+TASKS: dict[str, TaskSpec] = {
+    "Lift": TaskSpec(
+        "Lift",
+        "lift the red cube",
+        200,
+        {"cube_pos": "cube_pos", "cube_quat": "cube_quat"},
+    ),
+    "Stack": TaskSpec(
+        "Stack",
+        "stack the red cube on the green cube",
+        300,
+        {
+            "cubeA_pos": "cubeA_pos",
+            "cubeA_quat": "cubeA_quat",
+            "cubeB_pos": "cubeB_pos",
+            "cubeB_quat": "cubeB_quat",
+        },
+    ),
+    "PickPlaceCan": TaskSpec(
+        "PickPlaceCan",
+        "pick the can and place it in its bin",
+        400,
+        {"can_pos": "Can_pos", "can_quat": "Can_quat"},
+    ),
+    "Door": TaskSpec(
+        "Door",
+        "open the door",
+        300,
+        {
+            "door_pos": "door_pos",
+            "handle_pos": "handle_pos",
+            "hinge_qpos": "hinge_qpos",
+            "handle_qpos": "handle_qpos",
+        },
+    ),
+}
+
+
+def quat_to_axis_angle(quat_xyzw: np.ndarray) -> np.ndarray:
+    """Axis-angle ``[3]`` of an ``(x, y, z, w)`` quaternion, the LIBERO/VLA state convention.
+
+    The angle is ``2 acos(w)`` without sign canonicalisation (as robosuite's
+    ``quat2axisangle``, which VLA clients use), so the state matches theirs bit for bit.
+    """
+    q = np.asarray(quat_xyzw, dtype=np.float64)
+    w = min(max(float(q[3]), -1.0), 1.0)
+    den = math.sqrt(1.0 - w * w)
+    if math.isclose(den, 0.0):
+        return np.zeros(3)
+    return q[:3] * 2.0 * math.acos(w) / den
+
+
+def _import_robosuite() -> Any:
+    try:
+        import robosuite
+    except ImportError as exc:
+        raise missing_dependency("robosuite", "sim") from exc
+    return robosuite
+
+
+def _image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        h = w = int(image_size)
+    elif isinstance(image_size, Sequence) and len(image_size) == 2:
+        h, w = (int(v) for v in image_size)
+    else:
+        raise ValueError(f"image_size must be an int or an (H, W) pair, got {image_size!r}")
+    if h < 1 or w < 1:
+        raise ValueError(f"image_size must be positive, got {image_size!r}")
+    return h, w
+
+
+class RobosuiteEnv(gym.Env):
+    """A robosuite 1.4 task (Panda, ``OSC_POSE``, 20 Hz) with kairos-gym's shared spaces.
+
+    Args:
+        task: one of ``"Lift"``, ``"Stack"``, ``"PickPlaceCan"``, ``"Door"``.
+        cameras: camera names rendered into the observation (``<camera>_image``), e.g.
+            ``("agentview", "robot0_eye_in_hand")``; ``()`` renders nothing (fastest; the
+            observation then only holds ``state``).
+        image_size: side of the square images, or ``(H, W)``.
+        max_episode_steps: truncation length; ``None`` picks the task's default
+            (Lift 200, Stack 300, PickPlaceCan 400, Door 300).
+        terminate_on_success: end the episode (``terminated=True``) on the first success.
+        reward_shaping: robosuite's dense shaped reward instead of its sparse one.
+        render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the first camera's
+            upright frame ``[H, W, 3]``, or the ``agentview`` camera when ``cameras=()``).
+
+    Attributes:
+        instruction: the task instruction (also in every ``info``).
+        control_freq: control rate in Hz (20).
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
+
+    def __init__(
+        self,
+        task: str,
+        *,
+        cameras: Sequence[str] = ("agentview",),
+        image_size: int | Sequence[int] = 64,
+        max_episode_steps: int | None = None,
+        terminate_on_success: bool = False,
+        reward_shaping: bool = False,
+        render_mode: str | None = None,
+    ) -> None:
+        if task not in TASKS:
+            raise ValueError(f"unknown robosuite task {task!r}; choose one of {sorted(TASKS)}")
+        if isinstance(cameras, str):
+            raise TypeError(f"cameras must be a tuple of camera names, got the string {cameras!r}")
+        cameras = tuple(cameras)
+        if len(set(cameras)) != len(cameras):
+            raise ValueError(f"cameras must not repeat a name, got {cameras!r}")
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(
+                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
+            )
+        spec = TASKS[task]
+        if max_episode_steps is None:
+            max_episode_steps = spec.max_episode_steps
+        if int(max_episode_steps) < 1:
+            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps!r}")
+
+        self.task = task
+        self.cameras = cameras
+        self.image_hw = _image_hw(image_size)
+        self.max_episode_steps = int(max_episode_steps)
+        self.terminate_on_success = bool(terminate_on_success)
+        self.render_mode = render_mode
+        self.instruction = spec.instruction
+        self.control_freq = CONTROL_FREQ
+        self.metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
+        self._spec = spec
+
+        robosuite = _import_robosuite()
+        needs_renderer = bool(cameras) or render_mode == "rgb_array"
+        # Placement happens inside robosuite's constructor too: keep it off the global RNG.
+        self._legacy_rng = np.random.RandomState(0)
+        with self._robosuite_rng():
+            self._env = robosuite.make(
+                spec.env_name,
+                robots="Panda",
+                controller_configs=robosuite.load_controller_config(default_controller="OSC_POSE"),
+                has_renderer=False,
+                has_offscreen_renderer=needs_renderer,
+                use_camera_obs=False,
+                use_object_obs=True,
+                reward_shaping=bool(reward_shaping),
+                control_freq=int(CONTROL_FREQ),
+                horizon=self.max_episode_steps,
+                # Truncation is ours; robosuite would otherwise raise after its horizon.
+                ignore_done=True,
+                # A hard reset rebuilds the model and the GL context on every reset: slow and
+                # leaky. The soft reset re-randomises placements just the same.
+                hard_reset=False,
+                **spec.kwargs,
+            )
+        available = tuple(self._env.sim.model.camera_names)
+        unknown = [c for c in cameras if c not in available]
+        if unknown:
+            self._env.close()
+            raise ValueError(f"unknown camera(s) {unknown} for task {task!r}; available: {available}")
+        self._eef_site_id = self._env.robots[0].eef_site_id
+
+        h, w = self.image_hw
+        spaces: dict[str, gym.spaces.Space] = {
+            f"{cam}_image": gym.spaces.Box(0, 255, (h, w, 3), np.uint8) for cam in cameras
+        }
+        spaces["state"] = gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
+        self.observation_space = gym.spaces.Dict(spaces)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
+
+        self._raw: dict[str, np.ndarray] | None = None
+        self._obs: dict[str, np.ndarray] | None = None
+        self._steps = 0
+        self._episode_over = False
+        self._closed = False
+
+    @contextlib.contextmanager
+    def _robosuite_rng(self) -> Iterator[None]:
+        """Run robosuite with numpy's global RNG replaced by this env's own stream."""
+        saved = np.random.get_state()
+        np.random.set_state(self._legacy_rng.get_state())
+        try:
+            yield
+        finally:
+            self._legacy_rng.set_state(np.random.get_state())
+            np.random.set_state(saved)
+
+    def reset(
+        self, *, seed: int | None = None, options: dict[str, Any] | None = None
+    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """Start an episode; the same ``seed`` gives the same placement, state and images.
+
+        Returns:
+            ``(observation, info)`` with ``info = {"success": bool, "instruction": str}``.
+        """
+        super().reset(seed=seed)
+        self._require_open()
+        # One draw from the Gymnasium generator seeds robosuite's stream, so unseeded resets
+        # after a seeded one continue a reproducible sequence.
+        self._legacy_rng = np.random.RandomState(int(self.np_random.integers(0, 2**32)))
+        with self._robosuite_rng():
+            self._raw = self._env.reset()
+        self._steps = 0
+        self._episode_over = False
+        self._obs = self._make_obs()
+        return self._copy_obs(), self._info()
+
+    def step(
+        self, action: np.ndarray
+    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+        """Apply one 7-D action for one control step (1/20 s, 25 physics sub-steps).
+
+        Raises:
+            ResetNeeded: before ``reset``, after the episode ended, or after ``close``.
+            InvalidAction: wrong shape or dtype, NaN/inf, or outside [-1, 1]; the simulator
+                is not advanced.
+        """
+        self._require_open()
+        if self._raw is None:
+            raise ResetNeeded("call reset() before step()")
+        if self._episode_over:
+            raise ResetNeeded("the episode has ended (terminated or truncated); call reset()")
+        act = self._check_action(action)
+        with self._robosuite_rng():
+            self._raw, reward, _, _ = self._env.step(act.astype(np.float64))
+        self._steps += 1
+        self._obs = self._make_obs()
+        info = self._info()
+        terminated = self.terminate_on_success and info["success"]
+        truncated = self._steps >= self.max_episode_steps and not terminated
+        self._episode_over = terminated or truncated
+        return self._copy_obs(), float(reward), bool(terminated), bool(truncated), info
+
+    def render(self) -> np.ndarray | None:
+        """Upright frame ``[H, W, 3]`` uint8 of the first camera (``agentview`` if none).
+
+        Returns ``None`` unless ``render_mode="rgb_array"``.
+        """
+        if self.render_mode != "rgb_array":
+            return None
+        self._require_open()
+        if self._obs is None:
+            raise ResetNeeded("call reset() before render()")
+        if self.cameras:
+            return self._obs[f"{self.cameras[0]}_image"].copy()
+        return self._render_camera(DEFAULT_RENDER_CAMERA)
+
+    def close(self) -> None:
+        """Free the simulator and its rendering context; safe to call more than once."""
+        if not self._closed and getattr(self, "_env", None) is not None:
+            self._env.close()
+        self._closed = True
+        self._raw = None
+        self._obs = None
+
+    def get_sim_state(self) -> np.ndarray:
+        """Flat MuJoCo state ``[1 + nq + nv]`` float64: ``[time, qpos, qvel]``.
+
+        The robomimic/LIBERO ``states`` layout; restore with
+        ``robosuite_env.sim.set_state_from_flattened(state)`` followed by ``sim.forward()``.
+        """
+        self._require_open()
+        return np.asarray(self._env.sim.get_state().flatten(), dtype=np.float64)
+
+    def privileged(self) -> dict[str, np.ndarray]:
+        """Simulator ground truth for scripted experts (never part of the observation).
+
+        Keys (float64 copies, world frame, metres / radians):
+            ``eef_pos [3]``, ``eef_quat [4]`` (xyzw, hand body as in ``state``),
+            ``eef_mat [3, 3]`` (rotation of the grip site, the frame the OSC controls),
+            ``gripper_qpos [2]``; and per task
+            Lift: ``cube_pos [3]``, ``cube_quat [4]``;
+            Stack: ``cubeA_pos``, ``cubeA_quat`` (red, picked), ``cubeB_pos``, ``cubeB_quat`` (green);
+            PickPlaceCan: ``can_pos``, ``can_quat``, ``target_pos [3]`` (centre of the can's bin
+            compartment at bin-floor height);
+            Door: ``door_pos``, ``handle_pos [3]``, ``hinge_qpos [1]``, ``handle_qpos [1]``
+            (door and latch-handle joint angles).
+        """
+        self._require_open()
+        if self._raw is None:
+            raise ResetNeeded("call reset() before privileged()")
+        sim = self._env.sim
+        out = {
+            "eef_pos": np.array(sim.data.site_xpos[self._eef_site_id], dtype=np.float64),
+            "eef_quat": np.array(self._raw["robot0_eef_quat"], dtype=np.float64),
+            "eef_mat": np.array(sim.data.site_xmat[self._eef_site_id], dtype=np.float64).reshape(3, 3),
+            "gripper_qpos": np.array(self._raw["robot0_gripper_qpos"], dtype=np.float64),
+        }
+        for name, key in self._spec.objects.items():
+            out[name] = np.array(self._raw[key], dtype=np.float64)
+        if self.task == "PickPlaceCan":
+            env = self._env
+            target = np.array(env.target_bin_placements[env.object_id], dtype=np.float64)
+            target[2] = env.bin2_pos[2]
+            out["target_pos"] = target
+        return out
+
+    @property
+    def robosuite_env(self) -> Any:
+        """The wrapped robosuite environment (for inspection; stepping it bypasses the checks)."""
+        return self._env
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise ResetNeeded("the environment is closed")
+
+    def _check_action(self, action: Any) -> np.ndarray:
+        arr = np.asarray(action)
+        if arr.dtype.kind not in "fiu":
+            raise InvalidAction(
+                f"action must be a real-valued array for {self.action_space}, got dtype {arr.dtype}"
+            )
+        if arr.shape != (ACTION_DIM,):
+            raise InvalidAction(
+                f"action must have shape ({ACTION_DIM},) for {self.action_space}, got shape {arr.shape}"
+            )
+        arr = arr.astype(np.float32)
+        if not np.all(np.isfinite(arr)):
+            raise InvalidAction(f"action contains NaN or inf: {arr.tolist()}")
+        if np.any(np.abs(arr) > 1.0 + _BOUND_TOL):
+            raise InvalidAction(f"action must lie in [-1, 1] for {self.action_space}, got {arr.tolist()}")
+        return np.clip(arr, -1.0, 1.0)
+
+    def _render_camera(self, camera: str) -> np.ndarray:
+        h, w = self.image_hw
+        frame = self._env.sim.render(width=w, height=h, camera_name=camera)
+        # OpenGL's origin is bottom-left: flip rows to get an upright image.
+        return np.ascontiguousarray(frame[::-1], dtype=np.uint8)
+
+    def _make_obs(self) -> dict[str, np.ndarray]:
+        raw = self._raw
+        state = np.concatenate(
+            [raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"]]
+        ).astype(np.float32)
+        obs = {f"{cam}_image": self._render_camera(cam) for cam in self.cameras}
+        obs["state"] = state
+        return obs
+
+    def _copy_obs(self) -> dict[str, np.ndarray]:
+        return {k: v.copy() for k, v in self._obs.items()}
+
+    def _info(self) -> dict[str, Any]:
+        return {"success": bool(self._env._check_success()), "instruction": self.instruction}
