@@ -86,6 +86,9 @@ TASKS: dict[str, _TaskSpec] = {
     ),
 }
 
+# Tolerance on the bounds so float rounding in a caller's own clipping is not an error.
+_BOUND_TOL = 1e-5
+
 # Images are rendered this many times larger per side, then box-filtered down.
 _SUPERSAMPLE = 2
 
@@ -206,7 +209,9 @@ class AlohaEnv(gym.Env):
 
         self._steps = 0
         self._needs_reset = True
+        self._episode_over = False
         self._closed = False
+        self._obs: dict[str, np.ndarray] | None = None
 
     @property
     def model(self) -> "mujoco.MjModel":
@@ -221,7 +226,12 @@ class AlohaEnv(gym.Env):
     def reset(
         self, *, seed: int | None = None, options: dict[str, Any] | None = None
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        """Place the object(s) uniformly at random (seeded) and move both arms to the start pose."""
+        """Place the object(s) uniformly at random (seeded) and move both arms to the start pose.
+
+        Placements (gym-aloha's ranges, metres): TransferCube cube x in [0, 0.2], y in [0.4, 0.6];
+        Insertion peg x in [0.1, 0.2], socket x in [-0.2, -0.1], both y in [0.4, 0.6].
+        """
+        self._require_open()
         super().reset(seed=seed)
         poses = {}
         for name, (lo, hi) in self._spec.placements.items():
@@ -236,14 +246,25 @@ class AlohaEnv(gym.Env):
                 data.qpos[adr + 3 : adr + 7] = (1.0, 0.0, 0.0, 0.0)
         self._steps = 0
         self._needs_reset = False
-        return self._observation(), self._info(success=False)
+        self._episode_over = False
+        self._obs = self._observation()
+        return self._copy_obs(), self._info(success=False)
 
     def step(
         self, action: np.ndarray
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
-        """Apply one 14-D joint-position action for 20 ms of simulated time."""
+        """Apply one 14-D joint-position action for 20 ms of simulated time.
+
+        Raises:
+            ResetNeeded: before ``reset``, after the episode ended, or after ``close``.
+            InvalidAction: wrong shape or dtype, NaN/inf, or outside the bounds (beyond a
+                1e-5 tolerance); the simulator is not advanced.
+        """
+        self._require_open()
         if self._needs_reset:
             raise ResetNeeded("call reset() before step()")
+        if self._episode_over:
+            raise ResetNeeded("the episode has ended (terminated or truncated); call reset()")
         act = self._check_action(action)
         self._task.before_step(act.astype(np.float64), self.physics)
         self.physics.step(self._n_substeps)
@@ -251,16 +272,21 @@ class AlohaEnv(gym.Env):
         stage = self._task.get_reward(self.physics)
         success = stage >= self._task.max_reward
         terminated = bool(success and self.terminate_on_success)
-        truncated = self._steps >= self.max_episode_steps
-        return self._observation(), float(stage), terminated, truncated, self._info(success=success)
+        truncated = self._steps >= self.max_episode_steps and not terminated
+        self._episode_over = terminated or truncated
+        self._obs = self._observation()
+        return self._copy_obs(), float(stage), terminated, truncated, self._info(success=success)
 
     def render(self) -> np.ndarray | None:
         """Return ``uint8 [H, W, 3]`` of the first observed camera (``top`` if none), or None."""
         if self.render_mode is None:
             return None
-        if self._needs_reset:
+        self._require_open()
+        if self._obs is None:
             raise ResetNeeded("call reset() before render()")
-        return self._render_camera(self.cameras[0] if self.cameras else "top")
+        if self.cameras:
+            return self._obs[f"{self.cameras[0]}_image"].copy()
+        return self._render_camera("top")
 
     def close(self) -> None:
         """Release the renderer; safe to call more than once."""
@@ -268,6 +294,7 @@ class AlohaEnv(gym.Env):
             self._renderer.close()
             self._renderer = None
         self._closed = True
+        self._obs = None
 
     def get_sim_state(self) -> np.ndarray:
         """Flat float64 MuJoCo state (``mjSTATE_INTEGRATION``: time, qpos, qvel, act, ctrl, ...)."""
@@ -294,6 +321,9 @@ class AlohaEnv(gym.Env):
         (:data:`GRIP_POINT_OFFSET` in that frame); per object (``box``; or ``peg`` and
         ``socket``): ``<obj>_pos`` [3], ``<obj>_quat`` [4]; ``stage``: the current reward stage.
         """
+        self._require_open()
+        if self._obs is None:
+            raise ResetNeeded("call reset() before privileged()")
         data = self.data
         out: dict[str, np.ndarray] = {"qpos": self._task.get_qpos(self.physics)}
         for side, body in self._gripper_body.items():
@@ -308,25 +338,33 @@ class AlohaEnv(gym.Env):
         out["stage"] = np.array(float(self._task.get_reward(self.physics)))
         return out
 
+    def _require_open(self) -> None:
+        if self._closed:
+            raise ResetNeeded("the environment is closed")
+
+    def _copy_obs(self) -> dict[str, np.ndarray]:
+        # Callers may write into what they get; the cached observation must stay intact.
+        return {key: value.copy() for key, value in (self._obs or {}).items()}
+
     def _check_action(self, action: Any) -> np.ndarray:
-        try:
-            act = np.asarray(action, dtype=np.float32)
-        except (TypeError, ValueError) as exc:
+        arr = np.asarray(action)
+        if arr.dtype.kind not in "fiu":
             raise InvalidAction(
-                f"action must be numeric with shape (14,) in {self.action_space}, got {action!r}"
-            ) from exc
+                f"action must be a real-valued array for {self.action_space}, got dtype {arr.dtype}"
+            )
+        act = arr.astype(np.float32)
         if act.shape != (14,):
             raise InvalidAction(f"action must have shape (14,) for {self.action_space}, got shape {act.shape}")
         if not np.all(np.isfinite(act)):
             raise InvalidAction(f"action contains NaN or inf: {act.tolist()}")
         low, high = self.action_space.low, self.action_space.high
-        bad = np.flatnonzero((act < low) | (act > high))
+        bad = np.flatnonzero((act < low - _BOUND_TOL) | (act > high + _BOUND_TOL))
         if bad.size:
             raise InvalidAction(
                 f"action entries {bad.tolist()} = {act[bad].tolist()} are outside the bounds "
                 f"low={low[bad].tolist()} high={high[bad].tolist()} of {self.action_space}"
             )
-        return act
+        return np.clip(act, low, high)
 
     def _observation(self) -> dict[str, np.ndarray]:
         obs = {f"{cam}_image": self._render_camera(cam) for cam in self.cameras}
