@@ -1,0 +1,241 @@
+"""Typed configuration of the world model: codec shapes, denoiser shapes, sampler defaults.
+
+One frozen dataclass, :class:`WorldModelConfig`, describes a whole model; it is saved as
+``config.json`` beside every checkpoint and validated on construction. Named presets:
+
+============ ===================================================================
+``tiny``     unit tests: milliseconds per call
+``small``    the CPU default model (64x64 frames -> 8x8x16 latents)
+``base``     a GPU-sized model (128x128 frames)
+``kairos-4b`` the released Kairos DiT's shapes (32 x 2560, 20 heads, W=3, d=4)
+============ ===================================================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from typing import Any
+
+LAYER_KINDS = ("swa", "dswa", "gated", "full")
+
+
+@dataclass(frozen=True)
+class WorldModelConfig:
+    """Every shape and default of a Kairos-architecture world model.
+
+    The temporal layer of block ``i`` is ``layer_pattern[i % len(layer_pattern)]``:
+    ``swa`` attends to frames ``t-W+1 .. t``; ``dswa`` to ``t, t-d, .., t-(W-1)d``;
+    ``gated`` is a Gated DeltaNet over the raster token order (the persistent memory);
+    ``full`` attends to every past frame (a baseline whose cost grows with the episode).
+    """
+
+    # --- frames and codec ---
+    image_size: tuple[int, int] = (64, 64)
+    """Frame height and width in pixels."""
+    latent_channels: int = 16
+    """Channels of one latent frame."""
+    spatial_compression: int = 8
+    """Pixels per latent cell along each side (the codec's downsampling)."""
+    temporal_compression: int = 1
+    """Video frames (= environment steps) per latent frame; 4 for the Wan2.1 VAE."""
+    codec_channels: tuple[int, ...] = (32, 64, 128)
+    """Widths of the convolutional codec's stages (one stride-2 stage each)."""
+
+    # --- denoiser ---
+    patch_size: int = 2
+    """Spatial patch size over the latent grid."""
+    dim: int = 256
+    """Transformer width."""
+    num_layers: int = 8
+    """Number of blocks."""
+    num_heads: int = 4
+    """Attention heads of the window-attention blocks."""
+    ffn_dim: int = 1024
+    """Hidden width of each block's feed-forward network."""
+    layer_pattern: tuple[str, ...] = ("swa", "swa", "dswa", "gated")
+    """Temporal mixer per block, repeated over the depth."""
+    window: int = 3
+    """Window W in latent frames (the current frame included)."""
+    dilation: int = 4
+    """Stride d between the frames a dilated window sees."""
+    gdn_num_heads: int = 4
+    """Heads of the Gated DeltaNet layers."""
+    gdn_head_dim: int = 32
+    """Key/query width per Gated DeltaNet head."""
+    gdn_expand_v: int = 2
+    """Value width = ``gdn_expand_v * gdn_head_dim``."""
+    gdn_conv_size: int = 4
+    """Kernel of the short causal convolutions on q, k, v."""
+    freq_dim: int = 256
+    """Width of the sinusoidal flow-time features."""
+    action_dim: int = 7
+    """Dimension of one environment action."""
+    text_dim: int | None = None
+    """Width of instruction tokens for cross-attention; ``None`` disables cross-attention."""
+    rope_theta: float = 10000.0
+    """Base of the rotary position frequencies."""
+    eps: float = 1e-6
+    """Epsilon of the normalisation layers."""
+
+    # --- sampler defaults ---
+    sample_steps: int = 4
+    """Euler steps per imagined frame (1 to 50)."""
+    timestep_shift: float = 3.0
+    """Shift of the flow-time schedule toward the noisy end (1 = no shift)."""
+    context_sigma: float = 0.05
+    """Noise level at which a frame is committed to memory (fights drift)."""
+    guidance_scale: float = 1.0
+    """Classifier-free guidance on the action (1 = off)."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image_size", _pair(self.image_size, "image_size"))
+        object.__setattr__(self, "codec_channels", tuple(int(c) for c in self.codec_channels))
+        object.__setattr__(self, "layer_pattern", tuple(str(k) for k in self.layer_pattern))
+        for name in ("latent_channels", "spatial_compression", "temporal_compression", "patch_size",
+                     "dim", "num_layers", "num_heads", "ffn_dim", "window", "dilation",
+                     "gdn_num_heads", "gdn_head_dim", "gdn_expand_v", "gdn_conv_size",
+                     "freq_dim", "action_dim"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        bad = [k for k in self.layer_pattern if k not in LAYER_KINDS]
+        if not self.layer_pattern or bad:
+            raise ValueError(f"layer_pattern entries must be in {LAYER_KINDS}, got {self.layer_pattern!r}")
+        if self.dim % self.num_heads:
+            raise ValueError(f"dim ({self.dim}) must be divisible by num_heads ({self.num_heads})")
+        if (self.dim // self.num_heads) % 2:
+            raise ValueError(f"head dim {self.dim // self.num_heads} must be even for rotary embeddings")
+        h, w = self.image_size
+        if h % self.spatial_compression or w % self.spatial_compression:
+            raise ValueError(
+                f"image_size {self.image_size} must be divisible by spatial_compression "
+                f"({self.spatial_compression})")
+        lh, lw = h // self.spatial_compression, w // self.spatial_compression
+        if lh % self.patch_size or lw % self.patch_size:
+            raise ValueError(f"latent grid {(lh, lw)} must be divisible by patch_size ({self.patch_size})")
+        if 2 ** len(self.codec_channels) != self.spatial_compression:
+            raise ValueError(
+                f"the codec halves the resolution once per entry of codec_channels: "
+                f"{len(self.codec_channels)} stages give {2 ** len(self.codec_channels)}x, "
+                f"but spatial_compression is {self.spatial_compression}")
+        if not 1 <= self.sample_steps <= 50:
+            raise ValueError(f"sample_steps must be in 1..50, got {self.sample_steps}")
+        if self.timestep_shift <= 0:
+            raise ValueError(f"timestep_shift must be > 0, got {self.timestep_shift}")
+        if not 0.0 <= self.context_sigma < 1.0:
+            raise ValueError(f"context_sigma must be in [0, 1), got {self.context_sigma}")
+        if self.text_dim is not None and self.text_dim < 1:
+            raise ValueError(f"text_dim must be positive or None, got {self.text_dim}")
+
+    # --- derived shapes ---
+    @property
+    def latent_shape(self) -> tuple[int, int, int]:
+        """``(C, h, w)`` of one latent frame."""
+        h, w = self.image_size
+        s = self.spatial_compression
+        return (self.latent_channels, h // s, w // s)
+
+    @property
+    def frame_shape(self) -> tuple[int, int, int]:
+        """``(H, W, 3)`` of one video frame."""
+        return (*self.image_size, 3)
+
+    @property
+    def grid(self) -> tuple[int, int]:
+        """Token grid ``(h', w')`` of one latent frame after patchifying."""
+        _, h, w = self.latent_shape
+        return (h // self.patch_size, w // self.patch_size)
+
+    @property
+    def tokens_per_frame(self) -> int:
+        """Tokens one latent frame becomes."""
+        gh, gw = self.grid
+        return gh * gw
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one window-attention head."""
+        return self.dim // self.num_heads
+
+    @property
+    def action_dim_per_latent(self) -> int:
+        """Width of the action vector conditioning one latent frame (``action_dim * temporal_compression``)."""
+        return self.action_dim * self.temporal_compression
+
+    def layer_kind(self, index: int) -> str:
+        """Temporal mixer kind of block ``index``."""
+        return self.layer_pattern[index % len(self.layer_pattern)]
+
+    def memory_span(self, index: int) -> int:
+        """Past latent frames block ``index`` must keep to step (0 for gated blocks, unbounded -1 for full)."""
+        kind = self.layer_kind(index)
+        if kind == "swa":
+            return self.window - 1
+        if kind == "dswa":
+            return (self.window - 1) * self.dilation
+        if kind == "full":
+            return -1
+        return 0
+
+    # --- presets and serialisation ---
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "WorldModelConfig":
+        """A named preset (``tiny``, ``small``, ``base``, ``kairos-4b``), with field overrides."""
+        if name not in PRESETS:
+            raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
+        return dataclasses.replace(PRESETS[name], **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every field."""
+        return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "WorldModelConfig":
+        """Rebuild from :meth:`to_dict` output; unknown keys are an error, missing keys take defaults."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - names)
+        if unknown:
+            raise ValueError(f"unknown WorldModelConfig fields: {unknown}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        """The config as indented JSON."""
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def _pair(value: Any, name: str) -> tuple[int, int]:
+    if isinstance(value, int):
+        return (value, value)
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int or a pair of ints, got {value!r}") from None
+    if h < 1 or w < 1:
+        raise ValueError(f"{name} must be positive, got {value!r}")
+    return (h, w)
+
+
+def _jsonable(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+PRESETS: dict[str, WorldModelConfig] = {
+    "tiny": WorldModelConfig(
+        image_size=(16, 16), latent_channels=4, spatial_compression=4, codec_channels=(8, 16),
+        patch_size=1, dim=32, num_layers=4, num_heads=2, ffn_dim=64, window=2, dilation=2,
+        gdn_num_heads=2, gdn_head_dim=8, freq_dim=32, sample_steps=2,
+    ),
+    "small": WorldModelConfig(),
+    "base": WorldModelConfig(
+        image_size=(128, 128), codec_channels=(64, 128, 256), dim=768, num_layers=16, num_heads=12,
+        ffn_dim=3072, gdn_num_heads=6, gdn_head_dim=64,
+    ),
+    "kairos-4b": WorldModelConfig(
+        image_size=(480, 832), latent_channels=16, spatial_compression=8, temporal_compression=4,
+        patch_size=2, dim=2560, num_layers=32, num_heads=20, ffn_dim=10240, window=3, dilation=4,
+        gdn_num_heads=20, gdn_head_dim=256, gdn_expand_v=2, gdn_conv_size=4, text_dim=3584,
+        sample_steps=4, timestep_shift=5.0,
+    ),
+}

@@ -1,0 +1,220 @@
+"""``WorldModel``: the denoiser, the codec and the sampler behind one frame-level API.
+
+Latent level (the invariant)::
+
+    v = wm.velocity(latents, sigmas, actions)                    # [B,T,C,h,w]
+    v_t, state = wm.velocity_step(state, latent_t, sigma_t, action_t, commit=True)
+
+Frame level::
+
+    state = wm.init_state(batch_size=B)
+    state = wm.observe(state, frames)                            # uint8 [B,T,H,W,3]
+    frames, out, state = wm.step(state, actions)                 # [B,H,W,3], {"reward", "success", "done"}
+    frames, out, state = wm.rollout(state, actions)              # actions [B,K,A] -> frames [B,K,H,W,3]
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from kairos_gym.errors import CheckpointError, ShapeError
+from kairos_gym.model import checkpoint as ckpt
+from kairos_gym.model.codec import Codec, ConvCodec
+from kairos_gym.model.config import WorldModelConfig
+from kairos_gym.model.dit import KairosDiT
+from kairos_gym.model.sampler import SamplerSettings, add_noise, sample_frame
+from kairos_gym.model.state import WorldState
+
+
+class WorldModel(nn.Module):
+    """A Kairos-architecture world model that steps like an environment.
+
+    Args:
+        config: shapes and sampler defaults.
+        codec: a frames <-> latents codec; default a fresh :class:`ConvCodec`.
+    """
+
+    def __init__(self, config: WorldModelConfig, codec: Codec | None = None) -> None:
+        super().__init__()
+        self.config = config
+        self.dit = KairosDiT(config)
+        self.codec = codec if codec is not None else ConvCodec(config)
+        if tuple(self.codec.latent_shape) != config.latent_shape:
+            raise ValueError(f"codec latent shape {self.codec.latent_shape} != config {config.latent_shape}")
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the denoiser's parameters."""
+        return self.dit.patch_embedding.weight.device
+
+    @property
+    def sampler(self) -> SamplerSettings:
+        """The sampler settings from the config."""
+        c = self.config
+        return SamplerSettings(c.sample_steps, c.timestep_shift, c.guidance_scale, c.context_sigma)
+
+    # --- latent level ---
+    def velocity(self, latents: torch.Tensor, sigmas: torch.Tensor, actions: torch.Tensor | None = None,
+                 action_mask: torch.Tensor | None = None, context: torch.Tensor | None = None) -> torch.Tensor:
+        """Parallel velocity over a clip; see :meth:`KairosDiT.velocity`."""
+        return self.dit.velocity(latents, sigmas, actions, action_mask, context)
+
+    def velocity_step(self, state: WorldState, latent: torch.Tensor, sigma: torch.Tensor | float,
+                      action: torch.Tensor | None = None, commit: bool = False) -> tuple[torch.Tensor, WorldState]:
+        """Streaming velocity of one frame; see :meth:`KairosDiT.velocity_step`."""
+        return self.dit.velocity_step(state, latent, sigma, action, commit)
+
+    def init_state(self, batch_size: int = 1, context: torch.Tensor | None = None) -> WorldState:
+        """An empty memory for ``batch_size`` rows on the model's device."""
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        return self.dit.init_state(batch_size, self.device, context)
+
+    # --- frame level ---
+    def _actions(self, actions: Any, batch: int, steps: int | None) -> torch.Tensor:
+        """Validate actions ``[B, A]`` (or ``[B, K, A]`` when ``steps`` is given) as float32."""
+        a = torch.as_tensor(np.asarray(actions, dtype=np.float32) if not isinstance(actions, torch.Tensor) else actions)
+        a = a.to(self.device, torch.float32)
+        tc, dim = self.config.temporal_compression, self.config.action_dim
+        per = (tc, dim) if tc > 1 else (dim,)
+        expected = (batch, *per) if steps is None else (batch, steps * tc, dim)
+        if tuple(a.shape) != expected:
+            raise ShapeError(f"actions must have shape {expected}, got {tuple(a.shape)}")
+        if not torch.isfinite(a).all():
+            raise ShapeError("actions contain NaN or inf")
+        return a
+
+    @torch.no_grad()
+    def observe(self, state: WorldState, frames: torch.Tensor | np.ndarray, actions: Any = None,
+                generator: torch.Generator | None = None) -> WorldState:
+        """Commit real context frames into the memory.
+
+        Args:
+            state: memory of ``B`` rows.
+            frames: uint8 ``[B, T, H, W, 3]``.
+            actions: optional ``[B, T, A]``; ``actions[:, t]`` led into frame ``t``.
+            generator: noise for the context-noise commit.
+        """
+        latents = self.codec.encode(frames)
+        b, t = latents.shape[:2]
+        if b != state.batch_size:
+            raise ShapeError(f"frames have {b} rows but the state has {state.batch_size}")
+        tc = self.config.temporal_compression
+        if actions is not None:
+            acts = self._actions(actions, b, t)
+            acts = acts.view(b, t, tc * self.config.action_dim)
+        sigma = self.config.context_sigma
+        for i in range(t):
+            latent = add_noise(latents[:, i].float(), sigma, generator)
+            _, state = self.dit.velocity_step(state, latent, sigma, None if actions is None else acts[:, i], commit=True)
+        return state
+
+    @torch.no_grad()
+    def step(self, state: WorldState, actions: Any, generator: torch.Generator | None = None,
+             settings: SamplerSettings | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], WorldState]:
+        """Imagine the next frame of every row from its action.
+
+        Args:
+            state: memory of ``B`` rows (at least one committed frame each).
+            actions: ``[B, A]`` (``[B, temporal_compression, A]`` for video codecs).
+            generator: source of sampling noise.
+            settings: sampler settings (default: the config's).
+
+        Returns:
+            ``(frames, outcomes, new state)``: uint8 frames ``[B, H, W, 3]`` (``[B, tc, H, W, 3]``
+            for video codecs); outcomes ``reward`` ``[B]`` and probabilities ``success``/``done`` ``[B]``.
+        """
+        a = self._actions(actions, state.batch_size, None).reshape(state.batch_size, -1)
+        latent, features, state = sample_frame(self.dit, state, a, settings or self.sampler, generator)
+        frames = self.codec.decode(latent[:, None])
+        frames = frames[:, 0] if self.config.temporal_compression == 1 else frames
+        return frames, self._outcomes(features), state
+
+    @torch.no_grad()
+    def rollout(self, state: WorldState, actions: Any, generator: torch.Generator | None = None,
+                settings: SamplerSettings | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], WorldState]:
+        """Imagine ``K`` steps open loop: actions ``[B, K, A]`` -> frames ``[B, K, H, W, 3]``."""
+        a = torch.as_tensor(np.asarray(actions, dtype=np.float32)) if not isinstance(actions, torch.Tensor) else actions
+        if a.ndim != 3:
+            raise ShapeError(f"rollout actions must be [B, K, A], got {tuple(a.shape)}")
+        tc = self.config.temporal_compression
+        if a.shape[1] % tc:
+            raise ShapeError(f"rollout length {a.shape[1]} must be a multiple of temporal_compression {tc}")
+        frames, outs = [], []
+        for k in range(a.shape[1] // tc):
+            chunk = a[:, k * tc:(k + 1) * tc]
+            f, out, state = self.step(state, chunk if tc > 1 else chunk[:, 0], generator, settings)
+            frames.append(f if tc > 1 else f[:, None])
+            outs.append(out)
+        stacked = {name: torch.stack([o[name] for o in outs], dim=1) for name in outs[0]}
+        return torch.cat(frames, dim=1), stacked, state
+
+    def _outcomes(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        raw = self.dit.outcomes(features)
+        return {"reward": raw["reward"], "success": raw["success"].sigmoid(), "done": raw["done"].sigmoid()}
+
+    # --- checkpoints ---
+    def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+        """Write ``config.json``, ``model.safetensors`` and ``codec.safetensors`` to ``directory``.
+
+        Args:
+            extra: more top-level entries for ``config.json`` (env spec, training info).
+        """
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        ckpt.save_tensors_atomic(self.dit.state_dict(), directory / ckpt.MODEL_NAME, {"format": "pt"})
+        ckpt.save_tensors_atomic(self.codec.state_dict(), directory / ckpt.CODEC_NAME, {"format": "pt"})
+        data = {"format": ckpt.FORMAT_VERSION, "model": self.config.to_dict(), **(extra or {})}
+        ckpt.write_json_atomic(directory / ckpt.CONFIG_NAME, data)
+        return directory
+
+    @classmethod
+    def from_pretrained(cls, directory: str | os.PathLike, device: torch.device | str = "cpu") -> "WorldModel":
+        """Load a directory written by :meth:`save_pretrained` (strict; never unpickles).
+
+        Raises:
+            CheckpointError: missing/corrupt files, or tensors that do not match the config.
+        """
+        data = ckpt.read_config(directory)
+        try:
+            config = WorldModelConfig.from_dict(data["model"])
+        except (TypeError, ValueError) as exc:
+            raise CheckpointError(f"{Path(directory) / ckpt.CONFIG_NAME}: invalid model config: {exc}") from None
+        model = cls(config)
+        ckpt.load_state_strict(model.dit, ckpt.load_tensors(Path(directory) / ckpt.MODEL_NAME),
+                               str(Path(directory) / ckpt.MODEL_NAME))
+        ckpt.load_state_strict(model.codec, ckpt.load_tensors(Path(directory) / ckpt.CODEC_NAME),
+                               str(Path(directory) / ckpt.CODEC_NAME))
+        model.checkpoint_info = data
+        return model.to(device).eval()
+
+    @classmethod
+    def from_released_dit(cls, path: str | os.PathLike, config: WorldModelConfig,
+                          codec: Codec | None = None) -> "WorldModel":
+        """Build a model whose denoiser holds released Kairos DiT weights.
+
+        The released DiT has no action conditioning and no outcome head: those parameters
+        keep their fresh initialisation (and need training); every other tensor must match
+        ``config`` exactly. ``action_dit.*`` tensors of world-action checkpoints are dropped.
+        """
+        model = cls(config, codec)
+        tensors, _ = ckpt.map_released_dit_keys(ckpt.load_tensors(path))
+        ckpt.load_state_strict(model.dit, tensors, str(path), allow_missing=ckpt.NEW_IN_KAIROS_GYM)
+        return model
+
+    def with_config(self, **changes: Any) -> "WorldModel":
+        """Change sampler fields of the config in place (shapes cannot change); returns self."""
+        shape_fields = {f.name for f in dataclasses.fields(WorldModelConfig)} - {
+            "sample_steps", "timestep_shift", "context_sigma", "guidance_scale"}
+        bad = sorted(set(changes) & shape_fields)
+        if bad:
+            raise ValueError(f"only sampler fields can change on a built model, not {bad}")
+        self.config = dataclasses.replace(self.config, **changes)
+        return self
