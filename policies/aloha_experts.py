@@ -345,56 +345,74 @@ class TransferCubeExpert(AlohaExpert):
         return {"left": left, "right": right}
 
 
+def carry_target(
+    priv: dict[str, np.ndarray], side: str, obj: str, obj_pos: np.ndarray, obj_rot: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Grip point ``[3]`` and rotation ``[3, 3]`` that bring a held object to a new pose.
+
+    Keeps the measured object-in-gripper transform, so a peg that tilted or slid in the
+    fingers is still placed where it is wanted (``obj_pos [3]``, ``obj_rot [3, 3]``).
+    """
+    cur_obj_rot = _quat_to_mat(priv[f"{obj}_quat"])
+    delta = obj_rot @ cur_obj_rot.T
+    grip_rel = priv[f"{side}_grip_point"] - priv[f"{obj}_pos"]
+    return obj_pos + delta @ grip_rel, delta @ priv[f"{side}_gripper_mat"]
+
+
 class InsertionExpert(AlohaExpert):
     """Right arm picks the peg, left arm picks the socket; they meet and the peg slides in.
 
     Both objects lie along the x axis. Each arm grasps its object near the end facing away
-    from the middle, lifts it to a meeting height, the arms line the peg up with the socket's
-    opening using the objects' measured poses, then the right arm pushes the peg along -x
-    until it touches the pin inside the socket.
+    from the middle with a shallow pitch (the 2 cm peg is too low for a steep grasp: the
+    fingertips would hit the table), lifts it to a meeting height, then the right arm puts
+    the peg on the socket's measured axis just outside its opening, corrects once more, and
+    pushes along that axis until the peg touches the pin inside the socket.
     """
 
     height = 0.25
+    half_length = 0.06  # of both the peg and the socket, along their x axis
 
     def plan(self, priv: dict[str, np.ndarray]) -> dict[str, list[Segment]]:
-        peg, socket = priv["peg_pos"].copy(), priv["socket_pos"].copy()
-        # Grasp the peg 3 cm from its outer (+x) end and the socket 3 cm from its outer (-x) end.
-        peg_grasp = peg + np.array([0.03, 0.0, 0.0])
-        socket_grasp = socket + np.array([-0.04, 0.0, 0.0])
-        right_rot = pitched_frame("right", peg_grasp[:2], pitch_deg=60.0)
-        left_rot = pitched_frame("left", socket_grasp[:2], pitch_deg=60.0)
+        # Objects start 5 cm high and fall onto the table, so grasp heights are read live.
+        peg_offset = np.array([0.03, 0.0, 0.008])
+        socket_offset = np.array([-0.035, 0.0, 0.0])
+        peg_grasp = priv["peg_pos"] + peg_offset
+        socket_grasp = priv["socket_pos"] + socket_offset
+        right_rot = pitched_frame("right", peg_grasp[:2], pitch_deg=30.0)
+        left_rot = pitched_frame("left", socket_grasp[:2], pitch_deg=45.0)
         # Same pitch as the grasp, so the held objects stay level; only the heading turns.
-        right_lift_rot = pitched_frame("right", np.array([0.0, 0.5]), pitch_deg=60.0)
-        left_lift_rot = pitched_frame("left", np.array([0.0, 0.5]), pitch_deg=60.0)
-        meet_y = 0.5
-        right_meet = np.array([0.14, meet_y, self.height])
-        left_meet = np.array([-0.12, meet_y, self.height])
+        right_lift_rot = pitched_frame("right", np.array([0.0, 0.5]), pitch_deg=30.0)
+        left_lift_rot = pitched_frame("left", np.array([0.0, 0.5]), pitch_deg=45.0)
+        right_meet = np.array([0.15, 0.5, self.height])
+        left_meet = np.array([-0.10, 0.5, self.height])
 
-        def align(p: dict[str, np.ndarray]) -> tuple:
-            # Put the peg's axis on the socket's axis, its tip 1 cm outside the opening.
-            peg_offset = p["right_grip_point"] - p["peg_pos"]
-            socket_mouth = p["socket_pos"] + np.array([0.06 + 0.06 + 0.01, 0.0, 0.0])
-            return socket_mouth + peg_offset, None, None
+        def peg_on_axis(depth: float) -> TargetFn:
+            # Peg centre on the socket's axis, ``depth`` from the socket's centre towards +x.
+            def target(p: dict[str, np.ndarray]) -> tuple:
+                socket_rot = _quat_to_mat(p["socket_quat"])
+                want = p["socket_pos"] + depth * socket_rot[:, 0]
+                pos, rot = carry_target(p, "right", "peg", want, socket_rot)
+                return pos, rot, None
 
-        def insert(p: dict[str, np.ndarray]) -> tuple:
-            peg_offset = p["right_grip_point"] - p["peg_pos"]
-            return p["socket_pos"] + np.array([0.06, 0.0, 0.0]) + peg_offset, None, None
+            return target
 
+        outside = 2 * self.half_length + 0.015
         right = [
-            Segment(80, lambda p: (peg_grasp - 0.10 * right_rot[:, 0], right_rot, OPEN)),
-            Segment(40, lambda p: (peg_grasp + np.array([0.0, 0.0, -0.005]), right_rot, OPEN)),
+            Segment(80, lambda p: (peg_grasp - 0.08 * right_rot[:, 0], right_rot, OPEN)),
+            Segment(40, lambda p: (p["peg_pos"] + peg_offset, right_rot, OPEN)),
             Segment(20, lambda p: (None, None, CLOSED)),
             Segment(70, lambda p: (right_meet, right_lift_rot, CLOSED)),
             _hold(10),
-            Segment(50, align),
-            Segment(60, insert),
-            _hold(70),
+            Segment(50, peg_on_axis(outside)),
+            Segment(20, peg_on_axis(outside)),
+            Segment(60, peg_on_axis(0.07)),
+            _hold(50),
         ]
         left = [
-            Segment(80, lambda p: (socket_grasp - 0.10 * left_rot[:, 0], left_rot, OPEN)),
-            Segment(40, lambda p: (socket_grasp + np.array([0.0, 0.0, -0.005]), left_rot, OPEN)),
+            Segment(80, lambda p: (socket_grasp - 0.08 * left_rot[:, 0], left_rot, OPEN)),
+            Segment(40, lambda p: (p["socket_pos"] + socket_offset, left_rot, OPEN)),
             Segment(20, lambda p: (None, None, CLOSED)),
             Segment(70, lambda p: (left_meet, left_lift_rot, CLOSED)),
-            _hold(180),
+            _hold(190),
         ]
         return {"left": left, "right": right}
