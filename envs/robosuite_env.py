@@ -349,9 +349,11 @@ class RobosuiteEnv(gym.Env):
             Lift: ``cube_pos [3]``, ``cube_quat [4]``;
             Stack: ``cubeA_pos``, ``cubeA_quat`` (red, picked), ``cubeB_pos``, ``cubeB_quat`` (green);
             PickPlaceCan: ``can_pos``, ``can_quat``, ``target_pos [3]`` (centre of the can's bin
-            compartment at bin-floor height);
+            compartment at bin-floor height), ``target_half_size [2]`` (its x/y half extents);
             Door: ``door_pos``, ``handle_pos [3]``, ``hinge_qpos [1]``, ``handle_qpos [1]``
-            (door and latch-handle joint angles).
+            (door and latch-handle joint angles), ``hinge_anchor [3]``, ``hinge_axis [3]``,
+            ``latch_anchor [3]``, ``latch_axis [3]`` (world position and unit axis of the door
+            hinge and of the handle's latch joint; the latch opens past about 1.3 rad).
         """
         self._require_open()
         if self._raw is None:
@@ -370,6 +372,13 @@ class RobosuiteEnv(gym.Env):
             target = np.array(env.target_bin_placements[env.object_id], dtype=np.float64)
             target[2] = env.bin2_pos[2]
             out["target_pos"] = target
+            out["target_half_size"] = np.array(env.bin_size[:2], dtype=np.float64) / 4.0
+        if self.task == "Door":
+            model, data = sim.model, sim.data
+            for name, joint in (("hinge", self._env.door.joints[0]), ("latch", self._env.door.joints[1])):
+                jid = model.joint_name2id(joint)
+                out[f"{name}_anchor"] = np.array(data.xanchor[jid], dtype=np.float64)
+                out[f"{name}_axis"] = np.array(data.xaxis[jid], dtype=np.float64)
         return out
 
     @property
