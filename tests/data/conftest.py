@@ -1,0 +1,162 @@
+"""Fixtures for the data tests: a small env spec, synthetic episodes, and files in the
+official LIBERO and robomimic layouts (built here, with their key names and attributes)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import gymnasium as gym
+import h5py
+import numpy as np
+import pytest
+
+from kairos_gym.data.spaces import EpisodeEnvSpec
+
+H = 16  # image side: small keeps every test fast
+
+
+def make_spec(image_size: int = H, instruction: str = "lift the cube") -> EpisodeEnvSpec:
+    """A spec shaped like a kairos-gym robosuite env with one camera."""
+    obs = gym.spaces.Dict(
+        {
+            "agentview_image": gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+            "state": gym.spaces.Box(-np.inf, np.inf, (9,), np.float32),
+        }
+    )
+    return EpisodeEnvSpec(
+        env_id="kairos_gym/Robosuite-Lift-v0",
+        env_kwargs={"cameras": ("agentview",), "image_size": image_size, "max_episode_steps": 50},
+        observation_space=obs,
+        action_space=gym.spaces.Box(-1.0, 1.0, (7,), np.float32),
+        control_freq=20.0,
+        instruction=instruction,
+        cameras=("agentview",),
+        image_size=(image_size, image_size),
+    )
+
+
+def make_episode(T: int, seed: int = 0, image_size: int = H) -> dict[str, Any]:
+    """Arrays for ``EpisodeWriter.write_episode``; frame j's pixels all equal j (mod 256),
+    so alignment can be checked from the pixels alone. Action ``t`` is ``[t, t, ...] / 1000``."""
+    rng = np.random.default_rng(seed)
+    frames = (np.arange(T + 1) % 256).astype(np.uint8)[:, None, None, None]
+    frames = np.broadcast_to(frames, (T + 1, image_size, image_size, 3)).copy()
+    state = rng.standard_normal((T + 1, 9)).astype(np.float32)
+    state[:, 0] = np.arange(T + 1)
+    success = np.zeros(T, dtype=bool)
+    success[T // 2 :] = True
+    return {
+        "obs": {"agentview_image": frames[:T], "state": state[:T]},
+        "actions": (np.arange(T, dtype=np.float32)[:, None] / 1000 * np.ones(7, np.float32)),
+        "rewards": np.arange(T, dtype=np.float64) + 1.0,  # reward of step t is t + 1
+        "dones": np.arange(T) == T - 1,
+        "success": success,
+        "states": np.stack([np.full(5, t, np.float64) for t in range(T)]),
+        "final_obs": {"agentview_image": frames[T], "state": state[T]},
+        "final_state": np.full(5, T, np.float64),
+    }
+
+
+@pytest.fixture
+def spec() -> EpisodeEnvSpec:
+    return make_spec()
+
+
+@pytest.fixture
+def episode_factory() -> Callable[..., dict[str, Any]]:
+    return make_episode
+
+
+def write_libero_file(path: str, num_demos: int = 3, T: int = 12, image_size: int = H) -> None:
+    """A file laid out like LIBERO's released demos (``*_demo.hdf5``)."""
+    rng = np.random.default_rng(1)
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        data.attrs["problem_info"] = json.dumps(
+            {
+                "problem_name": "libero_tabletop_manipulation",
+                "domain_name": "robosuite",
+                "language_instruction": "put the bowl on the plate",
+            }
+        )
+        data.attrs["env_args"] = json.dumps(
+            {
+                "type": 1,
+                "env_name": "Libero_Tabletop_Manipulation",
+                "problem_name": "libero_tabletop_manipulation",
+                "bddl_file": "libero/bddl_files/put_the_bowl_on_the_plate.bddl",
+                "env_kwargs": {"robots": ["Panda"], "control_freq": 20, "camera_heights": image_size},
+            }
+        )
+        data.attrs["bddl_file_name"] = "libero/bddl_files/put_the_bowl_on_the_plate.bddl"
+        data.attrs["macros_image_convention"] = "opengl"
+        total = 0
+        for i in range(num_demos):
+            g = data.create_group(f"demo_{i}")
+            obs = g.create_group("obs")
+            obs.create_dataset("agentview_rgb", data=rng.integers(0, 255, (T, image_size, image_size, 3), dtype=np.uint8))
+            obs.create_dataset("eye_in_hand_rgb", data=rng.integers(0, 255, (T, image_size, image_size, 3), dtype=np.uint8))
+            obs.create_dataset("joint_states", data=rng.standard_normal((T, 7)))
+            obs.create_dataset("gripper_states", data=rng.standard_normal((T, 2)))
+            obs.create_dataset("ee_states", data=rng.standard_normal((T, 6)))
+            g.create_dataset("actions", data=rng.uniform(-1, 1, (T, 7)))
+            rewards = np.zeros(T, np.uint8)
+            rewards[-1] = 1
+            g.create_dataset("rewards", data=rewards)
+            g.create_dataset("dones", data=rewards.copy())
+            g.create_dataset("states", data=rng.standard_normal((T, 47)))
+            g.create_dataset("robot_states", data=rng.standard_normal((T, 9)))
+            g.attrs["num_samples"] = T
+            g.attrs["init_state"] = rng.standard_normal(47)
+            total += T
+        data.attrs["num_demos"] = num_demos
+        data.attrs["total"] = total
+
+
+def write_robomimic_file(path: str, num_demos: int = 4, T: int = 10, image_size: int = H) -> None:
+    """A file laid out like robomimic's image datasets (``image.hdf5``), with a ``mask`` group."""
+    rng = np.random.default_rng(2)
+    with h5py.File(path, "w") as f:
+        data = f.create_group("data")
+        data.attrs["env_args"] = json.dumps(
+            {"env_name": "Lift", "type": 1, "env_kwargs": {"control_freq": 20, "has_renderer": False}}
+        )
+        total = 0
+        for i in range(num_demos):
+            g = data.create_group(f"demo_{i}")
+            for group in ("obs", "next_obs"):
+                o = g.create_group(group)
+                o.create_dataset("agentview_image", data=rng.integers(0, 255, (T, image_size, image_size, 3), dtype=np.uint8))
+                o.create_dataset("robot0_eye_in_hand_image", data=rng.integers(0, 255, (T, image_size, image_size, 3), dtype=np.uint8))
+                o.create_dataset("robot0_eef_pos", data=rng.standard_normal((T, 3)))
+                o.create_dataset("robot0_eef_quat", data=rng.standard_normal((T, 4)))
+                o.create_dataset("robot0_gripper_qpos", data=rng.standard_normal((T, 2)))
+                o.create_dataset("object", data=rng.standard_normal((T, 10)))
+            g.create_dataset("actions", data=rng.uniform(-1, 1, (T, 7)))
+            g.create_dataset("rewards", data=(np.arange(T) == T - 1).astype(np.float64))
+            g.create_dataset("dones", data=(np.arange(T) == T - 1).astype(np.int64))
+            g.create_dataset("states", data=rng.standard_normal((T, 32)))
+            g.attrs["num_samples"] = T
+            g.attrs["model_file"] = "<mujoco model=\"base\"></mujoco>"
+            total += T
+        data.attrs["total"] = total
+        mask = f.create_group("mask")
+        names = [f"demo_{i}" for i in range(num_demos)]
+        mask.create_dataset("train", data=np.array(names[:-1], dtype="S"))
+        mask.create_dataset("valid", data=np.array(names[-1:], dtype="S"))
+
+
+@pytest.fixture
+def libero_file(tmp_path) -> str:
+    path = str(tmp_path / "KITCHEN_SCENE1_put_the_bowl_on_the_plate_demo.hdf5")
+    write_libero_file(path)
+    return path
+
+
+@pytest.fixture
+def robomimic_file(tmp_path) -> str:
+    path = str(tmp_path / "image.hdf5")
+    write_robomimic_file(path)
+    return path
