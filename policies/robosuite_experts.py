@@ -148,6 +148,10 @@ class RobosuiteExpert(Policy):
         self._phase_steps = 0
 
     @staticmethod
+    def _aligned(p: dict[str, np.ndarray], target_mat: np.ndarray, tol: float) -> bool:
+        return float(np.linalg.norm(mat_to_axis_angle(target_mat @ p["eef_mat"].T))) < tol
+
+    @staticmethod
     def _near(p: dict[str, np.ndarray], target: np.ndarray, tol: float) -> bool:
         return float(np.linalg.norm(target - p["eef_pos"])) < tol
 
@@ -159,12 +163,19 @@ class RobosuiteExpert(Policy):
         *,
         grasp_dz: float = 0.0,
         hover: float = 0.10,
+        approach_dir: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray, float] | None:
-        """Shared approach / descend / grasp phases; ``None`` once the object is held."""
-        above = obj_pos + np.array([0.0, 0.0, hover + grasp_dz])
+        """Shared approach / descend / grasp phases; ``None`` once the object is held.
+
+        The gripper first goes to ``hover`` metres before the grasp point, against
+        ``approach_dir`` (default straight down, i.e. it hovers above), then moves in.
+        """
+        direction = np.array([0.0, 0.0, -1.0]) if approach_dir is None else approach_dir
         grasp = obj_pos + np.array([0.0, 0.0, grasp_dz])
+        above = grasp - direction * hover
         if self.phase == "approach":
-            if self._near(p, above, 0.015) or self._phase_steps > 60:
+            aligned = self._aligned(p, grasp_mat, 0.1)
+            if (self._near(p, above, 0.015) and aligned) or self._phase_steps > 60:
                 self._set_phase("descend")
             else:
                 return above, grasp_mat, OPEN
@@ -294,19 +305,24 @@ class DoorExpert(RobosuiteExpert):
         mem = self._memory
         if "grasp_point" not in mem:
             anchor, axis = p["latch_anchor"], p["latch_axis"]
-            radial = p["handle_pos"] - anchor
-            radial -= axis * float(radial @ axis)
-            mem["grasp_point"] = anchor + radial * self.grasp_fraction
+            # The lever stands off the door along the latch axis; slide along the lever only.
+            axial = axis * float((p["handle_pos"] - anchor) @ axis)
+            radial = p["handle_pos"] - anchor - axial
+            mem["grasp_point"] = anchor + axial + radial * self.grasp_fraction
             mem["anchor"] = anchor
             mem["axis"] = axis
-            mem["grasp_mat"] = R_DOWN
+            # Face the door along the latch axis with the fingers vertical, so they pinch the
+            # lever's top and bottom (the hand is too wide to pinch it from above); this sign of
+            # the finger axis is a 90 degree turn from the start pose (the other is nearly 180).
+            fingers = np.array([0.0, 0.0, -1.0])
+            mem["grasp_mat"] = np.stack([fingers, np.cross(axis, fingers), axis], axis=1)
             # Turn the handle's free end downwards: pick the axis sign that lowers it.
             down_turn = rot_axis(axis, 0.1) @ radial
             mem["turn_sign"] = 1.0 if down_turn[2] < radial[2] else -1.0
         grasp_mat = mem["grasp_mat"]
         grasp_point = mem["grasp_point"]
         if self.phase in ("approach", "descend", "grasp"):
-            out = self._pick(p, grasp_point, grasp_mat, hover=0.08)
+            out = self._pick(p, grasp_point, grasp_mat, hover=0.10, approach_dir=mem["axis"])
             if out is not None:
                 return out
             self._set_phase("turn")
