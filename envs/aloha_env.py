@@ -86,6 +86,9 @@ TASKS: dict[str, _TaskSpec] = {
     ),
 }
 
+# How error messages name the action space (the Box repr spans several lines).
+_ACTION_DESC = "the 14-D joint-position action space (float32 Box, see AlohaEnv.action_space)"
+
 # Tolerance on the bounds so float rounding in a caller's own clipping is not an error.
 _BOUND_TOL = 1e-5
 
@@ -350,11 +353,11 @@ class AlohaEnv(gym.Env):
         arr = np.asarray(action)
         if arr.dtype.kind not in "fiu":
             raise InvalidAction(
-                f"action must be a real-valued array for {self.action_space}, got dtype {arr.dtype}"
+                f"action must be a real-valued array for {_ACTION_DESC}, got dtype {arr.dtype}"
             )
         act = arr.astype(np.float32)
         if act.shape != (14,):
-            raise InvalidAction(f"action must have shape (14,) for {self.action_space}, got shape {act.shape}")
+            raise InvalidAction(f"action must have shape (14,) for {_ACTION_DESC}, got shape {act.shape}")
         if not np.all(np.isfinite(act)):
             raise InvalidAction(f"action contains NaN or inf: {act.tolist()}")
         low, high = self.action_space.low, self.action_space.high
@@ -362,7 +365,7 @@ class AlohaEnv(gym.Env):
         if bad.size:
             raise InvalidAction(
                 f"action entries {bad.tolist()} = {act[bad].tolist()} are outside the bounds "
-                f"low={low[bad].tolist()} high={high[bad].tolist()} of {self.action_space}"
+                f"low={low[bad].tolist()} high={high[bad].tolist()} of {_ACTION_DESC}"
             )
         return np.clip(act, low, high)
 

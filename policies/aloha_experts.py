@@ -362,8 +362,8 @@ def carry_target(
 class InsertionExpert(AlohaExpert):
     """Right arm picks the peg, left arm picks the socket; they meet and the peg slides in.
 
-    Both objects lie along the x axis. Each arm grasps its object near the end facing away
-    from the middle with a shallow pitch (the 2 cm peg is too low for a steep grasp: the
+    Both objects lie along the x axis. The right arm grasps the peg near its middle, the left
+    the socket near its outer end, both with a shallow pitch (the 2 cm peg is too low for a steep grasp: the
     fingertips would hit the table), lifts it to a meeting height, then the right arm puts
     the peg on the socket's measured axis just outside its opening, corrects once more, and
     pushes along that axis until the peg touches the pin inside the socket.
@@ -371,17 +371,24 @@ class InsertionExpert(AlohaExpert):
 
     height = 0.25
     half_length = 0.06  # of both the peg and the socket, along their x axis
+    peg_pitch = 30.0  # degrees below horizontal of the right gripper's approach axis
+    peg_lift = 0.008  # grip point above the peg's centre: lower, the fingertips hit the table
+    # Steps of: approach, descend, close, lift to the meeting point, pause, align, re-align,
+    # insert (both arms share the first four).
+    timeline = (80, 40, 20, 70, 10, 50, 20, 60)
 
     def plan(self, priv: dict[str, np.ndarray]) -> dict[str, list[Segment]]:
         # Objects start 5 cm high and fall onto the table, so grasp heights are read live.
-        peg_offset = np.array([0.03, 0.0, 0.008])
+        # Near the peg's middle: torsional friction is tiny, so an off-centre grasp lets the
+        # peg swing down around the finger axis.
+        peg_offset = np.array([0.01, 0.0, self.peg_lift])
         socket_offset = np.array([-0.035, 0.0, 0.0])
         peg_grasp = priv["peg_pos"] + peg_offset
         socket_grasp = priv["socket_pos"] + socket_offset
-        right_rot = pitched_frame("right", peg_grasp[:2], pitch_deg=30.0)
+        right_rot = pitched_frame("right", peg_grasp[:2], pitch_deg=self.peg_pitch)
         left_rot = pitched_frame("left", socket_grasp[:2], pitch_deg=45.0)
         # Same pitch as the grasp, so the held objects stay level; only the heading turns.
-        right_lift_rot = pitched_frame("right", np.array([0.0, 0.5]), pitch_deg=30.0)
+        right_lift_rot = pitched_frame("right", np.array([0.0, 0.5]), pitch_deg=self.peg_pitch)
         left_lift_rot = pitched_frame("left", np.array([0.0, 0.5]), pitch_deg=45.0)
         right_meet = np.array([0.15, 0.5, self.height])
         left_meet = np.array([-0.10, 0.5, self.height])
@@ -389,6 +396,8 @@ class InsertionExpert(AlohaExpert):
         def peg_on_axis(depth: float) -> TargetFn:
             # Peg centre on the socket's axis, ``depth`` from the socket's centre towards +x.
             def target(p: dict[str, np.ndarray]) -> tuple:
+                if p["peg_pos"][2] < 0.5 * self.height:
+                    return None, None, None  # the peg was dropped: do not chase it
                 socket_rot = _quat_to_mat(p["socket_quat"])
                 want = p["socket_pos"] + depth * socket_rot[:, 0]
                 pos, rot = carry_target(p, "right", "peg", want, socket_rot)
@@ -397,22 +406,25 @@ class InsertionExpert(AlohaExpert):
             return target
 
         outside = 2 * self.half_length + 0.015
+        T = self.timeline
         right = [
-            Segment(80, lambda p: (peg_grasp - 0.08 * right_rot[:, 0], right_rot, OPEN)),
-            Segment(40, lambda p: (p["peg_pos"] + peg_offset, right_rot, OPEN)),
-            Segment(20, lambda p: (None, None, CLOSED)),
-            Segment(70, lambda p: (right_meet, right_lift_rot, CLOSED)),
-            _hold(10),
-            Segment(50, peg_on_axis(outside)),
-            Segment(20, peg_on_axis(outside)),
-            Segment(60, peg_on_axis(0.07)),
-            _hold(50),
+            Segment(T[0], lambda p: (peg_grasp - 0.08 * right_rot[:, 0], right_rot, OPEN)),
+            Segment(T[1], lambda p: (p["peg_pos"] + peg_offset, right_rot, OPEN)),
+            Segment(T[2], lambda p: (None, None, CLOSED)),
+            Segment(T[3], lambda p: (right_meet, right_lift_rot, CLOSED)),
+            _hold(T[4]),
+            Segment(T[5], peg_on_axis(outside)),
+            Segment(T[6], peg_on_axis(outside)),
+            # The pin spans +-4 cm inside the socket: stop 1 cm past first contact, since
+            # pushing harder levers the peg out of the fingers.
+            Segment(T[7], peg_on_axis(2 * self.half_length - 0.03)),
+            _hold(400),
         ]
         left = [
-            Segment(80, lambda p: (socket_grasp - 0.08 * left_rot[:, 0], left_rot, OPEN)),
-            Segment(40, lambda p: (p["socket_pos"] + socket_offset, left_rot, OPEN)),
-            Segment(20, lambda p: (None, None, CLOSED)),
-            Segment(70, lambda p: (left_meet, left_lift_rot, CLOSED)),
-            _hold(190),
+            Segment(T[0], lambda p: (socket_grasp - 0.08 * left_rot[:, 0], left_rot, OPEN)),
+            Segment(T[1], lambda p: (p["socket_pos"] + socket_offset, left_rot, OPEN)),
+            Segment(T[2], lambda p: (None, None, CLOSED)),
+            Segment(T[3], lambda p: (left_meet, left_lift_rot, CLOSED)),
+            _hold(400),
         ]
         return {"left": left, "right": right}
