@@ -71,8 +71,14 @@ class KairosDiT(nn.Module):
     # --- shared pieces ---
     def _patchify(self, latents: torch.Tensor) -> torch.Tensor:
         """``[B, T, C, h, w]`` -> tokens ``[B, T, N, dim]``."""
-        x = self.patch_embedding(latents.transpose(1, 2))
-        return x.flatten(3).permute(0, 2, 3, 1)
+        # The Conv3d with a (1, p, p) kernel and stride is a linear map of each patch; applied as a
+        # matmul because the CPU Conv3d path is slow. The weight keeps the released Conv3d layout.
+        b, t, c, h, w = latents.shape
+        p = self.cfg.patch_size
+        patches = latents.view(b, t, c, h // p, p, w // p, p).permute(0, 1, 3, 5, 2, 4, 6)
+        weight = self.patch_embedding.weight.flatten(1)  # [dim, C*p*p], ordered (c, p_h, p_w)
+        x = patches.reshape(b, t, (h // p) * (w // p), c * p * p) @ weight.T
+        return x + self.patch_embedding.bias
 
     def _unpatchify(self, tokens: torch.Tensor) -> torch.Tensor:
         """``[B, T, N, p*p*C]`` -> ``[B, T, C, h, w]``."""

@@ -153,11 +153,17 @@ class ShortConv(nn.Conv1d):
 
     def forward(self, x: torch.Tensor, cache: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x`` ``[B, L, C]``, ``cache`` ``[B, K-1, C]`` -> ``(silu(conv) [B, L, C], new cache)``."""
-        pad = self.kernel_size[0] - 1
+        size = self.kernel_size[0]
+        pad = size - 1
         if cache is None:
             cache = x.new_zeros(x.shape[0], pad, x.shape[2])
         full = torch.cat([cache.to(x.dtype), x], dim=1)
-        y = F.conv1d(full.transpose(1, 2), self.weight, groups=self.groups).transpose(1, 2)
+        length = x.shape[1]
+        # A handful of shifted multiply-adds: much faster than a depthwise conv1d on CPU.
+        weight = self.weight[:, 0]  # [C, K]
+        y = full[:, 0:length] * weight[:, 0]
+        for j in range(1, size):
+            y = y + full[:, j:j + length] * weight[:, j]
         return F.silu(y), full[:, full.shape[1] - pad:]
 
 

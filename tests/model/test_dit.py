@@ -138,3 +138,10 @@ def test_bad_step_inputs_raise_and_leave_the_state_alone():
         dit.velocity_step(state, torch.full((2, 4, 4, 4), float("nan")), 0.5, commit=True)
     for name, tensor in state.items():
         torch.testing.assert_close(tensor, before[name])
+
+
+def test_patch_embedding_matmul_equals_the_released_conv3d():
+    dit = tiny_dit(patch_size=2)
+    latents = torch.randn(2, 3, *dit.cfg.latent_shape)
+    conv = dit.patch_embedding(latents.transpose(1, 2)).flatten(3).permute(0, 2, 3, 1)
+    torch.testing.assert_close(dit._patchify(latents), conv, atol=1e-5, rtol=1e-5)

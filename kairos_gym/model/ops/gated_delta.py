@@ -142,7 +142,9 @@ def gated_delta_rule(
     if backend == "recurrent":
         o, state = gated_delta_rule_recurrent(q, k, v, g, beta, scale, initial_state)
     elif backend == "chunked":
-        o, state = gated_delta_rule_chunked(q, k, v, g, beta, scale, initial_state)
+        # Short inputs (one frame while stepping) use a chunk just large enough for them.
+        chunk = min(64, 1 << max(q.shape[1] - 1, 0).bit_length())
+        o, state = gated_delta_rule_chunked(q, k, v, g, beta, scale, initial_state, chunk_size=chunk)
     elif backend == "fla":
         kernels = _fla_kernels()
         if kernels is None or q.device.type != "cuda":
