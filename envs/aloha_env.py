@@ -24,7 +24,8 @@ Example::
 
     import gymnasium as gym, kairos_gym
     env = gym.make("kairos_gym/Aloha-TransferCube-v0", cameras=("top",), image_size=64)
-    obs, info = env.reset(seed=0)       # obs["top_image"]: uint8 [64, 64, 3], obs["state"]: float32 [14]
+    obs, info = env.reset(seed=0)
+    # obs["top_image"]: uint8 [64, 64, 3], obs["state"]: float32 [14]
 """
 
 from __future__ import annotations
@@ -56,7 +57,9 @@ except ImportError as exc:  # pragma: no cover - exercised only without the [sim
 GRIP_POINT_OFFSET = np.array([0.125, 0.0, 0.0])
 
 ARM_JOINTS = ("waist", "shoulder", "elbow", "forearm_roll", "wrist_angle", "wrist_rotate")
-CAMERAS = ("top", "angle", "front_close", "left_pillar", "right_pillar", "left_wrist", "right_wrist")
+CAMERAS = (
+    "top", "angle", "front_close", "left_pillar", "right_pillar", "left_wrist", "right_wrist",
+)
 
 
 @dataclass(frozen=True)
@@ -158,9 +161,8 @@ class AlohaEnv(gym.Env):
         if len(set(cameras)) != len(cameras):
             raise ValueError(f"cameras must be distinct, got {cameras!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
-            )
+            modes = self.metadata["render_modes"]
+            raise ValueError(f"render_mode must be None or one of {modes}, got {render_mode!r}")
         if int(max_episode_steps) <= 0:
             raise ValueError(f"max_episode_steps must be positive, got {max_episode_steps!r}")
 
@@ -185,7 +187,8 @@ class AlohaEnv(gym.Env):
         self._n_substeps = int(round(DT / model.opt.timestep))
         self._renderer: Any = None
         self._free_qpos = {
-            name: int(model.jnt_qposadr[model.body(name).jntadr[0]]) for name in self._spec.placements
+            name: int(model.jnt_qposadr[model.body(name).jntadr[0]])
+            for name in self._spec.placements
         }
         self._gripper_body = {
             side: model.body(f"vx300s_{side}/gripper_link").id for side in ("left", "right")
@@ -201,10 +204,13 @@ class AlohaEnv(gym.Env):
             high.append(1.0)
         # Joint ranges equal the actuators' control ranges in gym-aloha's XML.
         self.action_space = spaces.Box(
-            low=np.array(low, dtype=np.float32), high=np.array(high, dtype=np.float32), dtype=np.float32
+            low=np.array(low, dtype=np.float32),
+            high=np.array(high, dtype=np.float32),
+            dtype=np.float32,
         )
         obs_spaces: dict[str, spaces.Space] = {
-            f"{cam}_image": spaces.Box(0, 255, shape=(height, width, 3), dtype=np.uint8) for cam in cameras
+            f"{cam}_image": spaces.Box(0, 255, shape=(height, width, 3), dtype=np.uint8)
+            for cam in cameras
         }
         # Joint limits are soft in MuJoCo, so measured positions can leave the nominal range.
         obs_spaces["state"] = spaces.Box(-np.inf, np.inf, shape=(14,), dtype=np.float32)
@@ -357,7 +363,9 @@ class AlohaEnv(gym.Env):
             )
         act = arr.astype(np.float32)
         if act.shape != (14,):
-            raise InvalidAction(f"action must have shape (14,) for {_ACTION_DESC}, got shape {act.shape}")
+            raise InvalidAction(
+                f"action must have shape (14,) for {_ACTION_DESC}, got shape {act.shape}"
+            )
         if not np.all(np.isfinite(act)):
             raise InvalidAction(f"action contains NaN or inf: {act.tolist()}")
         low, high = self.action_space.low, self.action_space.high

@@ -64,7 +64,9 @@ def gripper_frame(approach: np.ndarray, finger_axis: np.ndarray) -> np.ndarray:
     return np.stack([x, y, np.cross(x, y)], axis=1)
 
 
-def pitched_frame(side: str, target_xy: np.ndarray, pitch_deg: float, roll_deg: float = 0.0) -> np.ndarray:
+def pitched_frame(
+    side: str, target_xy: np.ndarray, pitch_deg: float, roll_deg: float = 0.0
+) -> np.ndarray:
     """Gripper rotation ``[3, 3]`` pointing from ``side``'s base towards ``target_xy``.
 
     The approach axis leans ``pitch_deg`` below horizontal; the fingers slide horizontally
@@ -119,7 +121,9 @@ class ArmIK:
         rot_weight: metres of position error worth one radian of orientation error.
     """
 
-    def __init__(self, model: Any, side: str, *, damping: float = 0.03, rot_weight: float = 0.15) -> None:
+    def __init__(
+        self, model: Any, side: str, *, damping: float = 0.03, rot_weight: float = 0.15
+    ) -> None:
         if side not in ARM_BASE_XY:
             raise ValueError(f"side must be 'left' or 'right', got {side!r}")
         self.model = model
@@ -143,9 +147,15 @@ class ArmIK:
         return self.data.xpos[self.body] + rot @ GRIP_POINT_OFFSET, rot
 
     def solve(
-        self, q_init: np.ndarray, pos: np.ndarray, rot: np.ndarray, *, iters: int = 30, tol: float = 1e-4
+        self,
+        q_init: np.ndarray,
+        pos: np.ndarray,
+        rot: np.ndarray,
+        *,
+        iters: int = 30,
+        tol: float = 1e-4,
     ) -> tuple[np.ndarray, float]:
-        """Joints ``[6]`` reaching ``pos`` ``[3]`` / ``rot`` ``[3, 3]``, and the final weighted error.
+        """Joints ``[6]`` reaching ``pos [3]`` / ``rot [3, 3]``, and the final weighted error.
 
         Starts from ``q_init`` (the previous solution, so consecutive targets give smooth
         joint paths) and keeps every joint inside its range.
@@ -154,15 +164,21 @@ class ArmIK:
         err_norm = np.inf
         for _ in range(iters):
             grip, cur = self.forward(q)
-            # Small-angle rotation error (world frame) that takes cur onto rot.
-            rot_err = 0.5 * sum(np.cross(cur[:, i], rot[:, i]) for i in range(3))
+            # Small-angle rotation error (world frame) taking cur onto rot: half the sum of
+            # the column cross products, i.e. the axial vector of the skew part of rot cur^T.
+            rel = rot @ cur.T
+            rot_err = 0.5 * np.array(
+                [rel[2, 1] - rel[1, 2], rel[0, 2] - rel[2, 0], rel[1, 0] - rel[0, 1]]
+            )
             err = np.concatenate([pos - grip, self.rot_weight * rot_err])
             err_norm = float(np.linalg.norm(err))
             if err_norm < tol:
                 break
             mujoco.mj_comPos(self.model, self.data)
             mujoco.mj_jac(self.model, self.data, self._jacp, self._jacr, grip, self.body)
-            jac = np.vstack([self._jacp[:, self.dof_adr], self.rot_weight * self._jacr[:, self.dof_adr]])
+            jac = np.vstack(
+                [self._jacp[:, self.dof_adr], self.rot_weight * self._jacr[:, self.dof_adr]]
+            )
             lhs = jac @ jac.T + self.damping**2 * np.eye(6)
             dq = jac.T @ np.linalg.solve(lhs, err)
             # Bounded steps keep the linearisation valid far from the target.
@@ -175,7 +191,9 @@ class ArmIK:
 
 # A waypoint target, computed when its segment starts: privileged state -> (grip point [3],
 # rotation [3, 3], gripper opening in [0, 1]). None keeps the previous pose/opening.
-TargetFn = Callable[[dict[str, np.ndarray]], tuple[np.ndarray | None, np.ndarray | None, float | None]]
+TargetFn = Callable[
+    [dict[str, np.ndarray]], tuple[np.ndarray | None, np.ndarray | None, float | None]
+]
 
 
 @dataclass
@@ -189,7 +207,9 @@ class Segment:
 class _ArmTrack:
     """Plays a list of segments for one arm, evaluating each target when its segment starts."""
 
-    def __init__(self, segments: list[Segment], pos: np.ndarray, rot: np.ndarray, grip: float) -> None:
+    def __init__(
+        self, segments: list[Segment], pos: np.ndarray, rot: np.ndarray, grip: float
+    ) -> None:
         self.segments = segments
         self.index = -1
         self.elapsed = 0
@@ -241,32 +261,42 @@ class AlohaExpert(Policy):
         self.max_ik_error = 0.0
 
     def reset(self, *, seed: int | None = None, env: gym.Env | None = None) -> None:
-        """Start an episode in ``env`` (already reset); plans both arms from its current state.
+        """Start an episode in ``env``; the first :meth:`act` plans from the state it sees.
+
+        Planning lazily means the expert works whether the environment is reset before or
+        after the expert.
 
         Raises:
             ValueError: ``env`` is missing or is not a kairos-gym ALOHA environment.
         """
         base = getattr(env, "unwrapped", env)
         if base is None or not hasattr(base, "privileged") or not hasattr(base, "model"):
-            raise ValueError(f"{type(self).__name__} needs the ALOHA environment in reset(env=...), got {env!r}")
+            raise ValueError(
+                f"{type(self).__name__} needs the ALOHA environment in reset(env=...), got {env!r}"
+            )
         self._env = base
         self._rng = np.random.default_rng(seed)
-        priv = base.privileged()
+        self._tracks = {}
+        self.max_ik_error = 0.0
+
+    def _start(self, priv: dict[str, np.ndarray]) -> None:
+        base = self._env
         self._ik = {side: ArmIK(base.model, side) for side in ("left", "right")}
-        for side, ik in self._ik.items():
+        for ik in self._ik.values():
             ik.data.qpos[:] = base.data.qpos
         qpos = priv["qpos"]
         self._q = {"left": qpos[0:6].copy(), "right": qpos[7:13].copy()}
         grips = {"left": float(qpos[6]), "right": float(qpos[13])}
         plans = self.plan(priv)
         self._tracks = {
-            side: _ArmTrack(plans[side], priv[f"{side}_grip_point"], priv[f"{side}_gripper_mat"], grips[side])
+            side: _ArmTrack(
+                plans[side], priv[f"{side}_grip_point"], priv[f"{side}_gripper_mat"], grips[side]
+            )
             for side in ("left", "right")
         }
-        self.max_ik_error = 0.0
 
     def plan(self, priv: dict[str, np.ndarray]) -> dict[str, list[Segment]]:
-        """Segments for ``"left"`` and ``"right"``, given the state right after reset."""
+        """Segments for ``"left"`` and ``"right"``, given the state at the episode's first step."""
         raise NotImplementedError
 
     def act(self, observation: dict[str, np.ndarray], instruction: str = "") -> np.ndarray:
@@ -278,6 +308,8 @@ class AlohaExpert(Policy):
         if self._env is None:
             raise RuntimeError(f"call {type(self).__name__}.reset(seed=..., env=env) before act()")
         priv = self._env.privileged()
+        if not self._tracks:
+            self._start(priv)
         action = np.empty(14)
         for side, offset in (("left", 0), ("right", 7)):
             pos, rot, grip = self._tracks[side].advance(priv)
@@ -337,9 +369,8 @@ class TransferCubeExpert(AlohaExpert):
             _hold(60),
             Segment(50, left_take_target),
             Segment(20, lambda p: (None, None, CLOSED)),
-            _hold(20),
-            Segment(40, lambda p: (None, None, CLOSED)),
-            Segment(40, lambda p: (p["left_grip_point"] + np.array([-0.03, 0.0, 0.02]), None, CLOSED)),
+            _hold(60),  # while the right hand lets go
+            Segment(40, lambda p: (p["left_grip_point"] + [-0.03, 0.0, 0.02], None, CLOSED)),
             _hold(30),
         ]
         return {"left": left, "right": right}
@@ -362,11 +393,11 @@ def carry_target(
 class InsertionExpert(AlohaExpert):
     """Right arm picks the peg, left arm picks the socket; they meet and the peg slides in.
 
-    Both objects lie along the x axis. The right arm grasps the peg near its middle, the left
-    the socket near its outer end, both with a shallow pitch (the 2 cm peg is too low for a steep grasp: the
-    fingertips would hit the table), lifts it to a meeting height, then the right arm puts
-    the peg on the socket's measured axis just outside its opening, corrects once more, and
-    pushes along that axis until the peg touches the pin inside the socket.
+    Both objects lie along the x axis. The right arm grasps the peg near its middle and the
+    left arm the socket near its outer end, both with a shallow pitch (the 2 cm peg is too
+    low for a steep grasp: the fingertips would hit the table). Both lift to a meeting
+    height; the right arm puts the peg on the socket's measured axis just outside its
+    opening, corrects once more, and pushes along that axis until the peg touches the pin.
     """
 
     height = 0.25
