@@ -23,13 +23,15 @@ compressed (gzip by default: readable by every HDF5 tool; ``"lzf"`` decodes fast
 only h5py reads it).
 
 Atomicity. Episodes are buffered in memory and each one is committed in one short
-transaction: open, write it under ``/kairos_pending/demo_<i>``, flush, move it to
-``data/demo_<i>`` and update ``total``, close, fsync. Between commits the file is closed,
-so a crash (even ``kill -9``) while the simulator runs - nearly all of the time - leaves
-every committed episode readable and the file valid; a crash inside phase one leaves an
-orphan pending group, which readers ignore and the next writer removes. HDF5 has no
-journal, so a crash during the final few-millisecond metadata write of a commit can still
-damage the file; readers then raise :class:`~kairos_gym.errors.DatasetError`. The
+transaction with two phases: (1) open the file, write the episode into an *anonymous*
+group (linked nowhere), flush; (2) link it as ``data/demo_<i>``, update ``total``, close,
+fsync. Between commits the file is closed, so a crash (even ``kill -9``) while the
+simulator runs - nearly all of the time - leaves every committed episode readable and the
+file valid. A crash inside phase one leaves only unreachable bytes (a half-flushed group
+that no link points to; a linked scratch group was tried first and a crash could leave it
+unreadable). HDF5 has no journal, so a crash during phase two's few metadata writes could
+still damage the ``data`` group; readers then raise
+:class:`~kairos_gym.errors.DatasetError`. The
 alternatives were rejected for cost: a temp copy + ``os.replace`` per episode rewrites the
 whole file each time (quadratic I/O), and one file per episode breaks the single-file
 layout every robomimic / LIBERO loader expects. The price of buffering is memory: one
@@ -57,7 +59,6 @@ from kairos_gym.errors import DatasetError
 
 FORMAT = "kairos-gym-episodes"
 FORMAT_VERSION = 1
-PENDING_GROUP = "kairos_pending"
 # robomimic's EnvType.GYM_TYPE: robomimic rebuilds such envs with gym.make(env_name, **env_kwargs).
 ROBOMIMIC_GYM_TYPE = 2
 
@@ -588,13 +589,6 @@ class EpisodeWriter:
             self.num_steps = reader.total
             self.seeds = [reader[n].seed for n in reader.episodes]
             self.successes = [bool(reader[n].attrs.get("success", False)) for n in reader.episodes]
-        try:
-            with h5py.File(self.path, "a") as f:
-                if PENDING_GROUP in f:
-                    # Left by a crash between the two phases of a commit: never part of the data.
-                    del f[PENDING_GROUP]
-        except OSError as exc:
-            raise DatasetError(f"cannot open {self.path} for appending: {exc}") from None
 
     def __enter__(self) -> EpisodeWriter:
         return self
@@ -834,10 +828,7 @@ class EpisodeWriter:
                 data = f["data"]
                 if name in data:
                     raise DatasetError(f"{self.path} already has an episode {name!r}; was it written by another process?")
-                pending = f.require_group(PENDING_GROUP)
-                if name in pending:
-                    del pending[name]
-                group = pending.create_group(name)
+                group = f.create_group(None)  # anonymous: unreachable until linked below
                 obs_group = group.create_group("obs")
                 for key, arr in obs.items():
                     self._dataset(obs_group, key, arr)
@@ -856,7 +847,7 @@ class EpisodeWriter:
                     group.attrs[key] = value
                 # Phase one on disk before the episode becomes visible under data/.
                 f.flush()
-                f.move(f"{PENDING_GROUP}/{name}", f"data/{name}")
+                data[name] = group
                 data.attrs["total"] = int(data.attrs.get("total", 0)) + int(actions.shape[0])
         except OSError as exc:
             raise DatasetError(f"cannot write episode {name!r} to {self.path}: {exc}") from None

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 import pytest
 
-from kairos_gym.data.episodes import PENDING_GROUP, EpisodeReader, EpisodeWriter, open_episodes
+from kairos_gym.data.episodes import EpisodeReader, EpisodeWriter, open_episodes
 from kairos_gym.errors import DatasetError
 
 
@@ -63,7 +63,7 @@ def test_storage_layout_chunks_images_per_frame(tmp_path, spec, episode_factory)
         assert f["data/demo_0/final_states"].shape == (1, 5)
         assert f["data/demo_0"].attrs["num_samples"] == 5
         assert json.loads(f["data"].attrs["env_spec"])["env_id"] == spec.env_id
-        assert PENDING_GROUP not in f or len(f[PENDING_GROUP]) == 0
+        assert list(f) == ["data"]  # commits leave no scratch groups behind
 
 
 def test_lzf_compression(tmp_path, spec, episode_factory):
@@ -138,20 +138,6 @@ def test_resume_refuses_a_different_env_spec(tmp_path, spec, episode_factory):
     other = dataclasses.replace(spec, control_freq=10.0)
     with pytest.raises(DatasetError, match=r"different environment \(fields \['control_freq'\].*file has 20.0, now 10.0"):
         EpisodeWriter(path, other)
-
-
-def test_resume_removes_a_pending_group(tmp_path, spec, episode_factory):
-    path = str(tmp_path / "pending.hdf5")
-    _write(path, spec, episode_factory, lengths=(3,))
-    with h5py.File(path, "a") as f:
-        f.create_group(f"{PENDING_GROUP}/demo_1").create_dataset("actions", data=np.zeros((2, 7)))
-    with open_episodes(path) as reader:
-        assert reader.episodes == ["demo_0"]  # a pending episode is never visible
-    with EpisodeWriter(path, spec) as writer:
-        assert writer.write_episode(**episode_factory(2)) == "demo_1"
-    with h5py.File(path, "r") as f:
-        assert PENDING_GROUP not in f or "demo_1" not in f[PENDING_GROUP]
-        assert f["data/demo_1/actions"].shape == (2, 7)
 
 
 def test_writer_refuses_foreign_files_and_missing_dirs(tmp_path, spec, libero_file):
