@@ -500,6 +500,12 @@ class EpisodeWriter:
         compression: ``"gzip"`` (portable, default) or ``"lzf"`` (faster, h5py only) or ``None``.
         compression_opts: gzip level 0-9 (default 4).
         fsync: ``fsync`` the file after each commit (survives power loss, not only crashes).
+        file_attrs: extra ``data`` attributes written when the file is created (e.g. the
+            collection settings); ignored when appending to an existing file.
+
+    Attributes:
+        num_episodes / num_steps: episodes and steps in the file, committed ones included.
+        seeds / successes: per committed episode, its reset seed and whether it succeeded.
 
     Raises:
         DatasetError: the existing file is not a kairos-gym episode file, is corrupt, or was
@@ -514,6 +520,7 @@ class EpisodeWriter:
         compression: str | None = "gzip",
         compression_opts: int | None = None,
         fsync: bool = True,
+        file_attrs: Mapping[str, Any] | None = None,
     ) -> None:
         if not isinstance(env_spec, EpisodeEnvSpec):
             raise TypeError(f"env_spec must be an EpisodeEnvSpec, got {type(env_spec).__name__}")
@@ -526,6 +533,7 @@ class EpisodeWriter:
         self.compression = compression
         self.compression_opts = compression_opts if compression == "gzip" else None
         self.fsync = fsync
+        self._file_attrs = dict(file_attrs or {})
         self._steps: list[tuple[Any, ...]] | None = None
         self._episode_meta: dict[str, Any] = {}
         parent = os.path.dirname(os.path.abspath(self.path))
@@ -553,6 +561,8 @@ class EpisodeWriter:
                 data.attrs["env_spec"] = self.env_spec.to_json()
                 data.attrs["format"] = FORMAT
                 data.attrs["format_version"] = FORMAT_VERSION
+                for key, value in self._file_attrs.items():
+                    data.attrs[key] = value
             self._sync(tmp)
             os.replace(tmp, self.path)
         except BaseException:

@@ -1,0 +1,296 @@
+"""``kairos-gym collect``: roll a policy in a real simulator and write HDF5 episodes.
+
+Example (64 px agentview images, 50 expert episodes with a little action noise)::
+
+    kairos-gym collect --env kairos_gym/Robosuite-Lift-v0 --policy expert --episodes 50 \\
+        --noise 0.05 --seed 0 --image-size 64 --cameras agentview --output lift.hdf5
+
+Episode ``k`` (counting every attempt, kept or not) is reset with seed ``seed + k``. Each
+episode is committed atomically when it ends (see :mod:`kairos_gym.data.episodes`), so an
+interrupted run loses at most the episode in progress; running the same command again
+continues until the file holds ``--episodes`` episodes, and refuses when the file was
+written for a different environment or with a different policy, noise or seed.
+"""
+
+from __future__ import annotations
+
+import os
+
+# Headless rendering for MuJoCo-based simulators; must precede their import.
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+import argparse  # noqa: E402
+import dataclasses  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from typing import Any, NamedTuple  # noqa: E402
+
+PROG = "kairos-gym collect"
+
+
+class UsageError(Exception):
+    """A bad argument found after parsing (unknown env id, bad camera, missing directory)."""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
+    return value
+
+
+def _camera_list(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(","))
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated camera names like 'agentview,robot0_eye_in_hand', got {text!r}")
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"camera names repeat in {text!r}")
+    return names
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``kairos-gym collect``."""
+    parser.add_argument("--env", required=True, metavar="ID", help="gymnasium id, e.g. kairos_gym/Robosuite-Lift-v0")
+    parser.add_argument("--policy", choices=("expert", "random"), default="expert", help="scripted expert of the task, or uniform random actions (default: expert)")
+    parser.add_argument("--episodes", type=_positive_int, required=True, metavar="N", help="number of episodes the output file should hold at the end")
+    parser.add_argument("--noise", type=_non_negative_float, default=0.0, metavar="STD", help="std of Gaussian noise the expert adds to its actions (default: 0)")
+    parser.add_argument("--seed", type=_non_negative_int, default=0, metavar="S", help="episode k is reset with seed S + k (default: 0)")
+    parser.add_argument("--image-size", type=_positive_int, default=None, metavar="PX", help="square camera image side in pixels (default: the env's)")
+    parser.add_argument("--cameras", type=_camera_list, default=None, metavar="A,B", help="comma-separated camera names (default: the env's)")
+    parser.add_argument("--max-steps", type=_positive_int, default=None, metavar="N", help="truncate episodes after N steps (default: the env's)")
+    parser.add_argument("--output", required=True, metavar="PATH", help="HDF5 episode file; appended to when it exists")
+    parser.add_argument("--only-success", action="store_true", help="keep only episodes that reached success")
+    parser.add_argument("--max-attempts", type=_positive_int, default=None, metavar="N", help="with --only-success, stop after N attempts in this run (default: 10 x --episodes)")
+    parser.add_argument("--compression", choices=("gzip", "lzf"), default="gzip", help="image compression (default: gzip, readable everywhere; lzf decodes faster, h5py only)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def make_env(env_id: str, *, cameras: tuple[str, ...] | None, image_size: int | None, max_steps: int | None) -> Any:
+    """``gym.make`` with the collection options; ``max_steps`` reaches the env's own
+    ``max_episode_steps`` (and Gymnasium's ``TimeLimit``), so both truncate at the same step.
+
+    Raises:
+        UsageError: unknown id, or options the environment rejects (unknown camera...).
+    """
+    import gymnasium as gym
+
+    import kairos_gym  # noqa: F401  (registers the kairos_gym/... ids)
+    from kairos_gym.errors import DependencyNotInstalled
+
+    if env_id not in gym.registry:
+        known = sorted(k for k in gym.registry if k.startswith("kairos_gym/"))
+        raise UsageError(f"unknown environment id {env_id!r}; kairos-gym ids: {', '.join(known)}")
+    spec = gym.spec(env_id)
+    kwargs: dict[str, Any] = {}
+    if cameras is not None:
+        kwargs["cameras"] = cameras
+    if image_size is not None:
+        kwargs["image_size"] = image_size
+    if max_steps is not None:
+        spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "max_episode_steps": max_steps}, max_episode_steps=max_steps)
+    try:
+        return gym.make(spec, **kwargs)
+    except DependencyNotInstalled:
+        raise
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"cannot make {env_id!r} with {kwargs}: {exc}") from None
+
+
+def _env_kwargs(env: Any) -> dict[str, Any]:
+    """The ``gym.make`` kwargs that rebuild ``env`` as collected (actual values, not defaults)."""
+    base = env.unwrapped
+    kwargs: dict[str, Any] = {}
+    if hasattr(base, "cameras"):
+        kwargs["cameras"] = list(base.cameras)
+    shapes = [space.shape for key, space in env.observation_space.spaces.items() if key.endswith("_image")]
+    if shapes:
+        h, w = shapes[0][:2]
+        kwargs["image_size"] = int(h) if h == w else [int(h), int(w)]
+    steps = getattr(base, "max_episode_steps", None) or (env.spec.max_episode_steps if env.spec else None)
+    if steps is not None:
+        kwargs["max_episode_steps"] = int(steps)
+    return kwargs
+
+
+class EpisodeResult(NamedTuple):
+    """How a rolled-out episode ended; its steps are buffered in the writer."""
+
+    success: bool
+    steps: int
+    final_obs: dict[str, Any]
+    final_state: Any
+    terminated: bool
+    truncated: bool
+
+
+def _run_episode(env: Any, policy: Any, writer: Any, seed: int) -> EpisodeResult:
+    """Roll one episode, executing whole action chunks, into the writer's buffer (not committed)."""
+    from kairos_gym.policies import as_chunk
+
+    base = env.unwrapped
+    action_dim = int(env.action_space.shape[0])
+    obs, info = env.reset(seed=seed)
+    policy.reset(seed=seed, env=env)
+    instruction = info.get("instruction", getattr(base, "instruction", ""))
+    writer.begin_episode(seed=seed, instruction=instruction)
+    success = False
+    steps = 0
+    terminated = truncated = False
+    while not (terminated or truncated):
+        chunk = as_chunk(policy.act(obs, instruction), action_dim)
+        for action in chunk:
+            state = base.get_sim_state()
+            next_obs, reward, terminated, truncated, info = env.step(action)
+            ok = bool(info.get("success", False))
+            success = success or ok
+            writer.add_step(obs, action, reward, terminated or truncated, ok, state)
+            obs = next_obs
+            steps += 1
+            if terminated or truncated:
+                break
+    return EpisodeResult(success, steps, obs, base.get_sim_state(), bool(terminated), bool(truncated))
+
+
+def _collection_attrs(args: argparse.Namespace) -> dict[str, Any]:
+    return {"policy": args.policy, "noise": args.noise, "seed": args.seed}
+
+
+def run(args: argparse.Namespace) -> int:
+    """Collect episodes; 0 on success, 2 for bad arguments, 1 for a data error, 130 on Ctrl-C."""
+    try:
+        return _collect(args)
+    except UsageError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:
+        from kairos_gym.errors import DatasetError, DependencyNotInstalled
+
+        if isinstance(exc, (DatasetError, DependencyNotInstalled)):
+            print(f"{PROG}: error: {exc}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _collect(args: argparse.Namespace) -> int:
+    output = os.path.abspath(args.output)
+    parent = os.path.dirname(output)
+    if not os.path.isdir(parent):
+        raise UsageError(f"output directory {parent} does not exist")
+    if os.path.isdir(output):
+        raise UsageError(f"--output {args.output} is a directory; give a file path such as {os.path.join(args.output, 'episodes.hdf5')}")
+    if args.max_attempts is not None and not args.only_success:
+        raise UsageError("--max-attempts only applies with --only-success")
+
+    from tqdm import tqdm
+
+    from kairos_gym.data.episodes import EpisodeReader, EpisodeWriter
+    from kairos_gym.data.spaces import EpisodeEnvSpec
+    from kairos_gym.errors import DatasetError
+    from kairos_gym.policies import make_policy
+
+    wanted = _collection_attrs(args)
+    if os.path.exists(output):
+        # Check the collection settings before paying for a simulator.
+        with EpisodeReader(output) as reader:
+            stored = json.loads(reader.attrs.get("collection", "{}") or "{}")
+        differ = {k: (stored.get(k), v) for k, v in wanted.items() if k in stored and stored[k] != v}
+        if differ:
+            detail = ", ".join(f"{k}: file {a!r}, now {b!r}" for k, (a, b) in differ.items())
+            raise DatasetError(f"{output} was collected with different settings ({detail}); use another --output")
+
+    env = make_env(args.env, cameras=args.cameras, image_size=args.image_size, max_steps=args.max_steps)
+    try:
+        try:
+            policy = make_policy(args.policy, env, noise=args.noise)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        spec = EpisodeEnvSpec.from_env(env, env_kwargs=_env_kwargs(env))
+        writer = EpisodeWriter(output, spec, compression=args.compression, file_attrs={"collection": json.dumps(wanted)})
+        existing = writer.num_episodes
+        seeds = [s for s in writer.seeds if s is not None]
+        next_seed = max(seeds) + 1 if seeds else args.seed
+        kept_success = sum(writer.successes)
+        max_attempts = args.max_attempts or 10 * args.episodes
+        attempts = new = new_steps = 0
+        start = time.perf_counter()
+        bar = tqdm(total=args.episodes, initial=existing, unit="ep", desc="collect", disable=args.no_progress, file=sys.stderr)
+        interrupted = False
+        try:
+            while writer.num_episodes < args.episodes:
+                if args.only_success and attempts >= max_attempts:
+                    break
+                seed = next_seed
+                next_seed += 1
+                attempts += 1
+                result = _run_episode(env, policy, writer, seed)
+                if args.only_success and not result.success:
+                    writer.discard_episode()
+                else:
+                    writer.end_episode(
+                        result.final_obs,
+                        final_state=result.final_state,
+                        attrs={"terminated": result.terminated, "truncated": result.truncated},
+                    )
+                    new += 1
+                    new_steps += result.steps
+                    kept_success += result.success
+                    bar.update(1)
+                total = writer.num_episodes
+                postfix = {"success": f"{kept_success / total:.0%}" if total else "-"}
+                if args.only_success:
+                    postfix["kept"] = f"{new}/{attempts}"
+                bar.set_postfix(postfix)
+        except KeyboardInterrupt:
+            interrupted = True
+            writer.discard_episode()
+        finally:
+            bar.close()
+        elapsed = time.perf_counter() - start
+    finally:
+        env.close()
+
+    total = writer.num_episodes
+    rate = kept_success / total if total else 0.0
+    size_mb = os.path.getsize(output) / 1e6
+    speed = new_steps / elapsed if elapsed > 0 else 0.0
+    print(
+        f"{output}: {total} episodes ({new} new, {existing} before), {writer.num_steps} steps, "
+        f"success {rate:.1%} ({kept_success}/{total}), {new_steps} new steps in {elapsed:.1f} s "
+        f"({speed:.1f} steps/s), {size_mb:.1f} MB"
+    )
+    if interrupted:
+        print(f"{PROG}: interrupted; run the same command again to continue", file=sys.stderr)
+        return 130
+    if total < args.episodes:
+        print(
+            f"{PROG}: only {new} successful episodes in {attempts} attempts (--max-attempts {max_attempts}); "
+            f"the file holds {total} of {args.episodes}",
+            file=sys.stderr,
+        )
+        return 1
+    return 0

@@ -1,0 +1,144 @@
+"""``kairos-gym collect``: a subprocess smoke test on the real robosuite Lift, resume, and
+bad arguments (most of them in-process through ``kairos_gym.cli.main``, to stay fast)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from kairos_gym.cli import main
+from kairos_gym.data.episodes import open_episodes
+
+LIFT = "kairos_gym/Robosuite-Lift-v0"
+
+
+def _args(output: str, *extra: str) -> list[str]:
+    return ["collect", "--env", LIFT, "--image-size", "32", "--max-steps", "6", "--output", output, "--no-progress", *extra]
+
+
+@pytest.fixture(scope="module")
+def collected(tmp_path_factory) -> str:
+    """Two expert episodes written by a real ``python -m kairos_gym.cli collect`` subprocess."""
+    pytest.importorskip("robosuite")
+    path = str(tmp_path_factory.mktemp("collect") / "lift.hdf5")
+    env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
+    proc = subprocess.run(
+        [sys.executable, "-m", "kairos_gym.cli", *_args(path, "--episodes", "2", "--seed", "5", "--noise", "0.05")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "2 episodes (2 new, 0 before), 12 steps" in proc.stdout
+    return path
+
+
+@pytest.mark.sim
+def test_collect_writes_episodes(collected):
+    with open_episodes(collected) as reader:
+        assert reader.layout == "kairos" and reader.episodes == ["demo_0", "demo_1"]
+        spec = reader.env_spec
+        assert spec.env_id == LIFT and spec.cameras == ("agentview",) and spec.image_size == (32, 32)
+        assert spec.env_kwargs == {"cameras": ["agentview"], "image_size": 32, "max_episode_steps": 6}
+        assert spec.control_freq == 20.0 and spec.instruction
+        for i, ep in enumerate(reader):
+            assert ep.seed == 5 + i and ep.num_samples == 6
+            assert ep.obs("agentview_image").shape == (6, 32, 32, 3)
+            assert ep.final_obs("agentview_image").shape == (32, 32, 3)
+            assert ep.states.shape[0] == 6 and ep.final_state is not None
+            assert ep.dones.tolist() == [False] * 5 + [True]
+            assert bool(ep.attrs["truncated"]) and not bool(ep.attrs["terminated"])
+            assert ep.instruction == spec.instruction
+            assert abs(ep.actions).max() <= 1.0
+
+
+@pytest.mark.sim
+def test_collect_resumes_and_refuses_other_settings(collected, tmp_path, capsys):
+    path = str(tmp_path / "resume.hdf5")
+    with open(collected, "rb") as src, open(path, "wb") as dst:
+        dst.write(src.read())
+    assert main(_args(path, "--episodes", "3", "--seed", "5", "--noise", "0.05")) == 0
+    assert "3 episodes (1 new, 2 before)" in capsys.readouterr().out
+    with open_episodes(path) as reader:
+        assert [ep.seed for ep in reader] == [5, 6, 7]
+    # Already complete: nothing to do.
+    assert main(_args(path, "--episodes", "3", "--seed", "5", "--noise", "0.05")) == 0
+    assert "(0 new, 3 before)" in capsys.readouterr().out
+    # A different environment (image size) is refused, and the file is untouched.
+    other = ["collect", "--env", LIFT, "--image-size", "24", "--max-steps", "6", "--output", path, "--no-progress",
+             "--episodes", "4", "--seed", "5", "--noise", "0.05"]
+    assert main(other) == 1
+    assert "written for a different environment" in capsys.readouterr().err
+    assert main(_args(path, "--episodes", "4", "--seed", "5")) == 1
+    assert "different settings (noise: file 0.05, now 0.0)" in capsys.readouterr().err
+    with open_episodes(path) as reader:
+        assert len(reader) == 3
+
+
+@pytest.mark.sim
+def test_bad_camera_and_only_success_budget(tmp_path, capsys):
+    pytest.importorskip("robosuite")
+    path = str(tmp_path / "x.hdf5")
+    assert main(_args(path, "--episodes", "1", "--cameras", "agentview,nope")) == 2
+    assert "unknown camera(s) ['nope']" in capsys.readouterr().err
+    assert not os.path.exists(path)
+    code = main(_args(path, "--episodes", "1", "--policy", "random", "--only-success", "--max-attempts", "1"))
+    assert code == 1
+    assert "only 0 successful episodes in 1 attempts" in capsys.readouterr().err
+    with open_episodes(path) as reader:
+        assert len(reader) == 0
+
+
+def test_unknown_env_id(tmp_path, capsys):
+    assert main(["collect", "--env", "kairos_gym/Nope-v0", "--episodes", "1", "--output", str(tmp_path / "x.hdf5")]) == 2
+    err = capsys.readouterr().err
+    assert "unknown environment id 'kairos_gym/Nope-v0'" in err and LIFT in err
+
+
+def test_missing_output_directory_and_directory_output(tmp_path, capsys):
+    assert main(["collect", "--env", LIFT, "--episodes", "1", "--output", str(tmp_path / "nope" / "x.hdf5")]) == 2
+    assert f"output directory {tmp_path / 'nope'} does not exist" in capsys.readouterr().err
+    assert main(["collect", "--env", LIFT, "--episodes", "1", "--output", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+
+
+def test_foreign_output_file_is_refused(tmp_path, capsys):
+    path = tmp_path / "junk.hdf5"
+    path.write_bytes(b"junk" * 100)
+    assert main(["collect", "--env", LIFT, "--episodes", "1", "--output", str(path)]) == 1
+    assert "cannot open episode file" in capsys.readouterr().err
+    with open(path, "rb") as f:
+        assert f.read(4) == b"junk"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--episodes", "0"], "argument --episodes: expected a positive integer, got 0"),
+        (["--episodes", "2", "--max-steps", "-3"], "argument --max-steps: expected a positive integer, got -3"),
+        (["--episodes", "2", "--image-size", "abc"], "argument --image-size: expected a positive integer, got 'abc'"),
+        (["--episodes", "2", "--noise", "-0.1"], "argument --noise: expected a finite number >= 0, got -0.1"),
+        (["--episodes", "2", "--cameras", "agentview,"], "argument --cameras: expected comma-separated camera names"),
+        (["--episodes", "2", "--policy", "smart"], "argument --policy: invalid choice: 'smart'"),
+    ],
+)
+def test_bad_arguments_exit_2(tmp_path, capsys, argv, message):
+    with pytest.raises(SystemExit) as exc:
+        main(["collect", "--env", LIFT, "--output", str(tmp_path / "x.hdf5"), *argv])
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def test_bad_argument_subprocess_exit_code(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "kairos_gym.cli", "collect", "--env", LIFT, "--episodes", "-1", "--output", str(tmp_path / "x.hdf5")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert "expected a positive integer, got -1" in proc.stderr
