@@ -67,7 +67,9 @@ def _non_negative_int(text: str) -> int:
 def _camera_list(text: str) -> tuple[str, ...]:
     names = tuple(name.strip() for name in text.split(","))
     if not all(names):
-        raise argparse.ArgumentTypeError(f"expected comma-separated camera names like 'agentview,robot0_eye_in_hand', got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected comma-separated camera names like 'agentview,robot0_eye_in_hand', got {text!r}"
+        )
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"camera names repeat in {text!r}")
     return names
@@ -75,22 +77,41 @@ def _camera_list(text: str) -> tuple[str, ...]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``kairos-gym collect``."""
-    parser.add_argument("--env", required=True, metavar="ID", help="gymnasium id, e.g. kairos_gym/Robosuite-Lift-v0")
-    parser.add_argument("--policy", choices=("expert", "random"), default="expert", help="scripted expert of the task, or uniform random actions (default: expert)")
-    parser.add_argument("--episodes", type=_positive_int, required=True, metavar="N", help="number of episodes the output file should hold at the end")
-    parser.add_argument("--noise", type=_non_negative_float, default=0.0, metavar="STD", help="std of Gaussian noise the expert adds to its actions (default: 0)")
-    parser.add_argument("--seed", type=_non_negative_int, default=0, metavar="S", help="episode k is reset with seed S + k (default: 0)")
-    parser.add_argument("--image-size", type=_positive_int, default=None, metavar="PX", help="square camera image side in pixels (default: the env's)")
-    parser.add_argument("--cameras", type=_camera_list, default=None, metavar="A,B", help="comma-separated camera names (default: the env's)")
-    parser.add_argument("--max-steps", type=_positive_int, default=None, metavar="N", help="truncate episodes after N steps (default: the env's)")
-    parser.add_argument("--output", required=True, metavar="PATH", help="HDF5 episode file; appended to when it exists")
-    parser.add_argument("--only-success", action="store_true", help="keep only episodes that reached success")
-    parser.add_argument("--max-attempts", type=_positive_int, default=None, metavar="N", help="with --only-success, stop after N attempts in this run (default: 10 x --episodes)")
-    parser.add_argument("--compression", choices=("gzip", "lzf"), default="gzip", help="image compression (default: gzip, readable everywhere; lzf decodes faster, h5py only)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add = parser.add_argument
+    add("--env", required=True, metavar="ID",
+        help="gymnasium id, e.g. kairos_gym/Robosuite-Lift-v0")
+    add("--policy", choices=("expert", "random"), default="expert",
+        help="the task's scripted expert, or uniform random actions (default: expert)")
+    add("--episodes", type=_positive_int, required=True, metavar="N",
+        help="number of episodes the output file should hold at the end")
+    add("--noise", type=_non_negative_float, default=0.0, metavar="STD",
+        help="std of the Gaussian noise the expert adds to its actions (default: 0)")
+    add("--seed", type=_non_negative_int, default=0, metavar="S",
+        help="attempt k is reset with seed S + k (default: 0)")
+    add("--image-size", type=_positive_int, default=None, metavar="PX",
+        help="square camera image side in pixels (default: the env's)")
+    add("--cameras", type=_camera_list, default=None, metavar="A,B",
+        help="comma-separated camera names (default: the env's)")
+    add("--max-steps", type=_positive_int, default=None, metavar="N",
+        help="truncate episodes after N steps (default: the env's)")
+    add("--output", required=True, metavar="PATH",
+        help="HDF5 episode file; appended to when it exists")
+    add("--only-success", action="store_true",
+        help="keep only episodes that reached success at some step")
+    add("--max-attempts", type=_positive_int, default=None, metavar="N",
+        help="with --only-success, stop after N attempts in this run (default: 10 x --episodes)")
+    add("--compression", choices=("gzip", "lzf"), default="gzip",
+        help="compression (default: gzip, readable everywhere; lzf decodes faster, h5py only)")
+    add("--no-progress", action="store_true", help="no progress bar")
 
 
-def make_env(env_id: str, *, cameras: tuple[str, ...] | None, image_size: int | None, max_steps: int | None) -> Any:
+def make_env(
+    env_id: str,
+    *,
+    cameras: tuple[str, ...] | None,
+    image_size: int | None,
+    max_steps: int | None,
+) -> Any:
     """``gym.make`` with the collection options; ``max_steps`` reaches the env's own
     ``max_episode_steps`` (and Gymnasium's ``TimeLimit``), so both truncate at the same step.
 
@@ -112,7 +133,10 @@ def make_env(env_id: str, *, cameras: tuple[str, ...] | None, image_size: int | 
     if image_size is not None:
         kwargs["image_size"] = image_size
     if max_steps is not None:
-        spec = dataclasses.replace(spec, kwargs={**spec.kwargs, "max_episode_steps": max_steps}, max_episode_steps=max_steps)
+        # gym.make keeps max_episode_steps for its TimeLimit; the env's own limit comes from kwargs.
+        spec = dataclasses.replace(
+            spec, kwargs={**spec.kwargs, "max_episode_steps": max_steps}, max_episode_steps=max_steps
+        )
     try:
         return gym.make(spec, **kwargs)
     except DependencyNotInstalled:
@@ -127,7 +151,8 @@ def _env_kwargs(env: Any) -> dict[str, Any]:
     kwargs: dict[str, Any] = {}
     if hasattr(base, "cameras"):
         kwargs["cameras"] = list(base.cameras)
-    shapes = [space.shape for key, space in env.observation_space.spaces.items() if key.endswith("_image")]
+    spaces = env.observation_space.spaces
+    shapes = [space.shape for key, space in spaces.items() if key.endswith("_image")]
     if shapes:
         h, w = shapes[0][:2]
         kwargs["image_size"] = int(h) if h == w else [int(h), int(w)]
@@ -202,7 +227,8 @@ def _collect(args: argparse.Namespace) -> int:
     if not os.path.isdir(parent):
         raise UsageError(f"output directory {parent} does not exist")
     if os.path.isdir(output):
-        raise UsageError(f"--output {args.output} is a directory; give a file path such as {os.path.join(args.output, 'episodes.hdf5')}")
+        example = os.path.join(args.output, "episodes.hdf5")
+        raise UsageError(f"--output {args.output} is a directory; give a file path such as {example}")
     if args.max_attempts is not None and not args.only_success:
         raise UsageError("--max-attempts only applies with --only-success")
 
@@ -221,7 +247,9 @@ def _collect(args: argparse.Namespace) -> int:
         differ = {k: (stored.get(k), v) for k, v in wanted.items() if k in stored and stored[k] != v}
         if differ:
             detail = ", ".join(f"{k}: file {a!r}, now {b!r}" for k, (a, b) in differ.items())
-            raise DatasetError(f"{output} was collected with different settings ({detail}); use another --output")
+            raise DatasetError(
+                f"{output} was collected with different settings ({detail}); use another --output"
+            )
 
     env = make_env(args.env, cameras=args.cameras, image_size=args.image_size, max_steps=args.max_steps)
     try:
@@ -230,7 +258,9 @@ def _collect(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         spec = EpisodeEnvSpec.from_env(env, env_kwargs=_env_kwargs(env))
-        writer = EpisodeWriter(output, spec, compression=args.compression, file_attrs={"collection": json.dumps(wanted)})
+        writer = EpisodeWriter(
+            output, spec, compression=args.compression, file_attrs={"collection": json.dumps(wanted)}
+        )
         existing = writer.num_episodes
         seeds = [s for s in writer.seeds if s is not None]
         next_seed = max(seeds) + 1 if seeds else args.seed
@@ -238,7 +268,10 @@ def _collect(args: argparse.Namespace) -> int:
         max_attempts = args.max_attempts or 10 * args.episodes
         attempts = new = new_steps = 0
         start = time.perf_counter()
-        bar = tqdm(total=args.episodes, initial=existing, unit="ep", desc="collect", disable=args.no_progress, file=sys.stderr)
+        bar = tqdm(
+            total=args.episodes, initial=existing, unit="ep", desc="collect",
+            disable=args.no_progress, file=sys.stderr,
+        )
         interrupted = False
         try:
             while writer.num_episodes < args.episodes:
@@ -288,8 +321,8 @@ def _collect(args: argparse.Namespace) -> int:
         return 130
     if total < args.episodes:
         print(
-            f"{PROG}: only {new} successful episodes in {attempts} attempts (--max-attempts {max_attempts}); "
-            f"the file holds {total} of {args.episodes}",
+            f"{PROG}: only {new} successful episodes in {attempts} attempts "
+            f"(--max-attempts {max_attempts}); the file holds {total} of {args.episodes}",
             file=sys.stderr,
         )
         return 1

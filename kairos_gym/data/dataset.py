@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from kairos_gym.data.episodes import Episode, EpisodeReader
+from kairos_gym.data.reader import Episode, EpisodeReader
 from kairos_gym.errors import DatasetError
 
 SPLITS = ("train", "val", "all")
@@ -155,7 +155,8 @@ class ClipDataset(torch.utils.data.Dataset):
             with EpisodeReader(path) as reader:
                 self._resolve_keys(reader)
                 for ep in reader:
-                    if split != "all" and split_of(path, ep.name, val_fraction=self.val_fraction, seed=self.seed) != split:
+                    side = split_of(path, ep.name, val_fraction=self.val_fraction, seed=self.seed)
+                    if split != "all" and side != split:
                         continue
                     self._check_episode(ep, file_index)
                     n_frames = ep.num_frames
@@ -181,7 +182,8 @@ class ClipDataset(torch.utils.data.Dataset):
             found = next((c for c in candidates if c in obs_keys), None)
             if found is None and len(reader):
                 raise DatasetError(
-                    f"{reader.path}: no image key for camera {cam!r} (tried {candidates}; obs keys: {sorted(obs_keys)})"
+                    f"{reader.path}: no image key for camera {cam!r} "
+                    f"(tried {candidates}; obs keys: {sorted(obs_keys)})"
                 )
             image_keys.append(found or f"{cam}_image")
         self._image_keys.append(image_keys)
@@ -203,7 +205,8 @@ class ClipDataset(torch.utils.data.Dataset):
                 raise DatasetError(f"{ep.reader.path}: episode {ep.name!r} has no 'states' (sim_state=True)")
             if ep.has_final_obs and not ep.has("final_states"):
                 raise DatasetError(
-                    f"{ep.reader.path}: episode {ep.name!r} has a final observation but no 'final_states' (sim_state=True)"
+                    f"{ep.reader.path}: episode {ep.name!r} has a final observation "
+                    "but no 'final_states' (sim_state=True)"
                 )
 
     def __len__(self) -> int:
@@ -308,7 +311,9 @@ class ClipDataset(torch.utils.data.Dataset):
             return images[:, ::-1, ::-1]
         return images
 
-    def _state(self, ep: Episode, file_index: int, data: dict[str, np.ndarray] | None, start: int, stop: int) -> np.ndarray:
+    def _state(
+        self, ep: Episode, file_index: int, data: dict[str, np.ndarray] | None, start: int, stop: int
+    ) -> np.ndarray:
         keys = self._state_keys[file_index]
         s = self.frame_stride
         if not keys:

@@ -45,7 +45,9 @@ def _encode_number(value: Any) -> Any:
 def _decode_number(value: Any) -> Any:
     if isinstance(value, str):
         if value not in _NONFINITE:
-            raise ValueError(f"bad bound {value!r} in a space description; expected a number or one of {sorted(_NONFINITE)}")
+            raise ValueError(
+                f"bad bound {value!r} in a space description; expected a number or one of {sorted(_NONFINITE)}"
+            )
         return _NONFINITE[value]
     return value
 
@@ -330,7 +332,9 @@ class EpisodeEnvSpec:
         if control_freq is None:
             control_freq = env.metadata.get("render_fps")
         if control_freq is None:
-            raise ValueError(f"environment {env_id!r} has neither a control_freq attribute nor metadata['render_fps']")
+            raise ValueError(
+                f"environment {env_id!r} has neither a control_freq attribute nor metadata['render_fps']"
+            )
         obs_space = env.observation_space
         cameras = getattr(base, "cameras", None)
         if cameras is None and isinstance(obs_space, gym.spaces.Dict):

@@ -222,3 +222,42 @@ def test_reading_a_missing_obs_key_names_it(tmp_path, spec, episode_factory):
             reader[5]
         with pytest.raises(KeyError, match="no episode 'demo_9'"):
             reader["demo_9"]
+
+
+def _hold_open(path: str, seconds: float):
+    """A subprocess that keeps ``path`` open for reading (holding HDF5's file lock)."""
+    import subprocess
+    import sys
+
+    code = f"import h5py, time\nf = h5py.File({path!r}, 'r')\nprint('open', flush=True)\ntime.sleep({seconds})\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "open"
+    return proc
+
+
+def test_commit_waits_for_a_brief_reader(tmp_path, spec, episode_factory):
+    path = str(tmp_path / "locked.hdf5")
+    writer = EpisodeWriter(path, spec)
+    proc = _hold_open(path, 0.5)
+    try:
+        assert writer.write_episode(**episode_factory(3)) == "demo_0"  # waited for the lock
+    finally:
+        proc.wait()
+        proc.stdout.close()
+    with open_episodes(path) as reader:
+        assert len(reader) == 1
+
+
+def test_lock_held_too_long_is_a_clear_error(tmp_path, spec):
+    from kairos_gym.data.reader import open_h5
+
+    path = str(tmp_path / "locked.hdf5")
+    EpisodeWriter(path, spec)
+    proc = _hold_open(path, 3.0)
+    try:
+        with pytest.raises(DatasetError, match="locked by another process that has it open"):
+            open_h5(path, "a", wait_s=0.2)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()
