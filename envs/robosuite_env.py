@@ -188,7 +188,8 @@ class RobosuiteEnv(gym.Env):
             raise ValueError(f"cameras must not repeat a name, got {cameras!r}")
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, got {render_mode!r}"
+                f"render_mode must be None or one of {self.metadata['render_modes']}, "
+                f"got {render_mode!r}"
             )
         spec = TASKS[task]
         if max_episode_steps is None:
@@ -234,7 +235,9 @@ class RobosuiteEnv(gym.Env):
         unknown = [c for c in cameras if c not in available]
         if unknown:
             self._env.close()
-            raise ValueError(f"unknown camera(s) {unknown} for task {task!r}; available: {available}")
+            raise ValueError(
+                f"unknown camera(s) {unknown} for task {task!r}; available: {available}"
+            )
         self._eef_site_id = self._env.robots[0].eef_site_id
 
         h, w = self.image_hw
@@ -347,7 +350,8 @@ class RobosuiteEnv(gym.Env):
             ``eef_mat [3, 3]`` (rotation of the grip site, the frame the OSC controls),
             ``gripper_qpos [2]``; and per task
             Lift: ``cube_pos [3]``, ``cube_quat [4]``;
-            Stack: ``cubeA_pos``, ``cubeA_quat`` (red, picked), ``cubeB_pos``, ``cubeB_quat`` (green);
+            Stack: ``cubeA_pos``, ``cubeA_quat`` (red, picked), ``cubeB_pos``, ``cubeB_quat``
+            (green);
             PickPlaceCan: ``can_pos``, ``can_quat``, ``target_pos [3]`` (centre of the can's bin
             compartment at bin-floor height), ``target_half_size [2]`` (its x/y half extents);
             Door: ``door_pos``, ``handle_pos [3]``, ``hinge_qpos [1]``, ``handle_qpos [1]``
@@ -359,10 +363,11 @@ class RobosuiteEnv(gym.Env):
         if self._raw is None:
             raise ResetNeeded("call reset() before privileged()")
         sim = self._env.sim
+        site = self._eef_site_id
         out = {
-            "eef_pos": np.array(sim.data.site_xpos[self._eef_site_id], dtype=np.float64),
+            "eef_pos": np.array(sim.data.site_xpos[site], dtype=np.float64),
             "eef_quat": np.array(self._raw["robot0_eef_quat"], dtype=np.float64),
-            "eef_mat": np.array(sim.data.site_xmat[self._eef_site_id], dtype=np.float64).reshape(3, 3),
+            "eef_mat": np.array(sim.data.site_xmat[site], dtype=np.float64).reshape(3, 3),
             "gripper_qpos": np.array(self._raw["robot0_gripper_qpos"], dtype=np.float64),
         }
         for name, key in self._spec.objects.items():
@@ -375,7 +380,8 @@ class RobosuiteEnv(gym.Env):
             out["target_half_size"] = np.array(env.bin_size[:2], dtype=np.float64) / 4.0
         if self.task == "Door":
             model, data = sim.model, sim.data
-            for name, joint in (("hinge", self._env.door.joints[0]), ("latch", self._env.door.joints[1])):
+            hinge_joint, latch_joint = self._env.door.joints[:2]
+            for name, joint in (("hinge", hinge_joint), ("latch", latch_joint)):
                 jid = model.joint_name2id(joint)
                 out[f"{name}_anchor"] = np.array(data.xanchor[jid], dtype=np.float64)
                 out[f"{name}_axis"] = np.array(data.xaxis[jid], dtype=np.float64)
@@ -398,13 +404,16 @@ class RobosuiteEnv(gym.Env):
             )
         if arr.shape != (ACTION_DIM,):
             raise InvalidAction(
-                f"action must have shape ({ACTION_DIM},) for {self.action_space}, got shape {arr.shape}"
+                f"action must have shape ({ACTION_DIM},) for {self.action_space}, "
+                f"got shape {arr.shape}"
             )
         arr = arr.astype(np.float32)
         if not np.all(np.isfinite(arr)):
             raise InvalidAction(f"action contains NaN or inf: {arr.tolist()}")
         if np.any(np.abs(arr) > 1.0 + _BOUND_TOL):
-            raise InvalidAction(f"action must lie in [-1, 1] for {self.action_space}, got {arr.tolist()}")
+            raise InvalidAction(
+                f"action must lie in [-1, 1] for {self.action_space}, got {arr.tolist()}"
+            )
         return np.clip(arr, -1.0, 1.0)
 
     def _render_camera(self, camera: str) -> np.ndarray:
@@ -415,8 +424,9 @@ class RobosuiteEnv(gym.Env):
 
     def _make_obs(self) -> dict[str, np.ndarray]:
         raw = self._raw
+        axis_angle = quat_to_axis_angle(raw["robot0_eef_quat"])
         state = np.concatenate(
-            [raw["robot0_eef_pos"], quat_to_axis_angle(raw["robot0_eef_quat"]), raw["robot0_gripper_qpos"]]
+            [raw["robot0_eef_pos"], axis_angle, raw["robot0_gripper_qpos"]]
         ).astype(np.float32)
         obs = {f"{cam}_image": self._render_camera(cam) for cam in self.cameras}
         obs["state"] = state

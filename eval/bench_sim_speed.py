@@ -13,7 +13,8 @@ Cameras: robosuite ``agentview`` (+ ``robot0_eye_in_hand``); ALOHA ``top`` (+ ``
 Run::
 
     python -m kairos_gym.eval.bench_sim_speed --env kairos_gym/Robosuite-Lift-v0 --steps 100
-    python -m kairos_gym.eval.bench_sim_speed --env all --steps 100 --no-render --json /tmp/sim_speed.json
+    python -m kairos_gym.eval.bench_sim_speed --env all --steps 100 --no-render \
+        --json /tmp/sim_speed.json
     python -m kairos_gym.eval.bench_sim_speed --env kairos_gym/Aloha-TransferCube-v0 --actions walk
 """
 
@@ -150,7 +151,8 @@ def time_steps(
         run(steps)
         elapsed = time.perf_counter() - start
     except Exception as exc:  # noqa: BLE001  a simulator blowing up is reported, not fatal
-        return SpeedResult(env_id, cameras, image_size, 0, float("nan"), skipped=f"failed: {type(exc).__name__}: {exc}")
+        reason = f"failed: {type(exc).__name__}: {exc}"
+        return SpeedResult(env_id, cameras, image_size, 0, float("nan"), skipped=reason)
     finally:
         env.close()
     return SpeedResult(env_id, cameras, image_size if cameras else 0, steps, steps / elapsed)
@@ -166,7 +168,7 @@ def benchmark(
     no_render: bool = False,
     actions: str = "uniform",
 ) -> list[SpeedResult]:
-    """All configurations for one environment: optionally no camera, then 1 and 2 cameras per size."""
+    """Every configuration of one env: optionally no camera, then 1 and 2 cameras per size."""
     first, second = camera_pair(env_id)
     # image_size is irrelevant without cameras; any valid value will do.
     configs: list[tuple[tuple[str, ...], int]] = [((), sizes[0])] if no_render else []
@@ -191,24 +193,41 @@ def format_table(results: list[SpeedResult]) -> str:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line options (shared with a ``kairos-gym`` sub-command)."""
-    parser.add_argument("--env", default="kairos_gym/Robosuite-Lift-v0", help="comma-separated ids, or 'all'")
+    parser.add_argument(
+        "--env", default="kairos_gym/Robosuite-Lift-v0", help="comma-separated ids, or 'all'"
+    )
     parser.add_argument("--sizes", default="64,128", help="comma-separated square image sizes")
     parser.add_argument("--steps", type=int, default=100, help="timed steps per configuration")
     parser.add_argument("--warmup", type=int, default=10, help="untimed steps before timing")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the reset and of the random actions")
     parser.add_argument(
-        "--actions", default="uniform", choices=ACTION_MODES, help="random action stream (see RandomActions)"
+        "--seed", type=int, default=0, help="seed of the reset and of the random actions"
     )
-    parser.add_argument("--no-render", action="store_true", help="also time the env without any camera")
-    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--actions",
+        default="uniform",
+        choices=ACTION_MODES,
+        help="random action stream (see RandomActions)",
+    )
+    parser.add_argument(
+        "--no-render", action="store_true", help="also time the env without any camera"
+    )
+    parser.add_argument(
+        "--json", default=None, metavar="PATH", help="also write the results as JSON"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Benchmark the ids named by ``args`` and print the table; returns an exit status."""
     if args.steps < 1 or args.warmup < 0:
-        print(f"error: need --steps >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}", file=sys.stderr)
+        print(
+            f"error: need --steps >= 1 and --warmup >= 0, got {args.steps} and {args.warmup}",
+            file=sys.stderr,
+        )
         return 2
-    env_ids = list(ENV_IDS) if args.env == "all" else [e.strip() for e in args.env.split(",") if e.strip()]
+    if args.env == "all":
+        env_ids = list(ENV_IDS)
+    else:
+        env_ids = [e.strip() for e in args.env.split(",") if e.strip()]
     sizes = tuple(int(s) for s in args.sizes.split(","))
     results: list[SpeedResult] = []
     for env_id in env_ids:
@@ -223,7 +242,8 @@ def run(args: argparse.Namespace) -> int:
                 actions=args.actions,
             )
         except (ImportError, gym.error.Error, ValueError) as exc:
-            rows = [SpeedResult(env_id, (), 0, 0, float("nan"), skipped=f"{type(exc).__name__}: {exc}")]
+            reason = f"{type(exc).__name__}: {exc}"
+            rows = [SpeedResult(env_id, (), 0, 0, float("nan"), skipped=reason)]
         results += rows
         for row in rows:
             print(format_table([row]).splitlines()[-1], file=sys.stderr, flush=True)

@@ -10,8 +10,10 @@ is rendered (``cameras=()``) where the environment allows it, so the run is fast
 Run::
 
     python -m kairos_gym.eval.expert_success --env kairos_gym/Robosuite-Lift-v0 --episodes 20
-    python -m kairos_gym.eval.expert_success --env kairos_gym/Robosuite-Lift-v0,kairos_gym/Robosuite-Door-v0
-    python -m kairos_gym.eval.expert_success --env all --episodes 20 --noise 0.0 --seed 0 --json /tmp/experts.json
+    python -m kairos_gym.eval.expert_success \
+        --env kairos_gym/Robosuite-Lift-v0,kairos_gym/Robosuite-Door-v0
+    python -m kairos_gym.eval.expert_success --env all --episodes 20 --noise 0.0 --seed 0 \
+        --json /tmp/experts.json
 """
 
 from __future__ import annotations
@@ -130,7 +132,8 @@ def run_expert(
 def format_table(results: list[ExpertResult]) -> str:
     """Markdown table of results, one row per environment."""
     lines = [
-        "| env | episodes | successes | success rate | mean steps | mean steps (success) | seconds |",
+        "| env | episodes | successes | success rate | mean steps | mean steps (success) "
+        "| seconds |",
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:
@@ -146,43 +149,60 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--env",
         default="all",
-        help=f"comma-separated gymnasium ids with a scripted expert, or 'all' ({', '.join(EXPERTS)})",
+        help=f"comma-separated ids with a scripted expert, or 'all' ({', '.join(EXPERTS)})",
     )
     parser.add_argument("--episodes", type=int, default=20, help="seeded episodes per environment")
-    parser.add_argument("--noise", type=float, default=0.0, help="std of the expert's Gaussian action noise")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the first episode (then +1 each)")
+    parser.add_argument(
+        "--noise", type=float, default=0.0, help="std of the expert's Gaussian action noise"
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, help="seed of the first episode (then +1 each)"
+    )
     parser.add_argument("--max-steps", type=int, default=None, help="override the env's step limit")
-    parser.add_argument("--json", default=None, metavar="PATH", help="also write the results as JSON")
+    parser.add_argument(
+        "--json", default=None, metavar="PATH", help="also write the results as JSON"
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     """Run the experts named by ``args`` and print the table; returns an exit status."""
-    env_ids = list(EXPERTS) if args.env == "all" else [e.strip() for e in args.env.split(",") if e.strip()]
+    if args.env == "all":
+        env_ids = list(EXPERTS)
+    else:
+        env_ids = [e.strip() for e in args.env.split(",") if e.strip()]
     for env_id in env_ids:
         if env_id not in EXPERTS:
-            print(f"error: no scripted expert for {env_id!r}; choose from {list(EXPERTS)} or 'all'", file=sys.stderr)
+            print(
+                f"error: no scripted expert for {env_id!r}; choose from {list(EXPERTS)} or 'all'",
+                file=sys.stderr,
+            )
             return 2
     results = []
     for env_id in env_ids:
         try:
             result = run_expert(
-                env_id, episodes=args.episodes, noise=args.noise, seed=args.seed, max_episode_steps=args.max_steps
+                env_id,
+                episodes=args.episodes,
+                noise=args.noise,
+                seed=args.seed,
+                max_episode_steps=args.max_steps,
             )
         except ImportError as exc:
             print(f"skipping {env_id}: {exc}", file=sys.stderr)
             continue
         results.append(result)
         print(
-            f"{env_id}: {result.successes}/{result.episodes} successes, {result.seconds:.1f}s ({result.note})",
+            f"{env_id}: {result.successes}/{result.episodes} successes, "
+            f"{result.seconds:.1f}s ({result.note})",
             file=sys.stderr,
             flush=True,
         )
     print(format_table(results))
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(
-                {"noise": args.noise, "seed": args.seed, "results": [asdict(r) for r in results]}, f, indent=2
-            )
+            rows = [asdict(r) for r in results]
+            payload = {"noise": args.noise, "seed": args.seed, "results": rows}
+            json.dump(payload, f, indent=2)
     return 0
 
 

@@ -46,7 +46,7 @@ def rot_z(angle: float) -> np.ndarray:
 
 
 def rot_axis(axis: np.ndarray, angle: float) -> np.ndarray:
-    """Rotation matrix ``[3, 3]`` of ``angle`` radians about the unit vector ``axis`` (Rodrigues)."""
+    """Rotation matrix ``[3, 3]`` of ``angle`` radians about the unit vector ``axis``."""
     x, y, z = np.asarray(axis, dtype=np.float64) / np.linalg.norm(axis)
     k = np.array([[0.0, -z, y], [z, 0.0, -x], [-y, x, 0.0]])
     return np.eye(3) + math.sin(angle) * k + (1.0 - math.cos(angle)) * (k @ k)
@@ -115,7 +115,9 @@ class RobosuiteExpert(Policy):
                 f"reset(seed=..., env=env), got {env!r}"
             )
         if getattr(base, "task", None) != self.task:
-            raise TypeError(f"{type(self).__name__} solves {self.task!r}, got an env of task {base.task!r}")
+            raise TypeError(
+                f"{type(self).__name__} solves {self.task!r}, got an env of task {base.task!r}"
+            )
         self._env = base
         self._rng = np.random.default_rng(seed)
         self._memory = {}
@@ -230,8 +232,10 @@ class StackExpert(RobosuiteExpert):
             if self._near(p, above, 0.015) or self._phase_steps > 80:
                 self._set_phase("lower")
             else:
+                # Rise first, then travel, so the red cube does not sweep the green one.
                 lifted = p["eef_pos"][2] > place[2] + 0.04
-                return (above if lifted else p["eef_pos"] + np.array([0, 0, 0.05])), grasp_mat, CLOSE
+                target = above if lifted else p["eef_pos"] + np.array([0.0, 0.0, 0.05])
+                return target, grasp_mat, CLOSE
         if self.phase == "lower":
             if self._near(p, place, 0.008) or self._phase_steps > 40:
                 self._set_phase("release")
@@ -247,7 +251,7 @@ class StackExpert(RobosuiteExpert):
 
 
 class PickPlaceCanExpert(RobosuiteExpert):
-    """PickPlaceCan: grasp the can near its top, lift, carry to its bin compartment, drop, retreat."""
+    """PickPlaceCan: grasp the can near its top, lift, carry it to its bin compartment, drop."""
 
     task = "PickPlaceCan"
     carry_height = 0.25
@@ -293,7 +297,7 @@ class PickPlaceCanExpert(RobosuiteExpert):
 
 
 class DoorExpert(RobosuiteExpert):
-    """Door: pinch the latch handle, turn it down past the latch, pull the door open along its arc."""
+    """Door: pinch the latch lever, turn it down past the latch, pull the door along its arc."""
 
     task = "Door"
     turn_angle = 1.45
@@ -328,7 +332,8 @@ class DoorExpert(RobosuiteExpert):
             self._set_phase("turn")
         if self.phase == "turn":
             frac = min(1.0, self._phase_steps / self.turn_steps)
-            if frac >= 1.0 and float(p["handle_qpos"].ravel()[0]) ** 2 > 1.3**2 or self._phase_steps > 2 * self.turn_steps:
+            turned = abs(float(p["handle_qpos"].ravel()[0])) > 1.3
+            if (frac >= 1.0 and turned) or self._phase_steps > 2 * self.turn_steps:
                 self._set_phase("pull")
             else:
                 rot = rot_axis(mem["axis"], mem["turn_sign"] * self.turn_angle * frac)

@@ -41,7 +41,8 @@ def test_check_env_passes(task):
 def test_spaces_and_observation(lift):
     obs, info = lift.reset(seed=0)
     assert set(obs) == {"agentview_image", "state"}
-    assert obs["agentview_image"].shape == (SIZE, SIZE, 3) and obs["agentview_image"].dtype == np.uint8
+    image = obs["agentview_image"]
+    assert image.shape == (SIZE, SIZE, 3) and image.dtype == np.uint8
     assert obs["state"].shape == (8,) and obs["state"].dtype == np.float32
     assert lift.observation_space.contains(obs)
     assert lift.action_space.shape == (7,) and lift.action_space.dtype == np.float32
@@ -53,7 +54,8 @@ def test_spaces_and_observation(lift):
     priv = lift.privileged()
     raw = lift.robosuite_env._get_observations()
     np.testing.assert_allclose(obs["state"][:3], raw["robot0_eef_pos"], atol=1e-6)
-    np.testing.assert_allclose(obs["state"][3:6], quat_to_axis_angle(raw["robot0_eef_quat"]), atol=1e-6)
+    axis_angle = quat_to_axis_angle(raw["robot0_eef_quat"])
+    np.testing.assert_allclose(obs["state"][3:6], axis_angle, atol=1e-6)
     np.testing.assert_allclose(obs["state"][6:], priv["gripper_qpos"], atol=1e-6)
     assert set(priv) >= {"eef_pos", "eef_quat", "eef_mat", "gripper_qpos", "cube_pos", "cube_quat"}
 

@@ -41,7 +41,7 @@ def test_lift_expert_succeeds(seed):
         terminated = truncated = False
         while not (terminated or truncated):
             obs, _, terminated, truncated, info = env.step(expert.act(obs, info["instruction"]))
-        assert terminated and info["success"], f"Lift expert failed on seed {seed} in phase {expert.phase}"
+        assert terminated and info["success"], f"failed on seed {seed} in phase {expert.phase}"
     finally:
         env.close()
 
@@ -102,7 +102,7 @@ def test_expert_misuse_raises_clear_errors():
         LiftExpert(noise=-0.1)
     with pytest.raises(ValueError, match="got nan"):
         LiftExpert(noise=float("nan"))
-    with pytest.raises(RuntimeError, match=r"call LiftExpert.reset\(seed=..., env=env\) before act"):
+    with pytest.raises(RuntimeError, match=r"LiftExpert.reset\(seed=..., env=env\) before act"):
         LiftExpert().act({})
     with pytest.raises(TypeError, match="pass the robosuite environment.*got None"):
         LiftExpert().reset(seed=0)
@@ -118,8 +118,11 @@ def test_rotation_helpers():
     axis = np.array([0.3, -0.4, 0.866])
     axis /= np.linalg.norm(axis)
     for angle in (0.0, 0.2, 1.5, 3.0):
-        np.testing.assert_allclose(mat_to_axis_angle(rot_axis(axis, angle)), axis * angle, atol=1e-9)
-    np.testing.assert_allclose(np.linalg.norm(mat_to_axis_angle(rot_axis(axis, math.pi))), math.pi, atol=1e-6)
+        np.testing.assert_allclose(
+            mat_to_axis_angle(rot_axis(axis, angle)), axis * angle, atol=1e-9
+        )
+    half_turn = mat_to_axis_angle(rot_axis(axis, math.pi))
+    np.testing.assert_allclose(np.linalg.norm(half_turn), math.pi, atol=1e-6)
     for yaw in np.linspace(-4, 4, 17):
         g = square_grasp_yaw(yaw)
         assert -math.pi / 4 <= g < math.pi / 4
@@ -132,7 +135,8 @@ def test_expert_success_script_runs_and_writes_json(tmp_path, capsys):
     from kairos_gym.eval.expert_success import main
 
     out = tmp_path / "experts.json"
-    rc = main(["--env", "kairos_gym/Robosuite-Lift-v0", "--episodes", "1", "--seed", "3", "--json", str(out)])
+    args = ["--env", "kairos_gym/Robosuite-Lift-v0", "--episodes", "1", "--seed", "3"]
+    rc = main([*args, "--json", str(out)])
     assert rc == 0
     table = capsys.readouterr().out
     assert "| kairos_gym/Robosuite-Lift-v0 | 1 | 1 | 100% |" in table
