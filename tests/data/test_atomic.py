@@ -80,7 +80,7 @@ def test_sigkill_mid_collection_keeps_committed_episodes(tmp_path, extra_delay):
         assert reader.total == 20 * len(names)
 
     # Resume after the crash: the next episode continues the numbering.
-    from conftest import make_episode, make_spec
+    from tests.data.conftest import make_episode, make_spec
 
     with EpisodeWriter(path, make_spec(image_size=32)) as writer:
         name = writer.write_episode(**make_episode(5, image_size=32))
