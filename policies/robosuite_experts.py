@@ -91,9 +91,13 @@ class RobosuiteExpert(Policy):
     task: str = ""
 
     def __init__(self, noise: float = 0.0, *, pos_gain: float = 1.0, rot_gain: float = 1.0) -> None:
-        if not (isinstance(noise, (int, float)) and math.isfinite(noise) and noise >= 0.0):
+        try:
+            value = float(noise)
+        except (TypeError, ValueError):
+            value = float("nan")
+        if not (math.isfinite(value) and value >= 0.0):
             raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-        self.noise = float(noise)
+        self.noise = value
         self.pos_gain = float(pos_gain)
         self.rot_gain = float(rot_gain)
         self._env: Any = None
