@@ -118,16 +118,15 @@ class RobosuiteExpert(Policy):
                 f"{type(self).__name__} reads simulator state: pass the robosuite environment as "
                 f"reset(seed=..., env=env), got {env!r}"
             )
-        if getattr(base, "task", None) != self.task:
+        env_task = getattr(base, "task", None)
+        if env_task != self.task:
             raise TypeError(
-                f"{type(self).__name__} solves {self.task!r}, got an env of task {base.task!r}"
+                f"{type(self).__name__} solves {self.task!r}, got an env of task {env_task!r}"
             )
         self._env = base
         self._rng = np.random.default_rng(seed)
         self._memory = {}
-        self._set_phase(self.first_phase)
-
-    first_phase = "approach"
+        self._set_phase("approach")
 
     def act(self, observation: dict[str, np.ndarray], instruction: str = "") -> np.ndarray:
         """Next action ``[7]`` float32 in [-1, 1] (observation and instruction are unused)."""
