@@ -20,6 +20,17 @@ entries are normalised as gym-aloha does: 0 = closed, 1 = open, mapped linearly 
 position 0.01844 .. 0.058 m (the finger actuator then clips to its 0.021 .. 0.057 m range).
 ``state`` is the same 14 numbers measured: arm joint angles and normalised finger positions.
 
+Physics divergence: gym-aloha's arms are undamped position servos (no joint damping or
+armature), so targets that jump across the whole range every step (a uniform random policy)
+pump energy into the arms until MuJoCo's accelerations blow up, typically within 10-30 steps
+(halving the timestep, the implicit or RK4 integrators, and ramping targets across the
+substeps only postpone it). The physics is kept as gym-aloha defines it; instead, when a
+step diverges the episode ends cleanly: ``step`` returns the last valid observation, reward
+0.0, ``terminated=False``, ``truncated=True`` and ``info["physics_error"]`` (dm_control's
+message), and further ``step`` calls raise ``ResetNeeded`` until ``reset``. MuJoCo itself
+resets the simulator data when it detects the divergence, so nothing is restored here and
+the simulator state after such a step is meaningless.
+
 Example::
 
     import gymnasium as gym, kairos_gym
@@ -47,6 +58,7 @@ from kairos_gym.errors import InvalidAction, ResetNeeded, missing_dependency  # 
 try:
     import mujoco
     from dm_control import mujoco as dm_mujoco
+    from dm_control.rl.control import PhysicsError
     from gym_aloha.constants import ASSETS_DIR, DT, START_ARM_POSE
     from gym_aloha.tasks.sim import InsertionTask, TransferCubeTask
 except ImportError as exc:  # pragma: no cover - exercised only without the [sim] extra
@@ -121,7 +133,9 @@ class AlohaEnv(gym.Env):
     Action: float32 ``[14]`` joint targets (see the module docstring for layout and bounds).
     Reward: gym-aloha's staged reward in {0, 1, 2, 3, 4}; ``info["success"]`` is True when it
     reaches 4 (cube held by the left gripper in the air / peg touching the socket's pin).
-    Control at 50 Hz (10 physics steps of 2 ms per action).
+    Control at 50 Hz (10 physics steps of 2 ms per action). A step whose physics diverges
+    ends the episode with ``truncated=True`` and ``info["physics_error"]`` (see the module
+    docstring); smooth policies such as the scripted experts never trigger it.
 
     Args:
         task: ``"TransferCube"`` or ``"Insertion"``.
@@ -264,6 +278,9 @@ class AlohaEnv(gym.Env):
     ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Apply one 14-D joint-position action for 20 ms of simulated time.
 
+        If the physics diverges during the step, the episode ends: the last valid observation
+        is returned with reward 0.0, ``truncated=True`` and ``info["physics_error"]``.
+
         Raises:
             ResetNeeded: before ``reset``, after the episode ended, or after ``close``.
             InvalidAction: wrong shape or dtype, NaN/inf, or outside the bounds (beyond a
@@ -276,7 +293,15 @@ class AlohaEnv(gym.Env):
             raise ResetNeeded("the episode has ended (terminated or truncated); call reset()")
         act = self._check_action(action)
         self._task.before_step(act.astype(np.float64), self.physics)
-        self.physics.step(self._n_substeps)
+        try:
+            self.physics.step(self._n_substeps)
+        except PhysicsError as exc:
+            # MuJoCo has already reset the data; report the last valid observation.
+            self._steps += 1
+            self._episode_over = True
+            info = self._info(success=False)
+            info["physics_error"] = str(exc)
+            return self._copy_obs(), 0.0, False, True, info
         self._steps += 1
         stage = self._task.get_reward(self.physics)
         success = stage >= self._task.max_reward
