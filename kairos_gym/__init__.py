@@ -2,15 +2,16 @@
 
 Public surface::
 
-    from kairos_gym import WorldModel, WorldModelConfig
+    import kairos_gym                         # registers the kairos_gym/... environment ids
+    from kairos_gym import WorldModel, WorldModelConfig, WorldState
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
+from kairos_gym.envs.registration import register_all as _register_all
 from kairos_gym.model import WorldModel, WorldModelConfig, WorldState
 
-from kairos_gym.envs.registration import register_all as _register_all
+__version__ = "0.1.0"
+__all__ = ["WorldModel", "WorldModelConfig", "WorldState", "__version__"]
 
 _register_all()

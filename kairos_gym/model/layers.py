@@ -87,12 +87,11 @@ def apply_rotary(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     return out.flatten(-2).to(x.dtype)
 
 
-class WindowSelfAttention(nn.Module):
-    """Block-causal attention over latent frames under a window rule (``swa``/``dswa``/``full``)."""
+class _AttentionProjections(nn.Module):
+    """The released attention layout: q/k/v/o projections and RMSNorm on q and k."""
 
-    def __init__(self, cfg: WorldModelConfig, kind: str) -> None:
+    def __init__(self, cfg: WorldModelConfig) -> None:
         super().__init__()
-        self.kind, self.window, self.dilation = kind, cfg.window, cfg.dilation
         self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
         self.q = nn.Linear(cfg.dim, cfg.dim)
         self.k = nn.Linear(cfg.dim, cfg.dim)
@@ -100,6 +99,14 @@ class WindowSelfAttention(nn.Module):
         self.o = nn.Linear(cfg.dim, cfg.dim)
         self.norm_q = RMSNorm(cfg.dim, cfg.eps)
         self.norm_k = RMSNorm(cfg.dim, cfg.eps)
+
+
+class WindowSelfAttention(_AttentionProjections):
+    """Block-causal attention over latent frames under a window rule (``swa``/``dswa``/``full``)."""
+
+    def __init__(self, cfg: WorldModelConfig, kind: str) -> None:
+        super().__init__(cfg)
+        self.kind, self.window, self.dilation = kind, cfg.window, cfg.dilation
         self.use_flex = True
 
     def _qkv(self, x: torch.Tensor, angles: torch.Tensor):
@@ -231,18 +238,8 @@ class GatedDeltaNet(nn.Module):
         return self.o_proj(o), {"state": state, "conv_q": conv_q, "conv_k": conv_k, "conv_v": conv_v}
 
 
-class CrossAttention(nn.Module):
+class CrossAttention(_AttentionProjections):
     """Attention from frame tokens to instruction tokens (no positions, no mask)."""
-
-    def __init__(self, cfg: WorldModelConfig) -> None:
-        super().__init__()
-        self.num_heads, self.head_dim = cfg.num_heads, cfg.head_dim
-        self.q = nn.Linear(cfg.dim, cfg.dim)
-        self.k = nn.Linear(cfg.dim, cfg.dim)
-        self.v = nn.Linear(cfg.dim, cfg.dim)
-        self.o = nn.Linear(cfg.dim, cfg.dim)
-        self.norm_q = RMSNorm(cfg.dim, cfg.eps)
-        self.norm_k = RMSNorm(cfg.dim, cfg.eps)
 
     def forward(self, x: torch.Tensor, context: torch.Tensor) -> torch.Tensor:
         """``x`` ``[B, L, dim]``, ``context`` ``[B, Lc, dim]`` -> ``[B, L, dim]``."""
