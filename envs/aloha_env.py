@@ -53,7 +53,8 @@ import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 from gymnasium import spaces  # noqa: E402
 
-from kairos_gym.errors import InvalidAction, ResetNeeded, missing_dependency  # noqa: E402
+from kairos_gym.envs.common import check_action, validate_options  # noqa: E402
+from kairos_gym.errors import ResetNeeded, missing_dependency  # noqa: E402
 
 try:
     import mujoco
@@ -104,26 +105,11 @@ TASKS: dict[str, _TaskSpec] = {
 # How error messages name the action space (the Box repr spans several lines).
 _ACTION_DESC = "the 14-D joint-position action space (float32 Box, see AlohaEnv.action_space)"
 
-# Tolerance on the bounds so float rounding in a caller's own clipping is not an error.
-_BOUND_TOL = 1e-5
-
 # Images are rendered this many times larger per side, then box-filtered down.
 _SUPERSAMPLE = 2
 
 # MuJoCo state components that make a restored state continue bit-for-bit.
 _STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
-
-
-def _image_hw(image_size: int | tuple[int, int]) -> tuple[int, int]:
-    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
-        hw = (int(image_size), int(image_size))
-    elif isinstance(image_size, (tuple, list)) and len(image_size) == 2:
-        hw = (int(image_size[0]), int(image_size[1]))
-    else:
-        raise ValueError(f"image_size must be an int or (height, width), got {image_size!r}")
-    if min(hw) <= 0:
-        raise ValueError(f"image_size must be positive, got {image_size!r}")
-    return hw
 
 
 class AlohaEnv(gym.Env):
@@ -164,28 +150,20 @@ class AlohaEnv(gym.Env):
         terminate_on_success: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        if task not in TASKS:
-            raise ValueError(f"unknown ALOHA task {task!r}; choose one of {sorted(TASKS)}")
         if isinstance(cameras, str):
             cameras = (cameras,)
-        cameras = tuple(cameras)
-        for cam in cameras:
-            if cam not in CAMERAS:
-                raise ValueError(f"unknown camera {cam!r} for ALOHA; choose from {CAMERAS}")
-        if len(set(cameras)) != len(cameras):
-            raise ValueError(f"cameras must be distinct, got {cameras!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            modes = self.metadata["render_modes"]
-            raise ValueError(f"render_mode must be None or one of {modes}, got {render_mode!r}")
-        if int(max_episode_steps) <= 0:
-            raise ValueError(f"max_episode_steps must be positive, got {max_episode_steps!r}")
-
-        self.task = task
-        self.cameras = cameras
-        self.image_hw = _image_hw(image_size)
-        self.max_episode_steps = int(max_episode_steps)
-        self.terminate_on_success = bool(terminate_on_success)
-        self.render_mode = render_mode
+        validate_options(
+            family="ALOHA",
+            task=task,
+            tasks=TASKS,
+            cameras=cameras,
+            image_size=image_size,
+            max_episode_steps=max_episode_steps,
+            terminate_on_success=terminate_on_success,
+            render_mode=render_mode,
+            render_modes=self.metadata["render_modes"],
+            known_cameras=CAMERAS,
+        ).store_on(self)
         self._spec = TASKS[task]
         self.instruction = self._spec.instruction
 
@@ -291,7 +269,7 @@ class AlohaEnv(gym.Env):
             raise ResetNeeded("call reset() before step()")
         if self._episode_over:
             raise ResetNeeded("the episode has ended (terminated or truncated); call reset()")
-        act = self._check_action(action)
+        act = check_action(action, self.action_space, description=_ACTION_DESC)
         self._task.before_step(act.astype(np.float64), self.physics)
         try:
             self.physics.step(self._n_substeps)
@@ -379,28 +357,6 @@ class AlohaEnv(gym.Env):
     def _copy_obs(self) -> dict[str, np.ndarray]:
         # Callers may write into what they get; the cached observation must stay intact.
         return {key: value.copy() for key, value in (self._obs or {}).items()}
-
-    def _check_action(self, action: Any) -> np.ndarray:
-        arr = np.asarray(action)
-        if arr.dtype.kind not in "fiu":
-            raise InvalidAction(
-                f"action must be a real-valued array for {_ACTION_DESC}, got dtype {arr.dtype}"
-            )
-        act = arr.astype(np.float32)
-        if act.shape != (14,):
-            raise InvalidAction(
-                f"action must have shape (14,) for {_ACTION_DESC}, got shape {act.shape}"
-            )
-        if not np.all(np.isfinite(act)):
-            raise InvalidAction(f"action contains NaN or inf: {act.tolist()}")
-        low, high = self.action_space.low, self.action_space.high
-        bad = np.flatnonzero((act < low - _BOUND_TOL) | (act > high + _BOUND_TOL))
-        if bad.size:
-            raise InvalidAction(
-                f"action entries {bad.tolist()} = {act[bad].tolist()} are outside the bounds "
-                f"low={low[bad].tolist()} high={high[bad].tolist()} of {_ACTION_DESC}"
-            )
-        return np.clip(act, low, high)
 
     def _observation(self) -> dict[str, np.ndarray]:
         obs = {f"{cam}_image": self._render_camera(cam) for cam in self.cameras}

@@ -43,14 +43,13 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 import gymnasium as gym  # noqa: E402
 import numpy as np  # noqa: E402
 
-from kairos_gym.errors import InvalidAction, ResetNeeded, missing_dependency  # noqa: E402
+from kairos_gym.envs.common import check_action, validate_options  # noqa: E402
+from kairos_gym.errors import ResetNeeded, missing_dependency  # noqa: E402
 
 ACTION_DIM = 7
 STATE_DIM = 8
 CONTROL_FREQ = 20.0
 DEFAULT_RENDER_CAMERA = "agentview"
-# Tolerance on the [-1, 1] bounds so float rounding in a caller's own clipping is not an error.
-_BOUND_TOL = 1e-5
 
 
 @dataclass(frozen=True)
@@ -133,18 +132,6 @@ def _import_robosuite() -> Any:
     return robosuite
 
 
-def _image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
-        h = w = int(image_size)
-    elif isinstance(image_size, Sequence) and len(image_size) == 2:
-        h, w = (int(v) for v in image_size)
-    else:
-        raise ValueError(f"image_size must be an int or an (H, W) pair, got {image_size!r}")
-    if h < 1 or w < 1:
-        raise ValueError(f"image_size must be positive, got {image_size!r}")
-    return h, w
-
-
 class RobosuiteEnv(gym.Env):
     """A robosuite 1.4 task (Panda, ``OSC_POSE``, 20 Hz) with kairos-gym's shared spaces.
 
@@ -179,30 +166,21 @@ class RobosuiteEnv(gym.Env):
         reward_shaping: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        if task not in TASKS:
-            raise ValueError(f"unknown robosuite task {task!r}; choose one of {sorted(TASKS)}")
-        if isinstance(cameras, str):
-            raise TypeError(f"cameras must be a tuple of camera names, got the string {cameras!r}")
-        cameras = tuple(cameras)
-        if len(set(cameras)) != len(cameras):
-            raise ValueError(f"cameras must not repeat a name, got {cameras!r}")
-        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
-            raise ValueError(
-                f"render_mode must be None or one of {self.metadata['render_modes']}, "
-                f"got {render_mode!r}"
-            )
+        if max_episode_steps is None and task in TASKS:
+            max_episode_steps = TASKS[task].max_episode_steps
+        validate_options(
+            family="robosuite",
+            task=task,
+            tasks=TASKS,
+            cameras=cameras,
+            image_size=image_size,
+            max_episode_steps=max_episode_steps,
+            terminate_on_success=terminate_on_success,
+            render_mode=render_mode,
+            render_modes=self.metadata["render_modes"],
+        ).store_on(self)
         spec = TASKS[task]
-        if max_episode_steps is None:
-            max_episode_steps = spec.max_episode_steps
-        if int(max_episode_steps) < 1:
-            raise ValueError(f"max_episode_steps must be >= 1, got {max_episode_steps!r}")
-
-        self.task = task
-        self.cameras = cameras
-        self.image_hw = _image_hw(image_size)
-        self.max_episode_steps = int(max_episode_steps)
-        self.terminate_on_success = bool(terminate_on_success)
-        self.render_mode = render_mode
+        cameras = self.cameras
         self.instruction = spec.instruction
         self.control_freq = CONTROL_FREQ
         self.metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
@@ -300,7 +278,7 @@ class RobosuiteEnv(gym.Env):
             raise ResetNeeded("call reset() before step()")
         if self._episode_over:
             raise ResetNeeded("the episode has ended (terminated or truncated); call reset()")
-        act = self._check_action(action)
+        act = check_action(action, self.action_space)
         with self._robosuite_rng():
             self._raw, reward, _, _ = self._env.step(act.astype(np.float64))
         self._steps += 1
@@ -395,26 +373,6 @@ class RobosuiteEnv(gym.Env):
     def _require_open(self) -> None:
         if self._closed:
             raise ResetNeeded("the environment is closed")
-
-    def _check_action(self, action: Any) -> np.ndarray:
-        arr = np.asarray(action)
-        if arr.dtype.kind not in "fiu":
-            raise InvalidAction(
-                f"action must be a real-valued array for {self.action_space}, got dtype {arr.dtype}"
-            )
-        if arr.shape != (ACTION_DIM,):
-            raise InvalidAction(
-                f"action must have shape ({ACTION_DIM},) for {self.action_space}, "
-                f"got shape {arr.shape}"
-            )
-        arr = arr.astype(np.float32)
-        if not np.all(np.isfinite(arr)):
-            raise InvalidAction(f"action contains NaN or inf: {arr.tolist()}")
-        if np.any(np.abs(arr) > 1.0 + _BOUND_TOL):
-            raise InvalidAction(
-                f"action must lie in [-1, 1] for {self.action_space}, got {arr.tolist()}"
-            )
-        return np.clip(arr, -1.0, 1.0)
 
     def _render_camera(self, camera: str) -> np.ndarray:
         h, w = self.image_hw

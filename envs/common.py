@@ -1,0 +1,205 @@
+"""Option validation and action checking shared by kairos-gym's environments.
+
+Every environment takes the same constructor options (``task``, ``cameras``, ``image_size``,
+``max_episode_steps``, ``terminate_on_success``, ``render_mode``) and checks every action
+against a float32 ``gymnasium.spaces.Box`` before touching its simulator. This module holds
+the single implementation of both, so the environments accept the same inputs and raise the
+same errors:
+
+- :func:`image_hw` turns ``image_size`` (an int or an ``(H, W)`` pair) into ``(H, W)``.
+- :func:`validate_options` checks the constructor options and returns them normalised as
+  :class:`EnvOptions`; :meth:`EnvOptions.store_on` sets them as the environment's attributes.
+- :func:`check_action` validates an action against a ``Box`` and returns it as float32,
+  clipped to the bounds; errors are :class:`kairos_gym.errors.InvalidAction` naming the
+  expected space (shape, bounds) and the value received.
+
+Nothing here imports a simulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from kairos_gym.errors import InvalidAction
+
+__all__ = ["EnvOptions", "check_action", "image_hw", "validate_options"]
+
+
+def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` of an ``image_size`` option.
+
+    Args:
+        image_size: the side of square images, or an ``(H, W)`` pair.
+
+    Raises:
+        ValueError: not an int or a pair (strings and bools are refused), or a side < 1.
+    """
+    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+        h = w = int(image_size)
+    elif (
+        isinstance(image_size, Sequence)
+        and not isinstance(image_size, (str, bytes))
+        and len(image_size) == 2
+    ):
+        h, w = (int(v) for v in image_size)
+    else:
+        raise ValueError(f"image_size must be an int or an (H, W) pair, got {image_size!r}")
+    if h < 1 or w < 1:
+        raise ValueError(f"image_size must be positive, got {image_size!r}")
+    return h, w
+
+
+@dataclass(frozen=True)
+class EnvOptions:
+    """The validated, normalised constructor options common to every environment.
+
+    Attributes:
+        task: the task name (a key of the environment's task table).
+        cameras: distinct camera names, in the caller's order.
+        image_hw: ``(height, width)`` of every camera image.
+        max_episode_steps: truncation length, >= 1.
+        terminate_on_success: end the episode on the first success.
+        render_mode: ``None`` or one of the environment's render modes.
+    """
+
+    task: str
+    cameras: tuple[str, ...]
+    image_hw: tuple[int, int]
+    max_episode_steps: int
+    terminate_on_success: bool
+    render_mode: str | None
+
+    def store_on(self, env: Any) -> None:
+        """Set every option as the attribute of the same name on ``env``."""
+        env.task = self.task
+        env.cameras = self.cameras
+        env.image_hw = self.image_hw
+        env.max_episode_steps = self.max_episode_steps
+        env.terminate_on_success = self.terminate_on_success
+        env.render_mode = self.render_mode
+
+
+def validate_options(
+    *,
+    family: str,
+    task: str,
+    tasks: Collection[str],
+    cameras: Sequence[str],
+    image_size: int | Sequence[int],
+    max_episode_steps: int,
+    terminate_on_success: bool,
+    render_mode: str | None,
+    render_modes: Sequence[str],
+    known_cameras: Sequence[str] | None = None,
+) -> EnvOptions:
+    """Check an environment's constructor options and return them normalised.
+
+    Checks run in this order: task, cameras (type, then known names when ``known_cameras``
+    is given, then repeats), render mode, step limit, image size.
+
+    Args:
+        family: the environment family named in messages (``"robosuite"``, ``"ALOHA"``).
+        task: requested task; must be in ``tasks``.
+        tasks: the supported task names.
+        cameras: camera names (a tuple or list; a single string is refused).
+        image_size: see :func:`image_hw`.
+        max_episode_steps: truncation length (already resolved from any default).
+        terminate_on_success: stored as a bool.
+        render_mode: ``None`` or one of ``render_modes``.
+        render_modes: the render modes the environment supports.
+        known_cameras: the camera names the environment has, when known before building the
+            simulator; ``None`` leaves that check to the caller.
+
+    Raises:
+        TypeError: ``cameras`` is a string.
+        ValueError: unknown task, camera or render mode; repeated camera; step limit < 1;
+            bad image size.
+    """
+    if task not in tasks:
+        raise ValueError(f"unknown {family} task {task!r}; choose one of {sorted(tasks)}")
+    if isinstance(cameras, str):
+        raise TypeError(f"cameras must be a tuple of camera names, got the string {cameras!r}")
+    cams = tuple(cameras)
+    if known_cameras is not None:
+        known = tuple(known_cameras)
+        for cam in cams:
+            if cam not in known:
+                raise ValueError(f"unknown camera {cam!r} for {family}; choose from {known}")
+    if len(set(cams)) != len(cams):
+        raise ValueError(f"cameras must not repeat a name, got {cams!r}")
+    if render_mode is not None and render_mode not in render_modes:
+        raise ValueError(
+            f"render_mode must be None or one of {list(render_modes)}, got {render_mode!r}"
+        )
+    if int(max_episode_steps) < 1:
+        raise ValueError(f"max_episode_steps must be positive, got {max_episode_steps!r}")
+    return EnvOptions(
+        task=task,
+        cameras=cams,
+        image_hw=image_hw(image_size),
+        max_episode_steps=int(max_episode_steps),
+        terminate_on_success=bool(terminate_on_success),
+        render_mode=render_mode,
+    )
+
+
+def _format_bounds(low: np.ndarray, high: np.ndarray, bad: np.ndarray) -> str:
+    """``[lo, hi]`` when every entry shares the bounds, else the offending entries' bounds."""
+    if low.size and np.all(low == low.flat[0]) and np.all(high == high.flat[0]):
+        return f"[{float(low.flat[0]):g}, {float(high.flat[0]):g}]"
+    return f"low={low[bad].tolist()} high={high[bad].tolist()}"
+
+
+def check_action(
+    action: Any,
+    space: gym.spaces.Box,
+    *,
+    tolerance: float = 1e-5,
+    description: str | None = None,
+) -> np.ndarray:
+    """Validate ``action`` against ``space`` and return it as float32, clipped to the bounds.
+
+    Values up to ``tolerance`` outside the bounds (float rounding in a caller's own clipping)
+    are accepted and clipped; anything further out is an error.
+
+    Args:
+        action: anything ``np.asarray`` accepts; any real dtype (float, int, uint).
+        space: the environment's action space.
+        tolerance: how far outside ``[low, high]`` a value may lie before it is refused.
+        description: how messages name the space; defaults to ``str(space)`` (pass a short
+            text when the space's repr spans several lines).
+
+    Returns:
+        A new float32 array of ``space.shape`` inside ``[space.low, space.high]``.
+
+    Raises:
+        InvalidAction: non-real dtype, wrong shape, NaN/inf, or a value outside the bounds
+            beyond ``tolerance``; the message names the expected space and the value given.
+    """
+    desc = str(space) if description is None else description
+    arr = np.asarray(action)
+    if arr.dtype.kind not in "fiu":
+        raise InvalidAction(f"action must be a real-valued array for {desc}, got dtype {arr.dtype}")
+    if arr.shape != space.shape:
+        raise InvalidAction(
+            f"action must have shape {space.shape} for {desc}, got shape {arr.shape}"
+        )
+    act = arr.astype(np.float32)
+    if not np.all(np.isfinite(act)):
+        raise InvalidAction(f"action contains NaN or inf: {act.tolist()}")
+    low = np.asarray(space.low, dtype=np.float32)
+    high = np.asarray(space.high, dtype=np.float32)
+    bad = np.flatnonzero((act < low - tolerance) | (act > high + tolerance))
+    if bad.size:
+        flat = act.reshape(-1)
+        raise InvalidAction(
+            f"action entries {bad.tolist()} = {flat[bad].tolist()} are outside the bounds "
+            f"{_format_bounds(low.reshape(-1), high.reshape(-1), bad)} of {desc}, "
+            f"got {act.tolist()}"
+        )
+    return np.clip(act, low, high).astype(np.float32, copy=False)
