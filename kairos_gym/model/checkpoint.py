@@ -27,7 +27,7 @@ CODEC_NAME = "codec.safetensors"
 FORMAT_VERSION = 1
 
 # Parameters the released (action-free) Kairos DiT does not have; they keep their fresh init.
-NEW_IN_KAIROS_GYM = ("action_embedding.", "no_action_embedding", "outcome_head.")
+NEW_IN_KAIROS_GYM = ("action_embedding.", "no_action_embedding", "outcome_head.", "state_mean", "state_std")
 
 
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:

@@ -72,6 +72,8 @@ class WorldModelConfig:
     """Width of the sinusoidal flow-time features."""
     action_dim: int = 7
     """Dimension of one environment action."""
+    state_dim: int = 0
+    """Size of the proprioceptive state vector the outcome head also predicts (0: none)."""
     text_dim: int | None = None
     """Width of instruction tokens for cross-attention; ``None`` disables cross-attention."""
     rope_theta: float = 10000.0
@@ -100,6 +102,8 @@ class WorldModelConfig:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if not isinstance(self.state_dim, int) or self.state_dim < 0:
+            raise ValueError(f"state_dim must be an integer >= 0, got {self.state_dim!r}")
         bad = [k for k in self.layer_pattern if k not in LAYER_KINDS]
         if not self.layer_pattern or bad:
             raise ValueError(f"layer_pattern entries must be in {LAYER_KINDS}, got {self.layer_pattern!r}")

@@ -50,7 +50,10 @@ class KairosDiT(nn.Module):
                                                 nn.Linear(d, d))
         self.blocks = nn.ModuleList([Block(cfg, cfg.layer_kind(i)) for i in range(cfg.num_layers)])
         self.head = Head(cfg)
-        self.outcome_head = nn.Sequential(nn.LayerNorm(d, eps=cfg.eps), nn.Linear(d, len(OUTCOMES)))
+        self.outcome_head = nn.Sequential(nn.LayerNorm(d, eps=cfg.eps), nn.Linear(d, len(OUTCOMES) + cfg.state_dim))
+        # The state head predicts normalised proprioception; these map it back (set by training).
+        self.register_buffer("state_mean", torch.zeros(cfg.state_dim))
+        self.register_buffer("state_std", torch.ones(cfg.state_dim))
         self.rope = Rotary3D(cfg.head_dim, cfg.grid, cfg.rope_theta)
         self._masks: dict[tuple[int, str], torch.Tensor] = {}
         self.reset_parameters()
@@ -110,9 +113,25 @@ class KairosDiT(nn.Module):
         return self.patch_embedding.weight.dtype
 
     def outcomes(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Reward and success/termination logits ``[...]`` from frame features ``[..., dim]``."""
+        """Heads of a frame from its features ``[..., dim]``.
+
+        Returns reward ``[...]``, success/termination logits ``[...]`` and, when
+        ``state_dim > 0``, ``state`` ``[..., state_dim]`` in normalised units (see
+        :meth:`denormalize_state`).
+        """
         out = self.outcome_head(features).float()
-        return {name: out[..., i] for i, name in enumerate(OUTCOMES)}
+        heads = {name: out[..., i] for i, name in enumerate(OUTCOMES)}
+        if self.cfg.state_dim:
+            heads["state"] = out[..., len(OUTCOMES):]
+        return heads
+
+    def normalize_state(self, state: torch.Tensor) -> torch.Tensor:
+        """Proprioception ``[..., state_dim]`` -> the state head's normalised units."""
+        return (state.float() - self.state_mean) / self.state_std
+
+    def denormalize_state(self, state: torch.Tensor) -> torch.Tensor:
+        """The state head's output ``[..., state_dim]`` -> proprioception in environment units."""
+        return state.float() * self.state_std + self.state_mean
 
     # --- parallel form ---
     def velocity(

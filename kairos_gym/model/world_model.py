@@ -129,7 +129,8 @@ class WorldModel(nn.Module):
 
         Returns:
             ``(frames, outcomes, new state)``: uint8 frames ``[B, H, W, 3]`` (``[B, tc, H, W, 3]``
-            for video codecs); outcomes ``reward`` ``[B]`` and probabilities ``success``/``done`` ``[B]``.
+            for video codecs); outcomes ``reward`` ``[B]``, probabilities ``success``/``done`` ``[B]``
+            and, when the config has ``state_dim > 0``, the predicted proprioception ``state`` ``[B, S]``.
         """
         a = self._actions(actions, state.batch_size, None).reshape(state.batch_size, -1)
         latent, features, state = sample_frame(self.dit, state, a, settings or self.sampler, generator)
@@ -158,7 +159,10 @@ class WorldModel(nn.Module):
 
     def _outcomes(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
         raw = self.dit.outcomes(features)
-        return {"reward": raw["reward"], "success": raw["success"].sigmoid(), "done": raw["done"].sigmoid()}
+        out = {"reward": raw["reward"], "success": raw["success"].sigmoid(), "done": raw["done"].sigmoid()}
+        if "state" in raw:
+            out["state"] = self.dit.denormalize_state(raw["state"])
+        return out
 
     # --- checkpoints ---
     def save_pretrained(self, directory: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:

@@ -3,6 +3,8 @@ import pytest
 import torch
 
 from kairos_gym.errors import ShapeError
+from kairos_gym.model import WorldModel, WorldModelConfig
+from tests.model.conftest import randomize_
 
 
 def _frames(b, t, seed=0):
@@ -73,3 +75,26 @@ def test_sampler_fields_can_change_but_shapes_cannot(tiny_world_model):
     assert wm.sampler.steps == 1
     with pytest.raises(ValueError, match="only sampler fields can change"):
         wm.with_config(dim=64)
+
+
+def test_state_head_predicts_proprioception_in_env_units(tmp_path):
+    torch.manual_seed(0)
+    model = randomize_(WorldModel(WorldModelConfig.preset("tiny", state_dim=3))).eval()
+    model.dit.state_mean.copy_(torch.tensor([10.0, -5.0, 0.0]))
+    model.dit.state_std.copy_(torch.tensor([2.0, 1.0, 0.5]))
+    state = model.observe(model.init_state(2), torch.zeros(2, 1, 16, 16, 3, dtype=torch.uint8))
+    _, out, _ = model.step(state, torch.zeros(2, 7), generator=torch.Generator().manual_seed(0))
+    assert out["state"].shape == (2, 3)
+    raw = model.dit.outcomes(torch.zeros(1, model.config.dim))["state"]
+    assert torch.allclose(model.dit.denormalize_state(raw), raw * model.dit.state_std + model.dit.state_mean)
+    assert torch.allclose(model.dit.normalize_state(model.dit.denormalize_state(raw)), raw, atol=1e-6)
+    # The normalisation travels with the checkpoint.
+    loaded = WorldModel.from_pretrained(model.save_pretrained(tmp_path / "m"))
+    assert torch.equal(loaded.dit.state_mean, model.dit.state_mean)
+    assert loaded.config.state_dim == 3
+
+
+def test_no_state_head_by_default(tiny_world_model):
+    state = tiny_world_model.observe(tiny_world_model.init_state(1), torch.zeros(1, 1, 16, 16, 3, dtype=torch.uint8))
+    _, out, _ = tiny_world_model.step(state, torch.zeros(1, 7))
+    assert set(out) == {"reward", "success", "done"}
