@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up kairos-gym in .venv at the repository root on a fresh machine.
 #   bash scripts/setup.sh          # the library + real simulators (for the demo)
-#   bash scripts/setup.sh test     # + stable-baselines3 and the test tools
+#   bash scripts/setup.sh test     # + stable-baselines3, plotting and the test tools
 # CPU torch is installed first (torch==2.13.0 resolves to the CPU build here); installing the
 # project first would pull a multi-GB CUDA build.
 set -euo pipefail
@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 case "${1:-demo}" in
   demo) extras="sim" ;;
-  test) extras="sim,rl,dev" ;;
+  test) extras="sim,rl,eval,dev" ;;
   *) echo "usage: bash scripts/setup.sh [demo|test]" >&2; exit 2 ;;
 esac
 
