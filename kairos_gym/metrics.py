@@ -48,13 +48,16 @@ def _pair(
     for name, x in (("a", a), ("b", b)):
         if x.dtype != torch.uint8:
             raise ShapeError(
-                f"{what}: {name} must be uint8 frames [..., H, W, 3], got dtype {x.dtype}")
+                f"{what}: {name} must be uint8 frames [..., H, W, 3], got dtype {x.dtype}"
+            )
         if x.ndim < 3 or x.shape[-1] != 3:
             raise ShapeError(
-                f"{what}: {name} must be uint8 frames [..., H, W, 3], got shape {tuple(x.shape)}")
+                f"{what}: {name} must be uint8 frames [..., H, W, 3], got shape {tuple(x.shape)}"
+            )
     if a.shape != b.shape:
-        raise ShapeError(f"{what}: a and b must have the same shape, got {tuple(a.shape)} "
-                         f"and {tuple(b.shape)}")
+        raise ShapeError(
+            f"{what}: a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
     if a.device != b.device:
         b = b.to(a.device)
     return a, b
@@ -119,11 +122,14 @@ def ssim(a: torch.Tensor | np.ndarray, b: torch.Tensor | np.ndarray) -> torch.Te
     a, b = _pair(a, b, "ssim")
     lead, (h, w) = a.shape[:-3], a.shape[-3:-1]
     if h < SSIM_WINDOW or w < SSIM_WINDOW:
-        raise ShapeError(f"ssim: frames must be at least {SSIM_WINDOW}x{SSIM_WINDOW} (the Gaussian "
-                         f"window), got {h}x{w}")
+        raise ShapeError(
+            f"ssim: frames must be at least {SSIM_WINDOW}x{SSIM_WINDOW} (the Gaussian "
+            f"window), got {h}x{w}"
+        )
     n = math.prod(lead)
     if n == 0:
         return torch.zeros(lead, dtype=torch.float64, device=a.device)
+
     # [..., H, W, 3] -> [N * 3, 1, H, W]: every channel of every frame is its own image.
     def planes(x: torch.Tensor) -> torch.Tensor:
         return x.reshape(n, h, w, 3).permute(0, 3, 1, 2).reshape(n * 3, 1, h, w).to(torch.float64)

@@ -29,13 +29,15 @@ def _ssim_numpy(a: np.ndarray, b: np.ndarray) -> float:
         x, y = a[..., c].astype(np.float64), b[..., c].astype(np.float64)
         for i in range(h - k + 1):
             for j in range(w - k + 1):
-                px, py = x[i:i + k, j:j + k], y[i:i + k, j:j + k]
+                px, py = x[i : i + k, j : j + k], y[i : i + k, j : j + k]
                 mx, my = (g * px).sum(), (g * py).sum()
                 vx = (g * (px - mx) ** 2).sum()
                 vy = (g * (py - my) ** 2).sum()
                 cxy = (g * (px - mx) * (py - my)).sum()
-                values.append(((2 * mx * my + SSIM_C1) * (2 * cxy + SSIM_C2))
-                              / ((mx**2 + my**2 + SSIM_C1) * (vx + vy + SSIM_C2)))
+                values.append(
+                    ((2 * mx * my + SSIM_C1) * (2 * cxy + SSIM_C2))
+                    / ((mx**2 + my**2 + SSIM_C1) * (vx + vy + SSIM_C2))
+                )
     return float(np.mean(values))
 
 
@@ -69,8 +71,9 @@ def test_ssim_matches_a_plain_numpy_implementation():
     unrelated = _random_frames((3, 16, 19, 3), seed=4)
     for b in (related, unrelated):
         ours = ssim(a, b)
-        ref = torch.tensor([_ssim_numpy(a[i].numpy(), b[i].numpy()) for i in range(3)],
-                           dtype=torch.float64)
+        ref = torch.tensor(
+            [_ssim_numpy(a[i].numpy(), b[i].numpy()) for i in range(3)], dtype=torch.float64
+        )
         assert torch.allclose(ours, ref, atol=1e-10), (ours, ref)
     assert (ssim(a, related) > 0.5).all() and (ssim(a, unrelated).abs() < 0.2).all()
 
