@@ -15,6 +15,7 @@ import sys
 COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("kairos_gym.cli.demo", "run the main demo"),
     "collect": ("kairos_gym.cli.collect", "collect episodes from a real simulator with a policy"),
+    "train": ("kairos_gym.cli.train", "train the codec and the world model on episode files"),
 }
 
 

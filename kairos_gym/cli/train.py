@@ -1,0 +1,67 @@
+"""``kairos-gym train``: train the codec and the world model on episode files.
+
+Example (the embedded default model)::
+
+    kairos-gym train --config configs/lift.toml --output runs/lift
+
+Running the same command again resumes an interrupted run from its last checkpoint and
+ends with the weights an uninterrupted run would have. Data parallel over N processes::
+
+    torchrun --nproc_per_node N -m kairos_gym.cli train --config configs/lift.toml --output runs/lift
+
+The result, ``<output>/model``, is an environment checkpoint for
+``gym.make("kairos_gym/Imagined-v0", checkpoint="<output>/model")``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+PROG = "kairos-gym train"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``kairos-gym train``."""
+    add = parser.add_argument
+    add("--config", required=True, metavar="TOML", help="training config file (see configs/lift.toml)")
+    add("--output", required=True, metavar="DIR", help="run directory; resumed when it holds the same run")
+    add("--device", default="auto", help="cpu, cuda or auto (default: auto)")
+    add("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
+    add("--stop-after", type=int, default=None, metavar="STEP",
+        help="pause each stage at this step with a checkpoint (run again to resume)")
+    add("--no-open-loop", action="store_true", help="skip open-loop rollouts in held-out evaluations")
+    add("--no-progress", action="store_true", help="no progress bars")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train; returns a process exit code."""
+    import torch
+
+    from kairos_gym.errors import CheckpointError, DatasetError
+    from kairos_gym.train.distributed import init_distributed, shutdown
+    from kairos_gym.train.trainer import Trainer, load_config
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        config = load_config(args.config)
+    except (ValueError, DatasetError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    dist = init_distributed(args.device)
+    try:
+        trainer = Trainer(config, args.output, dist, progress=not args.no_progress,
+                          stop_after=args.stop_after, evaluate_open_loop=not args.no_open_loop)
+        result = trainer.run()
+    except (ValueError, DatasetError, CheckpointError, FloatingPointError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        shutdown(dist)
+    if dist.is_main:
+        if result is None:
+            print(f"paused at step {args.stop_after}; run the same command again to resume")
+        else:
+            print(f"environment checkpoint written to {result}")
+    return 0

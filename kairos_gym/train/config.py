@@ -1,0 +1,245 @@
+"""Typed training configuration, read from TOML files.
+
+A training run is described by one :class:`TrainConfig`::
+
+    seed = 0
+
+    [model]
+    preset = "small"
+    dim = 192                    # any WorldModelConfig field overrides the preset
+
+    [data]
+    paths = ["data/lift/expert10.hdf5"]
+    camera = "agentview"
+
+    [codec]
+    steps = 2000
+
+    [world_model]
+    steps = 3000
+    clip_len = 16
+
+Relative data paths are resolved against the config file's directory. Unknown keys are an
+error (a typo must not silently train with a default), and so are out-of-range values.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+from kairos_gym.model.config import PRESETS, WorldModelConfig
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which episodes to train on."""
+
+    paths: tuple[str, ...] = ()
+    """HDF5 episode files (kairos-gym, LIBERO or robomimic layout) of one environment."""
+    camera: str = "agentview"
+    """The camera the model learns to generate."""
+    val_fraction: float = 0.1
+    """Fraction of episodes held out for validation (a stable per-episode hash)."""
+    split_seed: int = 0
+    """Seed of the train/validation split."""
+    reset_observations: int = 64
+    """How many training episodes' first observations the env checkpoint keeps for ``reset()``."""
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up and cosine decay to ``min_lr_ratio * lr``."""
+
+    steps: int = 1000
+    """Optimizer steps of the stage."""
+    batch_size: int = 32
+    """Global batch (split evenly over data-parallel processes)."""
+    lr: float = 1e-3
+    """Peak learning rate."""
+    weight_decay: float = 0.0
+    """AdamW weight decay."""
+    warmup_steps: int = 100
+    """Steps of linear learning-rate warm-up."""
+    min_lr_ratio: float = 0.1
+    """Final learning rate as a fraction of the peak."""
+    grad_clip: float = 1.0
+    """Global gradient-norm clip (0: none)."""
+    log_every: int = 25
+    """Steps between logged training losses."""
+    checkpoint_every: int = 200
+    """Steps between resumable checkpoints (and one at the end)."""
+    eval_every: int = 500
+    """Steps between held-out evaluations (and one at the end; 0: only at the end)."""
+
+    def learning_rate(self, step: int) -> float:
+        """Learning rate of optimizer step ``step`` (0-based)."""
+        if step < self.warmup_steps:
+            return self.lr * (step + 1) / self.warmup_steps
+        span = max(1, self.steps - self.warmup_steps)
+        progress = min(1.0, (step - self.warmup_steps) / span)
+        cosine = 0.5 * (1.0 + math.cos(math.pi * progress))
+        return self.lr * (self.min_lr_ratio + (1.0 - self.min_lr_ratio) * cosine)
+
+
+@dataclass(frozen=True)
+class CodecTrainConfig(OptimConfig):
+    """Stage 1: the frame codec, trained on single frames with a reconstruction loss."""
+
+    eval_frames: int = 256
+    """Held-out frames scored (PSNR) at each evaluation."""
+    statistics_frames: int = 2048
+    """Training frames used to fit the latent normalisation at the end."""
+
+
+@dataclass(frozen=True)
+class WorldModelTrainConfig(OptimConfig):
+    """Stage 2: the denoiser and its heads, by diffusion forcing on clips, codec frozen."""
+
+    steps: int = 3000
+    batch_size: int = 8
+    lr: float = 3e-4
+    weight_decay: float = 0.01
+    warmup_steps: int = 200
+    clip_len: int = 16
+    """Frames per training clip."""
+    context_fraction: float = 0.5
+    """Probability that a frame is drawn as (lightly noised) context rather than a
+    denoising target; the clip's first frame always is, as at reset."""
+    context_noise_max: float = 0.2
+    """Context-noise augmentation: context frames get a noise level in ``[0, max]``, so the
+    model learns to read imperfect (imagined) memories."""
+    action_dropout: float = 0.1
+    """Probability of replacing a frame's action with the learned no-action embedding
+    (enables classifier-free guidance on the action)."""
+    head_sigma_max: float = 0.25
+    """Heads (reward, success, done, state) learn from frames at or below this noise level,
+    the regime in which they are read (frames committed at ``context_sigma``)."""
+    outcome_weight: float = 1.0
+    """Weight of the reward/success/termination losses."""
+    state_weight: float = 1.0
+    """Weight of the state-head loss."""
+    eval_episodes: int = 8
+    """Held-out episodes rolled out open loop at each evaluation."""
+    eval_horizon: int = 16
+    """Open-loop horizon of the held-out evaluation."""
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """A whole training run: model shapes, data, and the two stages."""
+
+    model: WorldModelConfig = field(default_factory=lambda: PRESETS["small"])
+    """The model (a preset plus overrides in TOML; ``image_size``/``action_dim``/``state_dim``
+    are taken from the data when not given)."""
+    data: DataConfig = field(default_factory=DataConfig)
+    codec: CodecTrainConfig = field(default_factory=CodecTrainConfig)
+    world_model: WorldModelTrainConfig = field(default_factory=WorldModelTrainConfig)
+    seed: int = 0
+    """Seed of initialisation, batch order and noise: two runs with one config are identical."""
+    model_preset: str = "small"
+    """The preset the model config started from (for the record)."""
+    model_overrides: dict[str, Any] = field(default_factory=dict)
+    """Fields set on top of the preset."""
+
+    def __post_init__(self) -> None:
+        for stage in (self.codec, self.world_model):
+            for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
+                value = getattr(stage, name)
+                if not isinstance(value, int) or value < 1:
+                    raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            if not isinstance(stage.eval_every, int) or stage.eval_every < 0:
+                raise ValueError(f"eval_every must be an integer >= 0, got {stage.eval_every!r}")
+            if not stage.lr > 0 or stage.warmup_steps < 0 or not 0 <= stage.min_lr_ratio <= 1:
+                raise ValueError("lr must be > 0, warmup_steps >= 0 and min_lr_ratio in [0, 1]")
+        wm = self.world_model
+        if wm.clip_len < 2:
+            raise ValueError(f"world_model.clip_len must be >= 2, got {wm.clip_len}")
+        for name in ("context_fraction", "action_dropout"):
+            if not 0.0 <= getattr(wm, name) <= 1.0:
+                raise ValueError(f"world_model.{name} must be in [0, 1], got {getattr(wm, name)}")
+        if not 0.0 <= wm.context_noise_max < 1.0 or not 0.0 <= wm.head_sigma_max <= 1.0:
+            raise ValueError("context_noise_max must be in [0, 1) and head_sigma_max in [0, 1]")
+        if not self.data.paths:
+            raise ValueError("data.paths must name at least one episode file")
+        if not 0.0 < self.data.val_fraction < 1.0:
+            raise ValueError(f"data.val_fraction must be in (0, 1), got {self.data.val_fraction}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (stored with checkpoints, compared on resume)."""
+        out = {
+            "seed": self.seed,
+            "model_preset": self.model_preset,
+            "model": self.model.to_dict(),
+            "data": {**dataclasses.asdict(self.data), "paths": list(self.data.paths)},
+            "codec": dataclasses.asdict(self.codec),
+            "world_model": dataclasses.asdict(self.world_model),
+        }
+        return out
+
+    @classmethod
+    def from_toml(cls, path: str | os.PathLike, **model_defaults: Any) -> TrainConfig:
+        """Parse a TOML config file.
+
+        Args:
+            path: the file; relative ``data.paths`` are resolved against its directory.
+            model_defaults: model fields to use when the file does not set them (the trainer
+                passes ``image_size``, ``action_dim`` and ``state_dim`` read from the data).
+
+        Raises:
+            ValueError: unreadable TOML, unknown sections or keys, or invalid values.
+        """
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ValueError(f"cannot read training config {path}: {exc}") from None
+        return cls.from_dict(raw, base_dir=path.parent, **model_defaults)
+
+    @classmethod
+    def from_dict(cls, raw: dict[str, Any], base_dir: str | os.PathLike = ".", **model_defaults: Any) -> TrainConfig:
+        """Build from a TOML-shaped dict (see the module docstring)."""
+        known = {"seed", "model", "data", "codec", "world_model"}
+        unknown = sorted(set(raw) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; expected {sorted(known)}")
+        model_raw = dict(raw.get("model", {}))
+        preset = model_raw.pop("preset", "small")
+        if preset not in PRESETS:
+            raise ValueError(f"unknown model preset {preset!r}; choose one of {sorted(PRESETS)}")
+        overrides = {**model_defaults, **model_raw}
+        try:
+            model = WorldModelConfig.preset(preset, **overrides)
+        except TypeError as exc:
+            raise ValueError(f"[model]: {exc}") from None
+        data_raw = dict(raw.get("data", {}))
+        paths = data_raw.get("paths", [])
+        if isinstance(paths, str):
+            paths = [paths]
+        data_raw["paths"] = tuple(str((Path(base_dir) / p).resolve()) for p in paths)
+        return cls(
+            model=model,
+            data=_build(DataConfig, data_raw, "data"),
+            codec=_build(CodecTrainConfig, raw.get("codec", {}), "codec"),
+            world_model=_build(WorldModelTrainConfig, raw.get("world_model", {}), "world_model"),
+            seed=int(raw.get("seed", 0)),
+            model_preset=preset,
+            model_overrides=model_raw,
+        )
+
+
+def _build(cls: type, values: dict[str, Any], section: str) -> Any:
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ValueError(f"[{section}]: unknown keys {unknown}; known: {sorted(names)}")
+    return cls(**values)

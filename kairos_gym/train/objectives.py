@@ -1,0 +1,118 @@
+"""Training losses, as modules so that ``DistributedDataParallel`` can wrap them.
+
+- :class:`CodecObjective`: reconstruction of single frames.
+- :class:`WorldModelObjective`: flow matching with a noise level per frame (diffusion
+  forcing), context-noise augmentation, action dropout, and the reward / success /
+  termination / state heads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from kairos_gym.model.codec import ConvCodec
+from kairos_gym.model.dit import KairosDiT
+from kairos_gym.train.config import WorldModelTrainConfig
+
+
+class CodecObjective(nn.Module):
+    """Mean squared reconstruction error of uint8 frames ``[N, H, W, 3]`` (in [-1, 1] units)."""
+
+    def __init__(self, codec: ConvCodec) -> None:
+        super().__init__()
+        self.codec = codec
+
+    def forward(self, frames: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        loss = self.codec.reconstruction_loss(frames)
+        return loss, {"loss": float(loss.detach())}
+
+
+class WorldModelObjective(nn.Module):
+    """The denoiser's training loss on a batch of latent clips.
+
+    Every frame gets its own noise level (diffusion forcing). A frame is either a *target*,
+    with ``sigma`` drawn from the sampler's shifted schedule (where generation queries the
+    model), or, with probability ``context_fraction``, *context* with ``sigma`` in
+    ``[0, context_noise_max]``: the clean-ish memory the model reads at inference, noised so
+    it learns to tolerate its own imperfect frames. The first frame of a clip is always
+    context (nothing leads into it, as after ``reset``). The velocity loss covers target
+    frames; the heads learn on frames at ``sigma <= head_sigma_max``, the regime of frames
+    committed to memory, where they are read.
+    """
+
+    def __init__(self, dit: KairosDiT, cfg: WorldModelTrainConfig, shard: tuple[int, int] = (0, 1)) -> None:
+        super().__init__()
+        self.dit = dit
+        self.cfg = cfg
+        self.shift = dit.cfg.timestep_shift
+        self.shard = shard
+
+    def _draw(self, sampler: Callable[..., torch.Tensor], shape: tuple[int, ...],
+              generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+        # Draw for the global batch and keep this process's rows (global row j lives on rank
+        # j % world, as the trainer deals batches), so N processes see exactly the noise one
+        # process would: data parallelism does not change the run.
+        rank, world = self.shard
+        full = sampler((shape[0] * world, *shape[1:]), generator=generator, device=device)
+        return full[rank::world]
+
+    def sample_sigmas(self, b: int, t: int, generator: torch.Generator | None,
+                      device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Noise levels ``[B, T]`` and the context mask ``[B, T]`` of one batch."""
+        cfg = self.cfg
+        u = self._draw(torch.rand, (b, t), generator, device)
+        target = self.shift * u / (1.0 + (self.shift - 1.0) * u)
+        context = self._draw(torch.rand, (b, t), generator, device) < cfg.context_fraction
+        context[:, 0] = True
+        context_sigma = self._draw(torch.rand, (b, t), generator, device) * cfg.context_noise_max
+        return torch.where(context, context_sigma, target), context
+
+    def forward(self, batch: dict[str, torch.Tensor],
+                generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """Loss of one batch.
+
+        Args:
+            batch: ``latents`` ``[B, T, C, h, w]`` (clean, normalised), ``actions``
+                ``[B, T, A]``, ``action_mask`` ``[B, T]``, ``rewards``/``success``/``done``
+                ``[B, T]`` and ``state`` ``[B, T, S]`` (labels of each frame).
+            generator: source of noise levels, noise and action dropout (seeded per step,
+                the same on every process).
+        """
+        cfg, dit = self.cfg, self.dit
+        x0 = batch["latents"].float()
+        b, t = x0.shape[:2]
+        device = x0.device
+        sigmas, context = self.sample_sigmas(b, t, generator, device)
+        eps = self._draw(torch.randn, tuple(x0.shape), generator, device)
+        s = sigmas[:, :, None, None, None]
+        noisy = (1.0 - s) * x0 + s * eps
+        keep = self._draw(torch.rand, (b, t), generator, device) >= cfg.action_dropout
+        action_mask = batch["action_mask"] & keep
+        v, features = dit.forward_parallel(noisy, sigmas, batch["actions"].float(), action_mask)
+
+        per_frame = (v.float() - (eps - x0)).square().mean(dim=(2, 3, 4))  # [B, T]
+        targets = (~context).float()
+        velocity_loss = (per_frame * targets).sum() / targets.sum().clamp_min(1.0)
+
+        heads = dit.outcomes(features)
+        w = (sigmas <= cfg.head_sigma_max).float()
+        n = w.sum().clamp_min(1.0)
+        reward_loss = (w * (heads["reward"] - batch["rewards"].float()).square()).sum() / n
+        success_loss = (w * F.binary_cross_entropy_with_logits(
+            heads["success"], batch["success"].float(), reduction="none")).sum() / n
+        done_loss = (w * F.binary_cross_entropy_with_logits(
+            heads["done"], batch["done"].float(), reduction="none")).sum() / n
+        loss = velocity_loss + cfg.outcome_weight * (reward_loss + success_loss + done_loss)
+        metrics = {"velocity": float(velocity_loss.detach()), "reward": float(reward_loss.detach()),
+                   "success": float(success_loss.detach()), "done": float(done_loss.detach())}
+        if "state" in heads:
+            target_state = dit.normalize_state(batch["state"])
+            state_loss = (w * (heads["state"] - target_state).square().mean(-1)).sum() / n
+            loss = loss + cfg.state_weight * state_loss
+            metrics["state"] = float(state_loss.detach())
+        metrics["loss"] = float(loss.detach())
+        return loss, metrics

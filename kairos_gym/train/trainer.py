@@ -1,0 +1,446 @@
+"""The two-stage trainer: the codec, then the world model and its heads, then an env checkpoint.
+
+Output directory of a run::
+
+    <output>/
+      train_config.json          the resolved TrainConfig (a resumed run must match it)
+      metrics.jsonl              losses every log_every steps, held-out metrics every eval_every
+      codec/trainer_state.pt     resumable stage state (+ trainer_state.prev.pt)
+      world_model/trainer_state.pt
+      model/                     the environment checkpoint (kairos_gym.env_checkpoint)
+
+Every batch and every noise draw is a function of ``(seed, stage, step, rank)``, so a run
+that is interrupted and started again with the same command ends with exactly the weights
+an uninterrupted run would have (on the same hardware and thread count).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import platform
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from kairos_gym.data.dataset import ClipDataset
+from kairos_gym.data.reader import EpisodeReader
+from kairos_gym.data.spaces import EpisodeEnvSpec
+from kairos_gym.env_checkpoint import save_env_checkpoint
+from kairos_gym.errors import CheckpointError, DatasetError
+from kairos_gym.model import checkpoint as ckpt
+from kairos_gym.model.codec import ConvCodec
+from kairos_gym.model.world_model import WorldModel
+from kairos_gym.train.checkpointing import (
+    METRICS_NAME,
+    MetricsLog,
+    load_training_state,
+    save_training_state,
+)
+from kairos_gym.train.config import OptimConfig, TrainConfig
+from kairos_gym.train.distributed import Distributed
+from kairos_gym.train.objectives import CodecObjective, WorldModelObjective
+
+STAGES = ("codec", "world_model")
+
+
+def seed_for(*parts: Any) -> int:
+    """A 63-bit seed from any tuple of values (stable across processes and Python runs)."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") >> 1
+
+
+def read_env_spec(paths: tuple[str, ...], camera: str) -> EpisodeEnvSpec:
+    """The env spec shared by every data file, restricted to ``camera``.
+
+    Raises:
+        DatasetError: a file without a usable spec, files from different environments, or
+            a camera the data does not have.
+    """
+    specs = []
+    for path in paths:
+        with EpisodeReader(path) as reader:
+            specs.append((path, reader.env_spec))
+    first_path, spec = specs[0]
+    for path, other in specs[1:]:
+        diffs = spec.differences(other)
+        if diffs:
+            raise DatasetError(f"{path} was recorded with a different environment than {first_path} "
+                               f"(fields {diffs}); train on files of one environment")
+    return restrict_to_camera(spec, camera)
+
+
+def restrict_to_camera(spec: EpisodeEnvSpec, camera: str) -> EpisodeEnvSpec:
+    """``spec`` with only ``camera``'s image in the observation space (the model generates one)."""
+    import gymnasium as gym
+
+    if camera not in spec.cameras:
+        raise DatasetError(f"the data has cameras {list(spec.cameras)}, not {camera!r}")
+    if spec.cameras == (camera,):
+        return spec
+    others = {f"{c}_image" for c in spec.cameras if c != camera}
+    space = gym.spaces.Dict({k: v for k, v in spec.observation_space.spaces.items() if k not in others})
+    kwargs = dict(spec.env_kwargs)
+    if "cameras" in kwargs:
+        kwargs["cameras"] = [camera]
+    return EpisodeEnvSpec(spec.env_id, kwargs, space, spec.action_space, spec.control_freq,
+                          spec.instruction, (camera,), spec.image_size)
+
+
+def model_defaults_from_data(spec: EpisodeEnvSpec) -> dict[str, Any]:
+    """Model fields the data decides: frame size, action size and state-head width."""
+    from kairos_gym.env_checkpoint import state_keys
+
+    width = sum(int(np.prod(spec.observation_space[k].shape)) for k in state_keys(spec))
+    return {"image_size": tuple(spec.image_size), "action_dim": spec.action_dim, "state_dim": width}
+
+
+def load_config(path: str | os.PathLike) -> TrainConfig:
+    """Parse a TOML training config, taking frame size, action size and state width from its data.
+
+    Raises:
+        ValueError: an invalid config; DatasetError: unreadable or inconsistent data files.
+    """
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text()).get("data", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ValueError(f"cannot read training config {path}: {exc}") from None
+    paths = data.get("paths", [])
+    paths = [paths] if isinstance(paths, str) else list(paths)
+    if not paths:
+        raise ValueError(f"{path}: [data] paths must name at least one episode file")
+    resolved = tuple(str((path.parent / p).resolve()) for p in paths)
+    spec = read_env_spec(resolved, data.get("camera", "agentview"))
+    return TrainConfig.from_toml(path, **model_defaults_from_data(spec))
+
+
+class Trainer:
+    """Runs the stages of one training config into one output directory.
+
+    Args:
+        config: the run.
+        output: the run's directory (created; resumed when it holds the same run).
+        dist: data-parallel placement (default: one process on CPU).
+        progress: show progress bars (rank 0 only).
+        stop_after: stop (with a checkpoint) once a stage reaches this step, e.g. to split a
+            long run into sessions; running again resumes.
+        evaluate_open_loop: run open-loop rollouts on held-out episodes at each evaluation.
+    """
+
+    def __init__(self, config: TrainConfig, output: str | os.PathLike, dist: Distributed | None = None,
+                 progress: bool = True, stop_after: int | None = None, evaluate_open_loop: bool = True) -> None:
+        self.config = config
+        self.output = Path(output)
+        self.dist = dist or Distributed()
+        self.progress = progress and self.dist.is_main
+        self.stop_after = stop_after
+        self.evaluate_open_loop = evaluate_open_loop
+        self.log = MetricsLog(self.output / METRICS_NAME, enabled=self.dist.is_main)
+        self.spec = read_env_spec(config.data.paths, config.data.camera)
+        needed = model_defaults_from_data(self.spec)
+        have = {"image_size": tuple(config.model.image_size), "action_dim": config.model.action_dim,
+                "state_dim": config.model.state_dim}
+        if have != needed:
+            raise ValueError(f"the model config {have} does not fit the data {needed}; leave these "
+                             "fields out of [model] to take them from the data")
+        self.model: WorldModel | None = None
+        self._codec: ConvCodec | None = None
+
+    # --- orchestration ---
+    def run(self) -> Path | None:
+        """Train every stage not yet done and write the environment checkpoint.
+
+        Returns:
+            the checkpoint directory, or None when ``stop_after`` paused the run first.
+        """
+        self._check_output()
+        if not self.train_codec():
+            return None
+        if not self.train_world_model():
+            return None
+        return self.export()
+
+    def _check_output(self) -> None:
+        path = self.output / "train_config.json"
+        mine = self.config.to_dict()
+        if path.exists():
+            try:
+                theirs = json.loads(path.read_text())
+            except json.JSONDecodeError:
+                theirs = None
+            if theirs != json.loads(json.dumps(mine)):
+                raise CheckpointError(
+                    f"{self.output} holds a run with a different config; resume it with its own "
+                    f"config ({path}) or train into a new --output directory")
+        elif self.dist.is_main:
+            self.output.mkdir(parents=True, exist_ok=True)
+            ckpt.write_json_atomic(path, mine)
+        self.dist.barrier()
+
+    def _dataset(self, clip_len: int, split: str) -> ClipDataset:
+        d = self.config.data
+        return ClipDataset(list(d.paths), clip_len=clip_len, cameras=d.camera, split=split,
+                           val_fraction=d.val_fraction, seed=d.split_seed, in_memory=True)
+
+    def _indices(self, stage: str, step: int, n: int, batch: int) -> np.ndarray:
+        """This rank's share of the global batch of ``step``."""
+        rng = np.random.default_rng(seed_for(self.config.seed, stage, "batch", step))
+        idx = rng.integers(0, n, size=batch)
+        return idx[self.dist.rank::self.dist.world_size]
+
+    # --- the generic loop ---
+    def _run_stage(self, stage: str, cfg: OptimConfig, module: nn.Module, trainable: nn.Module,
+                   make_batch: Callable[[int], Any], evaluate: Callable[[], dict[str, float]]) -> bool:
+        """Optimise ``trainable`` through the loss ``module`` from the stage's last checkpoint.
+
+        Returns:
+            True when the stage is complete, False when ``stop_after`` paused it.
+        """
+        if cfg.batch_size % self.dist.world_size:
+            raise ValueError(f"{stage}.batch_size {cfg.batch_size} must be divisible by the "
+                             f"{self.dist.world_size} data-parallel processes")
+        directory = self.output / stage
+        state = load_training_state(directory)
+        params = [p for p in trainable.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        step, elapsed_before = 0, 0.0
+        if state is not None:
+            ckpt.load_state_strict(trainable, state["model"], str(directory / "trainer_state.pt"))
+            optimizer.load_state_dict(state["optimizer"])
+            step = int(state["step"])
+            elapsed_before = float(state.get("elapsed_s", 0.0))
+            self.log.truncate_after(stage, step)
+        if step >= cfg.steps:
+            return True
+        wrapped: nn.Module = module
+        if self.dist.enabled:
+            wrapped = DistributedDataParallel(module)
+        module.train()
+        bar = tqdm(total=cfg.steps, initial=step, desc=stage, disable=not self.progress,
+                   dynamic_ncols=True, smoothing=0.1)
+        started, running = time.perf_counter(), {}
+        while step < cfg.steps:
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.learning_rate(step)
+            batch = make_batch(step)
+            generator = torch.Generator(self.dist.device).manual_seed(
+                seed_for(self.config.seed, stage, "noise", step))
+            loss, metrics = wrapped(batch, generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"{stage}: the loss is {float(loss)} at step {step}; lower the "
+                                         f"learning rate (checkpoints up to step {step} are kept)")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                metrics["grad_norm"] = float(torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip))
+            optimizer.step()
+            step += 1
+            for k, v in metrics.items():
+                running[k] = running.get(k, 0.0) + v
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == cfg.steps:
+                count = cfg.log_every if step % cfg.log_every == 0 else step % cfg.log_every
+                record = {k: self.dist.mean(v / count) for k, v in sorted(running.items())}
+                running = {}
+                bar.set_postfix(loss=f"{record['loss']:.4f}")
+                self.log.write({"stage": stage, "step": step, "lr": cfg.learning_rate(step - 1),
+                                "elapsed_s": round(elapsed_before + time.perf_counter() - started, 2), **record})
+            final = step == cfg.steps
+            if (cfg.eval_every and step % cfg.eval_every == 0) or final:
+                module.eval()
+                scores = evaluate()
+                module.train()
+                self.log.write({"stage": stage, "step": step, "eval": scores})
+                bar.write(f"[{stage} step {step}] " + ", ".join(f"{k} {v:.4g}" for k, v in scores.items()
+                                                                 if isinstance(v, (int, float))))
+            paused = self.stop_after is not None and step >= self.stop_after and not final
+            if step % cfg.checkpoint_every == 0 or final or paused:
+                if self.dist.is_main:
+                    save_training_state(directory, {"step": step, "model": trainable.state_dict(),
+                                                    "optimizer": optimizer.state_dict(),
+                                                    "config": self.config.to_dict(), "done": final,
+                                                    "elapsed_s": elapsed_before + time.perf_counter() - started})
+                self.dist.barrier()
+            if paused:
+                bar.close()
+                return False
+        bar.close()
+        return True
+
+    # --- stage 1: codec ---
+    def train_codec(self) -> bool:
+        """Train (or resume, or load the finished) codec. Returns False when paused."""
+        cfg = self.config.codec
+        torch.manual_seed(seed_for(self.config.seed, "codec", "init"))
+        codec = ConvCodec(self.config.model).to(self.dist.device)
+        done = self.output / "codec" / ckpt.CODEC_NAME
+        if done.exists():
+            ckpt.load_state_strict(codec, ckpt.load_tensors(done), str(done))
+            self._codec = codec.eval()
+            return True
+        train = self._dataset(1, "train")
+        val = self._dataset(1, "val")
+        eval_ids = np.random.default_rng(seed_for(self.config.seed, "codec", "eval")).choice(
+            len(val), size=min(cfg.eval_frames, len(val)), replace=False)
+        eval_frames = self._frames(val, eval_ids)
+
+        def make_batch(step: int) -> torch.Tensor:
+            return self._frames(train, self._indices("codec", step, len(train), cfg.batch_size))
+
+        def evaluate() -> dict[str, float]:
+            with torch.no_grad():
+                mse = float(codec.reconstruction_loss(eval_frames))
+            return {"val_mse": mse, "val_psnr": 10 * math.log10(4.0 / max(mse, 1e-12))}
+
+        if not self._run_stage("codec", cfg, CodecObjective(codec), codec, make_batch, evaluate):
+            return False
+        codec.eval()
+        stats_ids = np.random.default_rng(seed_for(self.config.seed, "codec", "stats")).choice(
+            len(train), size=min(cfg.statistics_frames, len(train)), replace=False)
+        codec.set_latent_statistics(self._frames(train, stats_ids))
+        if self.dist.is_main:
+            ckpt.save_tensors_atomic(codec.state_dict(), done, {"format": "pt"})
+        self.dist.barrier()
+        self._codec = codec
+        return True
+
+    def _frames(self, dataset: ClipDataset, ids: np.ndarray) -> torch.Tensor:
+        return torch.stack([dataset[int(i)]["frames"][0] for i in ids]).to(self.dist.device)
+
+    # --- stage 2: world model ---
+    def train_world_model(self) -> bool:
+        """Train (or resume) the denoiser and heads with the codec frozen. False when paused."""
+        cfg = self.config.world_model
+        torch.manual_seed(seed_for(self.config.seed, "world_model", "init"))
+        model = WorldModel(self.config.model, codec=self._codec).to(self.dist.device)
+        for p in model.codec.parameters():
+            p.requires_grad_(False)
+        train = self._dataset(cfg.clip_len, "train")
+        val = self._dataset(cfg.clip_len, "val")
+        if self.config.model.state_dim:
+            self._fit_state_normalisation(model, train)
+        objective = WorldModelObjective(model.dit, cfg, shard=(self.dist.rank, self.dist.world_size))
+        val_batches = [self._clips(model, val, np.random.default_rng(seed_for(self.config.seed, "val", i))
+                                   .integers(0, len(val), size=cfg.batch_size)) for i in range(4)]
+
+        def make_batch(step: int) -> dict[str, torch.Tensor]:
+            return self._clips(model, train, self._indices("world_model", step, len(train), cfg.batch_size))
+
+        def evaluate() -> dict[str, Any]:
+            losses = []
+            with torch.no_grad():
+                for i, batch in enumerate(val_batches):
+                    g = torch.Generator(self.dist.device).manual_seed(seed_for(self.config.seed, "val-noise", i))
+                    losses.append(objective(batch, g)[1])
+            scores = {f"val_{k}": float(np.mean([m[k] for m in losses])) for k in losses[0]}
+            if self.evaluate_open_loop and self.dist.is_main:
+                scores.update(self._open_loop(model))
+            return scores
+
+        self.model = model
+        return self._run_stage("world_model", cfg, objective, model.dit, make_batch, evaluate)
+
+    def _fit_state_normalisation(self, model: WorldModel, train: ClipDataset) -> None:
+        ids = np.random.default_rng(seed_for(self.config.seed, "state-stats")).integers(
+            0, len(train), size=min(512, len(train)))
+        states = torch.cat([train[int(i)]["state"] for i in ids])
+        model.dit.state_mean.copy_(states.mean(0))
+        model.dit.state_std.copy_(states.std(0).clamp_min(1e-3))
+
+    def _clips(self, model: WorldModel, dataset: ClipDataset, ids: np.ndarray) -> dict[str, torch.Tensor]:
+        items = [dataset[int(i)] for i in ids]
+        batch = {k: torch.stack([it[k] for it in items]).to(self.dist.device)
+                 for k in ("actions", "action_mask", "rewards", "success", "done", "state")}
+        with torch.no_grad():
+            batch["latents"] = model.codec.encode(torch.stack([it["frames"] for it in items]).to(self.dist.device))
+        return batch
+
+    def _open_loop(self, model: WorldModel) -> dict[str, float]:
+        """Open-loop PSNR/SSIM, the repeat-last-frame baseline and head accuracy on held-out episodes."""
+        from kairos_gym.open_loop import load_episodes, open_loop_eval
+
+        cfg, d = self.config.world_model, self.config.data
+        if cfg.eval_episodes == 0:
+            return {}
+        try:
+            episodes = load_episodes(list(d.paths), d.camera, split="val", val_fraction=d.val_fraction,
+                                     seed=d.split_seed, min_steps=cfg.eval_horizon, max_steps=cfg.eval_horizon,
+                                     max_episodes=cfg.eval_episodes)
+            if not episodes:
+                return {}
+            r = open_loop_eval(model, episodes, horizon=cfg.eval_horizon, seed=self.config.seed, progress=False)
+        except Exception as exc:  # noqa: BLE001 - an auxiliary metric must not end a long run
+            warnings.warn(f"open-loop evaluation failed: {type(exc).__name__}: {exc}", stacklevel=2)
+            return {}
+        k = cfg.eval_horizon
+        scores = {
+            "open_loop_psnr": float(r.psnr.mean()), f"open_loop_psnr_h{k}": float(r.curve("psnr")[-1]),
+            "open_loop_ssim": float(r.ssim.mean()), "baseline_psnr": float(r.baseline_psnr.mean()),
+            "baseline_ssim": float(r.baseline_ssim.mean()), "success_accuracy": r.success_accuracy,
+            "reward_mae": r.reward_mae,
+        }
+        if r.state_mae is not None:
+            scores["state_mae"] = r.state_mae
+        return scores
+
+    # --- export ---
+    def export(self) -> Path:
+        """Write ``<output>/model``: the environment checkpoint (rank 0)."""
+        assert self.model is not None
+        model = self.model.eval()
+        if self.dist.is_main:
+            directory = self.output / "model"
+            save_env_checkpoint(directory, model, self.spec, self._reset_observations(), self._training_info())
+        self.dist.barrier()
+        return self.output / "model"
+
+    def _reset_observations(self) -> dict[str, np.ndarray]:
+        train = self._dataset(1, "train")
+        keys = list(self.spec.observation_space.spaces)
+        firsts = [e for e in train.episodes][: self.config.data.reset_observations]
+        out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+        for file_index, name, _ in firsts:
+            with EpisodeReader(train.paths[file_index]) as reader:
+                ep = reader[name]
+                for k in keys:
+                    out[k].append(ep.obs(k, 0))
+        return {k: np.stack(v) for k, v in out.items()}
+
+    def _training_info(self) -> dict[str, Any]:
+        records = self.log.read()
+        evals = [r for r in records if r.get("stage") == "world_model" and "eval" in r]
+        data = []
+        for path in self.config.data.paths:
+            with EpisodeReader(path) as reader:
+                data.append({"file": os.path.basename(path), "episodes": len(reader),
+                             "steps": int(sum(reader[i].num_samples for i in range(len(reader))))})
+        device = (torch.cuda.get_device_name(self.dist.device) if self.dist.device.type == "cuda"
+                  else f"{platform.processor() or platform.machine()} CPU")
+        return {
+            "config": self.config.to_dict(),
+            "data": data,
+            "steps": {"codec": self.config.codec.steps, "world_model": self.config.world_model.steps},
+            "hardware": {"device": device, "processes": self.dist.world_size,
+                         "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count()},
+            "elapsed_s": {s: max((r.get("elapsed_s", 0.0) for r in records if r.get("stage") == s), default=0.0)
+                          for s in STAGES},
+            "final_eval": evals[-1]["eval"] if evals else {},
+            "torch": torch.__version__,
+        }

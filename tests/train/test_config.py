@@ -1,0 +1,54 @@
+import itertools
+
+import pytest
+
+from kairos_gym.train.config import OptimConfig, TrainConfig
+from kairos_gym.train.trainer import load_config
+from tests.train.conftest import write_config, write_data
+
+
+def test_load_config_takes_shapes_from_data_and_resolves_paths(tmp_path):
+    data = write_data(tmp_path / "eps.hdf5", episodes=2)
+    config = load_config(write_config(tmp_path, data))
+    assert config.data.paths == (str(data.resolve()),)
+    relative = tmp_path / "sub"
+    relative.mkdir()
+    (relative / "t.toml").write_text("[data]\npaths = [\"../eps.hdf5\"]\n")
+    assert load_config(relative / "t.toml").data.paths == (str(data.resolve()),)
+    assert config.model.image_size == (16, 16) and config.model.action_dim == 7
+    assert config.model.state_dim == 9  # the synthetic spec's state vector
+    assert config.model_preset == "tiny" and config.seed == 3
+    assert config.world_model.clip_len == 4
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[data]\npaths=['x.hdf5']\n[world_model]\nstepz = 3\n", "unknown keys"),
+    ("[data]\npaths=['x.hdf5']\n[optimizer]\nlr = 1\n", "unknown training config keys"),
+    ("[model]\npreset='huge'\n[data]\npaths=['x.hdf5']\n", "unknown model preset"),
+    ("[model]\nwidth=3\n[data]\npaths=['x.hdf5']\n", "[model]"),
+    ("[data]\npaths=['x.hdf5']\n[world_model]\nclip_len = 1\n", "clip_len"),
+    ("[data]\npaths=['x.hdf5']\n[codec]\nsteps = 0\n", "steps"),
+    ("[data]\npaths=[]\n", "data.paths"),
+    ("[data\npaths=[]\n", "cannot read"),
+])
+def test_bad_configs_are_named(tmp_path, text, message):
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message.replace("[", r"\[")):
+        TrainConfig.from_toml(path)
+
+
+def test_learning_rate_warms_up_then_decays_to_the_floor():
+    cfg = OptimConfig(steps=100, lr=1.0, warmup_steps=10, min_lr_ratio=0.1)
+    lrs = [cfg.learning_rate(s) for s in range(100)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)
+    assert all(a >= b for a, b in itertools.pairwise(lrs[10:]))
+    assert cfg.learning_rate(100) == pytest.approx(0.1)
+
+
+def test_config_round_trips_to_a_json_dict(tmp_path):
+    data = write_data(tmp_path / "eps.hdf5", episodes=2)
+    config = load_config(write_config(tmp_path, data))
+    d = config.to_dict()
+    assert d["model"]["state_dim"] == 9 and d["world_model"]["clip_len"] == 4
+    assert d["data"]["paths"] == [str(data.resolve())]
