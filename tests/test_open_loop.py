@@ -262,3 +262,17 @@ def test_bad_input_is_rejected():
         open_loop_eval(model, [ep], horizon=0, progress=False)
     with pytest.raises(ValueError, match="at least one episode"):
         open_loop_eval(model, [], horizon=2, progress=False)
+
+
+def test_load_episodes_reads_libero_files_without_a_final_observation(tmp_path):
+    from tests.data.conftest import write_libero_file
+
+    path = str(tmp_path / "libero_demo.hdf5")
+    write_libero_file(path, num_demos=2, T=12)
+    eps = load_episodes(path, "agentview", split="all", min_steps=11)
+    # 12 observations and no final one: 11 scoreable steps, the last action is dropped.
+    assert len(eps) == 2 and eps[0]["frames"].shape == (12, 16, 16, 3)
+    assert eps[0]["actions"].shape == (11, 7) and "state" not in eps[0]
+    assert eps[0]["success"].tolist() == [False] * 11  # dones stand in for success (last step only)
+    with pytest.raises(DatasetError, match="longest 11 steps"):
+        load_episodes(path, "agentview", split="all", min_steps=12)
