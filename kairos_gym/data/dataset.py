@@ -66,7 +66,9 @@ class ClipDataset(torch.utils.data.Dataset):
                                        it (summed over the s steps); 0 for an episode's first frame.
         success      bool    [T]       label of frame t: info["success"] after the step leading
                                        into it; False for an episode's first frame.
-        done         bool    [T]       the episode ended at frame t.
+        done         bool    [T]       the episode terminated at frame t. An episode cut by its
+                                       time limit (kairos-gym files record ``truncated``) did
+                                       not terminate: its last ``dones`` flag is not a label.
         state        float32 [T, S]    proprioception of frame t (obs "state", or the layout's
                                        default keys; see ``state_keys``).
         sim_state    float32 [T, S']   only with ``sim_state=True``: simulator state of frame t.
@@ -266,6 +268,9 @@ class ClipDataset(torch.utils.data.Dataset):
             acts, rews, dones = (ep.read(k, steps) for k in ("actions", "rewards", "dones"))
             # LIBERO / robomimic files have no success column: their dones mark success.
             succ = ep.read("success", steps) if ep.has("success") else dones
+            if hi == ep.num_samples and _cut_by_time_limit(ep):
+                dones = dones.copy()
+                dones[-1] = False
         A = acts.shape[-1]
         actions = np.zeros((T, s * A), dtype=np.float32)
         rewards = np.zeros(T, dtype=np.float32)
@@ -348,6 +353,9 @@ class ClipDataset(torch.utils.data.Dataset):
         arrays["rewards"] = ep.rewards
         arrays["success"] = ep.success
         arrays["dones"] = ep.dones
+        if _cut_by_time_limit(ep) and len(arrays["dones"]):
+            arrays["dones"] = arrays["dones"].copy()
+            arrays["dones"][-1] = False
         if self.with_sim_state:
             arrays["sim_state"] = self._sim_state_full(ep, n)
         self._cache[key] = arrays
@@ -358,3 +366,9 @@ class ClipDataset(torch.utils.data.Dataset):
         if n > ep.num_samples:
             states = np.concatenate([states, ep.read("final_states", slice(0, 1))])
         return states
+
+
+def _cut_by_time_limit(ep: Episode) -> bool:
+    """Whether the episode ended by truncation rather than termination (kairos-gym files say so)."""
+    attrs = ep.attrs
+    return bool(attrs.get("truncated", False)) and not bool(attrs.get("terminated", False))

@@ -171,3 +171,20 @@ def test_bad_arguments(episode_file):
     ds = ClipDataset(episode_file, clip_len=2)
     with pytest.raises(IndexError, match="clip index 999 out of range"):
         ds[999]
+
+
+def test_a_time_limit_is_not_a_termination_label(tmp_path):
+    from kairos_gym.data.dataset import ClipDataset
+    from kairos_gym.data.episodes import EpisodeWriter
+    from tests.data.conftest import make_episode, make_spec
+
+    path = tmp_path / "eps.hdf5"
+    with EpisodeWriter(str(path), make_spec()) as writer:
+        for i, attrs in enumerate(({"terminated": True, "truncated": False},
+                                   {"terminated": False, "truncated": True})):
+            writer.write_episode(**make_episode(6, seed=i), attrs=attrs)
+    for in_memory in (False, True):
+        ds = ClipDataset(path, clip_len=3, in_memory=in_memory)
+        last = [ds[ds._cumulative[e] - 1]["done"] for e in range(2)]
+        assert last[0].tolist() == [False, False, True]  # terminated at its last frame
+        assert last[1].tolist() == [False, False, False]  # cut by the time limit
