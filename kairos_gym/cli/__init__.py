@@ -13,7 +13,8 @@ import sys
 
 # name -> (module, one-line help). Modules are imported lazily.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("kairos_gym.cli.demo", "run the main demo"),
+    "demo": ("kairos_gym.cli.demo", "the same expert actions in the real simulator and in imagination, side by side"),
+    "core-demo": ("kairos_gym.cli.core_demo", "the streaming core on random weights: invariant, step cost, forks"),
     "collect": ("kairos_gym.cli.collect", "collect episodes from a real simulator with a policy"),
     "train": ("kairos_gym.cli.train", "train the codec and the world model on episode files"),
 }

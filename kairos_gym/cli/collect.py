@@ -20,12 +20,12 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
-import argparse  # noqa: E402
-import dataclasses  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-import time  # noqa: E402
-from typing import Any, NamedTuple  # noqa: E402
+import argparse
+import dataclasses
+import json
+import sys
+import time
+from typing import Any, NamedTuple
 
 PROG = "kairos-gym collect"
 

@@ -1,4 +1,4 @@
-"""``kairos-gym demo``: what the streaming world-model core does, in under a minute on 2 cores.
+"""``kairos-gym core-demo``: what the streaming world-model core does, in under a minute on 2 cores.
 
 It uses the ``small`` preset with random weights (no trained model is involved), and shows:
 
@@ -21,7 +21,7 @@ from kairos_gym.model.sampler import sample_frame
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``kairos-gym demo``."""
+    """Options of ``kairos-gym core-demo``."""
     parser.add_argument("--steps", type=int, default=200, help="imagined steps for the step-cost comparison")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
 

@@ -27,6 +27,7 @@ def collected(tmp_path_factory) -> str:
     env = dict(os.environ, MUJOCO_GL=os.environ.get("MUJOCO_GL", "egl"))
     proc = subprocess.run(
         [sys.executable, "-m", "kairos_gym.cli", *_args(path, "--episodes", "2", "--seed", "5", "--noise", "0.05")],
+        check=False,
         capture_output=True,
         text=True,
         env=env,
@@ -136,6 +137,7 @@ def test_bad_arguments_exit_2(tmp_path, capsys, argv, message):
 def test_bad_argument_subprocess_exit_code(tmp_path):
     proc = subprocess.run(
         [sys.executable, "-m", "kairos_gym.cli", "collect", "--env", LIFT, "--episodes", "-1", "--output", str(tmp_path / "x.hdf5")],
+        check=False,
         capture_output=True,
         text=True,
         timeout=120,
