@@ -169,8 +169,11 @@ class ImaginedEnv(gym.Env):
         given, index = parse_reset_options(options, self.checkpoint)
         super().reset(seed=seed)
         drawn, torch_seed = draw_start(self.np_random, self.checkpoint.num_resets)
-        start = given if given is not None else stored_observation(self.checkpoint,
-                                                                   drawn if index is None else index)
+        start = (
+            given
+            if given is not None
+            else stored_observation(self.checkpoint, drawn if index is None else index)
+        )
         generator = torch.Generator(device=self.model.device).manual_seed(torch_seed)
         frames = torch.from_numpy(start[self.checkpoint.image_key])[None, None]
         self._state = self.model.observe(self.model.init_state(1), frames, generator=generator)
@@ -180,9 +183,7 @@ class ImaginedEnv(gym.Env):
         self._episode_over = False
         return copy_observation(start), self._reset_info()
 
-    def step(
-        self, action: Any
-    ) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
+    def step(self, action: Any) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Imagine one control step.
 
         Args:
@@ -208,8 +209,11 @@ class ImaginedEnv(gym.Env):
         saved = self._generator.get_state()
         try:
             frames, out, state = self.model.step(
-                self._state, torch.from_numpy(act)[None].to(self.model.device),
-                generator=self._generator, settings=self.settings)
+                self._state,
+                torch.from_numpy(act)[None].to(self.model.device),
+                generator=self._generator,
+                settings=self.settings,
+            )
         except BaseException:
             # A failure (or Ctrl-C) mid-sample must not leave the noise stream half-advanced.
             self._generator.set_state(saved)
@@ -221,11 +225,18 @@ class ImaginedEnv(gym.Env):
         success_prob = float(out["success"][0])
         done_prob = float(out["done"][0])
         terminated = done_prob > self.done_threshold
-        truncated = (self.max_episode_steps is not None and self._steps >= self.max_episode_steps
-                     and not terminated)
+        truncated = (
+            self.max_episode_steps is not None
+            and self._steps >= self.max_episode_steps
+            and not terminated
+        )
         self._episode_over = terminated or truncated
-        info = {"success": success_prob > self.success_threshold, "success_prob": success_prob,
-                "done_prob": done_prob, "instruction": self.instruction}
+        info = {
+            "success": success_prob > self.success_threshold,
+            "success_prob": success_prob,
+            "done_prob": done_prob,
+            "instruction": self.instruction,
+        }
         return copy_observation(self._obs), float(out["reward"][0]), terminated, truncated, info
 
     def render(self) -> np.ndarray | None:
@@ -266,9 +277,15 @@ class ImaginedEnv(gym.Env):
             frozen.flags.writeable = False
             obs[key] = frozen
         return ImaginedSnapshot(
-            state=self._state.clone(), steps=self._steps, observation=types.MappingProxyType(obs),
-            episode_over=self._episode_over, generator_state=self._generator.get_state(),
-            np_random_state=types.MappingProxyType(copy.deepcopy(self.np_random.bit_generator.state)))
+            state=self._state.clone(),
+            steps=self._steps,
+            observation=types.MappingProxyType(obs),
+            episode_over=self._episode_over,
+            generator_state=self._generator.get_state(),
+            np_random_state=types.MappingProxyType(
+                copy.deepcopy(self.np_random.bit_generator.state)
+            ),
+        )
 
     def restore(self, snapshot: ImaginedSnapshot) -> dict[str, np.ndarray]:
         """Return to ``snapshot`` exactly; returns (a copy of) its observation.
@@ -280,12 +297,20 @@ class ImaginedEnv(gym.Env):
         """
         self._require_open()
         if not isinstance(snapshot, ImaginedSnapshot):
-            raise TypeError(f"restore() takes an ImaginedSnapshot from snapshot(), got {type(snapshot).__name__}")
+            raise TypeError(
+                "restore() takes an ImaginedSnapshot from snapshot(), "
+                f"got {type(snapshot).__name__}"
+            )
         expected = self.model.init_state(1)
-        if snapshot.state.batch_size != 1 or set(snapshot.state) != set(expected) or any(
-                snapshot.state[k].shape != expected[k].shape for k in expected):
-            raise ValueError("the snapshot's memory layout does not match this env's model; "
-                             "snapshots move only between envs serving the same checkpoint")
+        if (
+            snapshot.state.batch_size != 1
+            or set(snapshot.state) != set(expected)
+            or any(snapshot.state[k].shape != expected[k].shape for k in expected)
+        ):
+            raise ValueError(
+                "the snapshot's memory layout does not match this env's model; "
+                "snapshots move only between envs serving the same checkpoint"
+            )
         # The model never writes into a state it is given, so the snapshot can be shared.
         self._state = snapshot.state.to(self.model.device)
         self._steps = snapshot.steps
@@ -305,8 +330,9 @@ class ImaginedEnv(gym.Env):
 
 
 # --- shared by ImaginedEnv and ImaginedVectorEnv ---
-def resolve_checkpoint(checkpoint: str | os.PathLike | EnvCheckpoint | None,
-                       device: torch.device | str | None) -> EnvCheckpoint:
+def resolve_checkpoint(
+    checkpoint: str | os.PathLike | EnvCheckpoint | None, device: torch.device | str | None
+) -> EnvCheckpoint:
     """Load ``checkpoint`` (a directory or None) or check a loaded one against ``device``.
 
     Raises:
@@ -316,16 +342,23 @@ def resolve_checkpoint(checkpoint: str | os.PathLike | EnvCheckpoint | None,
     """
     if isinstance(checkpoint, EnvCheckpoint):
         if device is not None and torch.device(device) != checkpoint.model.device:
-            raise ValueError(f"the loaded checkpoint's model is on {checkpoint.model.device}, not "
-                             f"{torch.device(device)}; a shared model is never moved (load it there)")
+            raise ValueError(
+                f"the loaded checkpoint's model is on {checkpoint.model.device}, not "
+                f"{torch.device(device)}; a shared model is never moved (load it there)"
+            )
         ckpt = checkpoint
     elif checkpoint is None or isinstance(checkpoint, (str, os.PathLike)):
         ckpt = load_env_checkpoint(checkpoint, device="cpu" if device is None else device)
     else:
-        raise TypeError(f"checkpoint must be a directory, an EnvCheckpoint or None, got {type(checkpoint).__name__}")
+        raise TypeError(
+            "checkpoint must be a directory, an EnvCheckpoint or None, "
+            f"got {type(checkpoint).__name__}"
+        )
     if ckpt.model.config.temporal_compression != 1:
-        raise ValueError(f"the imagined env steps one frame per action; this model has temporal "
-                         f"compression {ckpt.model.config.temporal_compression}")
+        raise ValueError(
+            f"the imagined env steps one frame per action; this model has temporal "
+            f"compression {ckpt.model.config.temporal_compression}"
+        )
     return ckpt
 
 
@@ -334,8 +367,11 @@ def sampler_settings(model: WorldModel, sample_steps: int | None) -> SamplerSett
     base = model.sampler
     if sample_steps is None:
         return base
-    if isinstance(sample_steps, bool) or not isinstance(sample_steps, (int, np.integer)) \
-            or not 1 <= sample_steps <= 50:
+    if (
+        isinstance(sample_steps, bool)
+        or not isinstance(sample_steps, (int, np.integer))
+        or not 1 <= sample_steps <= 50
+    ):
         raise ValueError(f"sample_steps must be an integer in 1..50 or None, got {sample_steps!r}")
     return SamplerSettings(int(sample_steps), base.shift, base.guidance_scale, base.context_sigma)
 
@@ -344,16 +380,24 @@ def episode_limit(checkpoint: EnvCheckpoint, max_episode_steps: int | None) -> i
     """``max_episode_steps`` validated, defaulting to the real env's limit from the spec."""
     if max_episode_steps is None:
         return checkpoint.max_episode_steps
-    if isinstance(max_episode_steps, bool) or not isinstance(max_episode_steps, (int, np.integer)) \
-            or max_episode_steps < 1:
-        raise ValueError(f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}")
+    if (
+        isinstance(max_episode_steps, bool)
+        or not isinstance(max_episode_steps, (int, np.integer))
+        or max_episode_steps < 1
+    ):
+        raise ValueError(
+            f"max_episode_steps must be a positive integer or None, got {max_episode_steps!r}"
+        )
     return int(max_episode_steps)
 
 
 def check_threshold(name: str, value: float) -> float:
     """A probability threshold in [0, 1] as a float."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)) \
-            or not 0.0 <= float(value) <= 1.0:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.floating, np.integer))
+        or not 0.0 <= float(value) <= 1.0
+    ):
         raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
     return float(value)
 
@@ -361,7 +405,9 @@ def check_threshold(name: str, value: float) -> float:
 def check_render_mode(render_mode: str | None) -> None:
     """Refuse render modes other than ``None`` and ``"rgb_array"``."""
     if render_mode is not None and render_mode not in RENDER_MODES:
-        raise ValueError(f"render_mode must be None or one of {list(RENDER_MODES)}, got {render_mode!r}")
+        raise ValueError(
+            f"render_mode must be None or one of {list(RENDER_MODES)}, got {render_mode!r}"
+        )
 
 
 def draw_start(rng: np.random.Generator, num_resets: int) -> tuple[int, int]:
@@ -380,8 +426,9 @@ def stored_observation(checkpoint: EnvCheckpoint, index: int) -> dict[str, np.nd
     return {k: v[index].copy() for k, v in checkpoint.reset_observations.items()}
 
 
-def parse_reset_options(options: Mapping[str, Any] | None, checkpoint: EnvCheckpoint
-                        ) -> tuple[dict[str, np.ndarray] | None, int | None]:
+def parse_reset_options(
+    options: Mapping[str, Any] | None, checkpoint: EnvCheckpoint
+) -> tuple[dict[str, np.ndarray] | None, int | None]:
     """Validate ``reset`` options: ``(given observation or None, stored index or None)``.
 
     Raises:
@@ -395,11 +442,15 @@ def parse_reset_options(options: Mapping[str, Any] | None, checkpoint: EnvCheckp
         raise TypeError(f"reset options must be a dict or None, got {type(options).__name__}")
     unknown = sorted(set(options) - set(RESET_OPTIONS))
     if unknown:
-        raise ValueError(f"unknown reset option(s) {unknown}; the imagined env takes {list(RESET_OPTIONS)}")
+        raise ValueError(
+            f"unknown reset option(s) {unknown}; the imagined env takes {list(RESET_OPTIONS)}"
+        )
     if "observation" in options and "reset_index" in options:
         raise ValueError("give either options['observation'] or options['reset_index'], not both")
     if "observation" in options:
-        return check_observation(options["observation"], checkpoint.env_spec.observation_space), None
+        return check_observation(
+            options["observation"], checkpoint.env_spec.observation_space
+        ), None
     if "reset_index" in options:
         return None, check_reset_index(options["reset_index"], checkpoint.num_resets)
     return None, None
@@ -407,14 +458,21 @@ def parse_reset_options(options: Mapping[str, Any] | None, checkpoint: EnvCheckp
 
 def check_reset_index(index: Any, num_resets: int) -> int:
     """A stored reset index in ``0 .. num_resets - 1``."""
-    if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < num_resets:
-        raise ValueError(f"options['reset_index'] must be an integer in 0..{num_resets - 1} "
-                         f"(the checkpoint stores {num_resets} reset observations), got {index!r}")
+    if (
+        isinstance(index, bool)
+        or not isinstance(index, (int, np.integer))
+        or not 0 <= index < num_resets
+    ):
+        raise ValueError(
+            f"options['reset_index'] must be an integer in 0..{num_resets - 1} "
+            f"(the checkpoint stores {num_resets} reset observations), got {index!r}"
+        )
     return int(index)
 
 
-def check_observation(obs: Any, space: gym.spaces.Dict, what: str = "options['observation']"
-                      ) -> dict[str, np.ndarray]:
+def check_observation(
+    obs: Any, space: gym.spaces.Dict, what: str = "options['observation']"
+) -> dict[str, np.ndarray]:
     """Validate one observation against ``space`` and return a copy in the space's dtypes.
 
     Values of another dtype are accepted when numpy casts them safely within their kind
@@ -425,15 +483,22 @@ def check_observation(obs: Any, space: gym.spaces.Dict, what: str = "options['ob
             value outside the space; the message names the key and the expected space.
     """
     if not isinstance(obs, Mapping):
-        raise ShapeError(f"{what} must be a dict with keys {list(space.spaces)}, got {type(obs).__name__}")
+        raise ShapeError(
+            f"{what} must be a dict with keys {list(space.spaces)}, got {type(obs).__name__}"
+        )
     if set(obs) != set(space.spaces):
-        raise ShapeError(f"{what} must have exactly the keys {list(space.spaces)}, got {sorted(obs)}")
+        raise ShapeError(
+            f"{what} must have exactly the keys {list(space.spaces)}, got {sorted(obs)}"
+        )
     out: dict[str, np.ndarray] = {}
     for key, sub in space.spaces.items():
         arr = np.asarray(obs[key])
         if arr.shape != sub.shape:
             raise ShapeError(f"{what}[{key!r}] must have shape {sub.shape}, got {arr.shape}")
-        if not np.can_cast(arr.dtype, sub.dtype, casting="same_kind") or arr.dtype.kind not in "fiub":
+        if (
+            not np.can_cast(arr.dtype, sub.dtype, casting="same_kind")
+            or arr.dtype.kind not in "fiub"
+        ):
             raise ShapeError(f"{what}[{key!r}] must be {sub.dtype}, got {arr.dtype}")
         arr = arr.astype(sub.dtype, copy=True)
         if not sub.contains(arr):
@@ -442,8 +507,9 @@ def check_observation(obs: Any, space: gym.spaces.Dict, what: str = "options['ob
     return out
 
 
-def observations_from_outputs(checkpoint: EnvCheckpoint, frames: torch.Tensor,
-                              outcomes: Mapping[str, torch.Tensor]) -> dict[str, np.ndarray]:
+def observations_from_outputs(
+    checkpoint: EnvCheckpoint, frames: torch.Tensor, outcomes: Mapping[str, torch.Tensor]
+) -> dict[str, np.ndarray]:
     """Batched observations ``{key: [B, *shape]}`` from one model step.
 
     Args:
@@ -460,7 +526,7 @@ def observations_from_outputs(checkpoint: EnvCheckpoint, frames: torch.Tensor,
         for key in keys:
             sub = space[key]
             size = int(np.prod(sub.shape))
-            part = state[:, offset:offset + size].reshape(len(state), *sub.shape)
+            part = state[:, offset : offset + size].reshape(len(state), *sub.shape)
             offset += size
             # Bounds are usually infinite (proprioception); finite ones are enforced so an
             # imagined observation always belongs to the space.

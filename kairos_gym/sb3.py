@@ -107,7 +107,8 @@ def _build_adapter(base: type) -> type:
         """An SB3 ``VecEnv`` over a Gymnasium ``VectorEnv`` (see the module docstring).
 
         Args:
-            vector_env: any Gymnasium 1.x vector env (``ImaginedVectorEnv``, ``SyncVectorEnv``, ...).
+            vector_env: any Gymnasium 1.x vector env (``ImaginedVectorEnv``,
+                ``SyncVectorEnv``, ...).
 
         Attributes:
             vector_env: the wrapped Gymnasium vector env.
@@ -115,13 +116,18 @@ def _build_adapter(base: type) -> type:
 
         def __init__(self, vector_env: VectorEnv) -> None:
             if not isinstance(vector_env, VectorEnv):
-                raise TypeError(f"SB3VecEnv wraps a gymnasium.vector.VectorEnv, got {type(vector_env).__name__}")
+                raise TypeError(
+                    f"SB3VecEnv wraps a gymnasium.vector.VectorEnv, got {type(vector_env).__name__}"
+                )
             self.vector_env = vector_env
             mode = vector_env.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
             self.autoreset_mode = mode if isinstance(mode, AutoresetMode) else AutoresetMode(mode)
             self._actions: np.ndarray | None = None
-            super().__init__(vector_env.num_envs, vector_env.single_observation_space,
-                             vector_env.single_action_space)
+            super().__init__(
+                vector_env.num_envs,
+                vector_env.single_observation_space,
+                vector_env.single_action_space,
+            )
             self.metadata = {**vector_env.metadata, **self.metadata}
 
         # --- stepping ---
@@ -156,8 +162,9 @@ def _build_adapter(base: type) -> type:
                         # The step's own info sits under final_info; the top level is the reset's.
                         info = dict(row.get("final_info", {}))
                         info["terminal_observation"] = row["final_obs"]
-                        self.reset_infos[i] = {k: v for k, v in row.items()
-                                               if k not in ("final_obs", "final_info")}
+                        self.reset_infos[i] = {
+                            k: v for k, v in row.items() if k not in ("final_obs", "final_info")
+                        }
                     else:
                         info = row
                     info["TimeLimit.truncated"] = bool(truncated[i] and not terminated[i])
@@ -218,11 +225,14 @@ def _build_adapter(base: type) -> type:
                 else:
                     setattr(self.vector_env, attr_name, value)
             else:
-                raise ValueError(f"{type(self.vector_env).__name__} has no separate sub-envs: "
-                                 f"{attr_name!r} can only be set for all {self.num_envs} envs")
+                raise ValueError(
+                    f"{type(self.vector_env).__name__} has no separate sub-envs: "
+                    f"{attr_name!r} can only be set for all {self.num_envs} envs"
+                )
 
-        def env_method(self, method_name: str, *method_args: Any, indices: Any = None,
-                       **method_kwargs: Any) -> list[Any]:
+        def env_method(
+            self, method_name: str, *method_args: Any, indices: Any = None, **method_kwargs: Any
+        ) -> list[Any]:
             """Call a method of each sub-env (vector envs with sub-envs, e.g. SyncVectorEnv).
 
             Raises:
@@ -232,10 +242,13 @@ def _build_adapter(base: type) -> type:
             envs = getattr(self.vector_env, "envs", None)
             if envs is None:
                 raise NotImplementedError(
-                    f"{type(self.vector_env).__name__} batches its envs in one object and has no per-env "
-                    f"methods; call {method_name!r} on .vector_env directly")
-            return [envs[i].get_wrapper_attr(method_name)(*method_args, **method_kwargs)
-                    for i in self._get_indices(indices)]
+                    f"{type(self.vector_env).__name__} batches its envs in one object and has "
+                    f"no per-env methods; call {method_name!r} on .vector_env directly"
+                )
+            return [
+                envs[i].get_wrapper_attr(method_name)(*method_args, **method_kwargs)
+                for i in self._get_indices(indices)
+            ]
 
         def env_is_wrapped(self, wrapper_class: type, indices: Any = None) -> list[bool]:
             """Whether each sub-env is wrapped by ``wrapper_class`` (False for batched envs)."""
@@ -250,8 +263,10 @@ def _build_adapter(base: type) -> type:
             if all(not o for o in options):
                 return None
             if any(o != options[0] for o in options[1:]):
-                raise ValueError("Gymnasium vector envs take one options dict for every env; "
-                                 "set_options() was given different options per env")
+                raise ValueError(
+                    "Gymnasium vector envs take one options dict for every env; "
+                    "set_options() was given different options per env"
+                )
             return dict(options[0])
 
         def __repr__(self) -> str:

@@ -21,7 +21,8 @@ a finished row on the next ``step`` (its action is ignored; reward 0, not termin
 truncated); ``SAME_STEP`` resets it within the step and reports ``infos["final_obs"]`` and
 ``infos["final_info"]``; ``DISABLED`` leaves it to ``reset(options={"reset_mask": mask})``.
 
-For any other id, :func:`make_vec` delegates to ``gymnasium.make_vec(..., vectorization_mode="sync")``.
+For any other id, :func:`make_vec` delegates to
+``gymnasium.make_vec(..., vectorization_mode="sync")``.
 """
 
 from __future__ import annotations
@@ -60,8 +61,11 @@ from kairos_gym.model.world_model import WorldModel
 __all__ = ["IMAGINED_ID", "ImaginedVectorEnv", "make_vec", "observe_rows", "step_rows"]
 
 IMAGINED_ID = "kairos_gym/Imagined-v0"
-_MODE_NAMES = {"next_step": AutoresetMode.NEXT_STEP, "same_step": AutoresetMode.SAME_STEP,
-               "disabled": AutoresetMode.DISABLED}
+_MODE_NAMES = {
+    "next_step": AutoresetMode.NEXT_STEP,
+    "same_step": AutoresetMode.SAME_STEP,
+    "disabled": AutoresetMode.DISABLED,
+}
 VECTOR_RESET_OPTIONS = ("observation", "reset_index", "reset_mask")
 
 
@@ -88,8 +92,13 @@ def make_vec(
     mode = autoreset_mode_of(autoreset_mode)
     if env_id == IMAGINED_ID:
         return ImaginedVectorEnv(num_envs=num_envs, autoreset_mode=mode, **kwargs)
-    return gym.make_vec(env_id, num_envs=num_envs, vectorization_mode="sync",
-                        vector_kwargs={"autoreset_mode": mode}, **kwargs)
+    return gym.make_vec(
+        env_id,
+        num_envs=num_envs,
+        vectorization_mode="sync",
+        vector_kwargs={"autoreset_mode": mode},
+        **kwargs,
+    )
 
 
 def autoreset_mode_of(value: str | AutoresetMode) -> AutoresetMode:
@@ -103,18 +112,23 @@ def autoreset_mode_of(value: str | AutoresetMode) -> AutoresetMode:
             return AutoresetMode(value)
         except ValueError:
             pass
-    raise ValueError(f"autoreset_mode must be one of {sorted(_MODE_NAMES)} or a gymnasium AutoresetMode, "
-                     f"got {value!r}")
+    raise ValueError(
+        f"autoreset_mode must be one of {sorted(_MODE_NAMES)} or a gymnasium AutoresetMode, "
+        f"got {value!r}"
+    )
 
 
 @torch.no_grad()
-def observe_rows(model: WorldModel, frames: torch.Tensor, generators: Sequence[torch.Generator]) -> WorldState:
-    """Fresh memory rows that have committed one real frame each (``WorldModel.observe``, per-row noise).
+def observe_rows(
+    model: WorldModel, frames: torch.Tensor, generators: Sequence[torch.Generator]
+) -> WorldState:
+    """Fresh memory rows that each committed one real frame (``WorldModel.observe``, per-row noise).
 
     Args:
         frames: uint8 ``[R, H, W, 3]``, one start frame per row.
         generators: ``R`` torch generators; row ``i``'s context noise comes from ``generators[i]``,
-            exactly the draw ``model.observe(init_state(1), frames[i, None, None], generator=g)`` makes.
+            exactly the draw ``model.observe(init_state(1), frames[i, None, None], generator=g)``
+            makes.
 
     Returns:
         A :class:`WorldState` of ``R`` rows at frame index 1.
@@ -123,14 +137,21 @@ def observe_rows(model: WorldModel, frames: torch.Tensor, generators: Sequence[t
         raise ValueError(f"{frames.shape[0]} frames but {len(generators)} generators")
     latents = model.codec.encode(frames[:, None])[:, 0].float()
     sigma = model.config.context_sigma
-    noisy = torch.cat([add_noise(latents[i:i + 1], sigma, g) for i, g in enumerate(generators)])
-    _, state = model.dit.velocity_step(model.init_state(len(generators)), noisy, sigma, None, commit=True)
+    noisy = torch.cat([add_noise(latents[i : i + 1], sigma, g) for i, g in enumerate(generators)])
+    _, state = model.dit.velocity_step(
+        model.init_state(len(generators)), noisy, sigma, None, commit=True
+    )
     return state
 
 
 @torch.no_grad()
-def step_rows(model: WorldModel, state: WorldState, actions: torch.Tensor, generators: Sequence[torch.Generator],
-              settings: SamplerSettings) -> tuple[torch.Tensor, dict[str, torch.Tensor], WorldState]:
+def step_rows(
+    model: WorldModel,
+    state: WorldState,
+    actions: torch.Tensor,
+    generators: Sequence[torch.Generator],
+    settings: SamplerSettings,
+) -> tuple[torch.Tensor, dict[str, torch.Tensor], WorldState]:
     """``WorldModel.step`` over ``R`` rows with each row's noise drawn from its own generator.
 
     Row ``i`` consumes ``generators[i]`` exactly as ``model.step`` with batch size 1 would
@@ -144,14 +165,20 @@ def step_rows(model: WorldModel, state: WorldState, actions: torch.Tensor, gener
         settings: sampler settings.
 
     Returns:
-        ``(frames uint8 [R, H, W, 3], outcomes {reward, success, done[, state]} [R(, S)], new state)``.
+        ``(frames uint8 [R, H, W, 3], outcomes {reward, success, done[, state]} [R(, S)],
+        new state)``.
     """
     rows = state.batch_size
     if len(generators) != rows:
         raise ValueError(f"a state of {rows} rows but {len(generators)} generators")
     dit, shape = model.dit, (1, *model.config.latent_shape)
     # The Euler sampler of kairos_gym.model.sampler.sample_frame, with per-row noise.
-    x = torch.cat([torch.randn(shape, generator=g, device=state.device, dtype=torch.float32) for g in generators])
+    x = torch.cat(
+        [
+            torch.randn(shape, generator=g, device=state.device, dtype=torch.float32)
+            for g in generators
+        ]
+    )
     sigmas = flow_sigmas(settings.steps, settings.shift, device=state.device)
     for sigma, sigma_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
         v, _ = dit.velocity_step(state, x, sigma, actions, commit=False)
@@ -159,8 +186,12 @@ def step_rows(model: WorldModel, state: WorldState, actions: torch.Tensor, gener
             v_free, _ = dit.velocity_step(state, x, sigma, None, commit=False)
             v = v_free + settings.guidance_scale * (v - v_free)
         x = x + (sigma_next - sigma) * v.float()
-    committed = torch.cat([add_noise(x[i:i + 1], settings.context_sigma, g) for i, g in enumerate(generators)])
-    _, features, state = dit.forward_step(state, committed, settings.context_sigma, actions, commit=True)
+    committed = torch.cat(
+        [add_noise(x[i : i + 1], settings.context_sigma, g) for i, g in enumerate(generators)]
+    )
+    _, features, state = dit.forward_step(
+        state, committed, settings.context_sigma, actions, commit=True
+    )
     frames = model.codec.decode(x[:, None])[:, 0]
     return frames, model._outcomes(features), state
 
@@ -196,7 +227,11 @@ class ImaginedVectorEnv(VectorEnv):
         done_threshold: float = 0.5,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     ) -> None:
-        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
+        if (
+            isinstance(num_envs, bool)
+            or not isinstance(num_envs, (int, np.integer))
+            or num_envs < 1
+        ):
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         check_render_mode(render_mode)
         self.num_envs = int(num_envs)
@@ -211,8 +246,11 @@ class ImaginedVectorEnv(VectorEnv):
         self.render_mode = render_mode
         self.instruction = spec.instruction
         self.control_freq = spec.control_freq
-        self.metadata = {"render_modes": list(RENDER_MODES), "render_fps": spec.control_freq,
-                         "autoreset_mode": self.autoreset_mode}
+        self.metadata = {
+            "render_modes": list(RENDER_MODES),
+            "render_fps": spec.control_freq,
+            "autoreset_mode": self.autoreset_mode,
+        }
         self.single_observation_space = spec.observation_space
         self.single_action_space = spec.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
@@ -222,13 +260,18 @@ class ImaginedVectorEnv(VectorEnv):
         self._rngs = [seeding.np_random()[0] for _ in range(n)]
         self._generators = [torch.Generator(device=self.model.device) for _ in range(n)]
         self._state: WorldState | None = None
-        self._obs: dict[str, np.ndarray] = create_empty_array(self.single_observation_space, n, fn=np.zeros)
+        self._obs: dict[str, np.ndarray] = create_empty_array(
+            self.single_observation_space, n, fn=np.zeros
+        )
         self._steps = np.zeros(n, dtype=np.int64)
         self._ended = np.zeros(n, dtype=bool)  # finished rows awaiting an (auto)reset
 
     # --- the Gymnasium VectorEnv API ---
     def reset(
-        self, *, seed: int | Sequence[int | None] | None = None, options: dict[str, Any] | None = None
+        self,
+        *,
+        seed: int | Sequence[int | None] | None = None,
+        options: dict[str, Any] | None = None,
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Reset every row (or the rows of ``options["reset_mask"]``).
 
@@ -255,7 +298,11 @@ class ImaginedVectorEnv(VectorEnv):
             super().reset(seed=int(seed))
         rows = np.flatnonzero(mask)
         starts, fresh = self._start_rows(rows, [seeds[i] for i in rows], given, indices)
-        self._state = fresh if self._state is None or mask.all() else self._state.put_rows(rows.tolist(), fresh)
+        self._state = (
+            fresh
+            if self._state is None or mask.all()
+            else self._state.put_rows(rows.tolist(), fresh)
+        )
         for key, value in starts.items():
             self._obs[key][rows] = value
         self._steps[rows] = 0
@@ -289,8 +336,10 @@ class ImaginedVectorEnv(VectorEnv):
             raise ResetNeeded("call reset() before step()")
         n, mode = self.num_envs, self.autoreset_mode
         if mode == AutoresetMode.DISABLED and self._ended.any():
-            raise ResetNeeded(f"env(s) {np.flatnonzero(self._ended).tolist()} have ended; autoreset is "
-                              "disabled: call reset(options={'reset_mask': mask}) for them first")
+            raise ResetNeeded(
+                f"env(s) {np.flatnonzero(self._ended).tolist()} have ended; autoreset is "
+                "disabled: call reset(options={'reset_mask': mask}) for them first"
+            )
         pending = self._ended.copy() if mode == AutoresetMode.NEXT_STEP else np.zeros(n, dtype=bool)
         stepping = np.flatnonzero(~pending)
         acts = self._check_actions(actions, stepping)
@@ -308,8 +357,13 @@ class ImaginedVectorEnv(VectorEnv):
             saved = [g.get_state() for g in generators]
             try:
                 sub = state if everyone else state.select(stepping.tolist())
-                frames, out, sub = step_rows(self.model, sub, torch.from_numpy(acts[stepping]).to(self.model.device),
-                                             generators, self.settings)
+                frames, out, sub = step_rows(
+                    self.model,
+                    sub,
+                    torch.from_numpy(acts[stepping]).to(self.model.device),
+                    generators,
+                    self.settings,
+                )
             except BaseException:
                 # Leave every noise stream where it was, so a failed call changes nothing.
                 for g, s in zip(generators, saved):
@@ -325,14 +379,23 @@ class ImaginedVectorEnv(VectorEnv):
             done = out["done"].double().cpu().numpy()
             terminated[stepping] = done > self.done_threshold
             if self.max_episode_steps is not None:
-                truncated[stepping] = (steps[stepping] >= self.max_episode_steps) & ~terminated[stepping]
+                truncated[stepping] = (steps[stepping] >= self.max_episode_steps) & ~terminated[
+                    stepping
+                ]
             for j, i in enumerate(stepping):
-                step_infos[int(i)] = {"success": bool(success[j] > self.success_threshold),
-                                      "success_prob": float(success[j]), "done_prob": float(done[j]),
-                                      "instruction": self.instruction}
+                step_infos[int(i)] = {
+                    "success": bool(success[j] > self.success_threshold),
+                    "success_prob": float(success[j]),
+                    "done_prob": float(done[j]),
+                    "instruction": self.instruction,
+                }
         ended = terminated | truncated
-        resetting = pending | (ended if mode == AutoresetMode.SAME_STEP else np.zeros(n, dtype=bool))
-        final_obs = {int(i): {k: obs[k][i].copy() for k in obs} for i in np.flatnonzero(resetting & ended)}
+        resetting = pending | (
+            ended if mode == AutoresetMode.SAME_STEP else np.zeros(n, dtype=bool)
+        )
+        final_obs = {
+            int(i): {k: obs[k][i].copy() for k in obs} for i in np.flatnonzero(resetting & ended)
+        }
         rows = np.flatnonzero(resetting)
         if rows.size:
             starts, fresh = self._start_rows(rows, [None] * rows.size, None, None)
@@ -346,7 +409,9 @@ class ImaginedVectorEnv(VectorEnv):
         for i in range(n):
             if resetting[i]:
                 if i in final_obs:
-                    infos = self._add_info(infos, {"final_obs": final_obs[i], "final_info": step_infos[i]}, i)
+                    infos = self._add_info(
+                        infos, {"final_obs": final_obs[i], "final_info": step_infos[i]}, i
+                    )
                 infos = self._add_info(infos, self._reset_info(), i)
             else:
                 infos = self._add_info(infos, step_infos[i], i)
@@ -383,10 +448,14 @@ class ImaginedVectorEnv(VectorEnv):
         """
         if isinstance(values, (list, tuple)):
             if len(values) != self.num_envs:
-                raise ValueError(f"set_attr needs {self.num_envs} values (one per row), got {len(values)}")
+                raise ValueError(
+                    f"set_attr needs {self.num_envs} values (one per row), got {len(values)}"
+                )
             if any(v is not values[0] and v != values[0] for v in values):
-                raise ValueError(f"the rows of an ImaginedVectorEnv share one {name!r}; "
-                                 f"per-row values must all be equal, got {values!r}")
+                raise ValueError(
+                    f"the rows of an ImaginedVectorEnv share one {name!r}; "
+                    f"per-row values must all be equal, got {values!r}"
+                )
             values = values[0]
         setattr(self, name, values)
 
@@ -421,16 +490,21 @@ class ImaginedVectorEnv(VectorEnv):
         if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
             return [int(seed) + i for i in range(n)]
         if isinstance(seed, (str, bytes)) or not isinstance(seed, Sequence):
-            raise TypeError(f"seed must be None, an int or a list of {n} ints/None, got {type(seed).__name__}")
+            raise TypeError(
+                f"seed must be None, an int or a list of {n} ints/None, got {type(seed).__name__}"
+            )
         if len(seed) != n:
             raise ValueError(f"seed lists need one entry per env ({n}), got {len(seed)}")
         for s in seed:
-            if s is not None and (isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0):
+            if s is not None and (
+                isinstance(s, bool) or not isinstance(s, (int, np.integer)) or s < 0
+            ):
                 raise ValueError(f"seeds must be non-negative ints or None, got {list(seed)!r}")
         return [None if s is None else int(s) for s in seed]
 
-    def _parse_options(self, options: dict[str, Any] | None
-                       ) -> tuple[np.ndarray, list[dict[str, np.ndarray]] | None, list[int] | None]:
+    def _parse_options(
+        self, options: dict[str, Any] | None
+    ) -> tuple[np.ndarray, list[dict[str, np.ndarray]] | None, list[int] | None]:
         """``(row mask, per-row start observations or None, per-row stored indices or None)``."""
         n = self.num_envs
         mask = np.ones(n, dtype=bool)
@@ -440,10 +514,14 @@ class ImaginedVectorEnv(VectorEnv):
             raise TypeError(f"reset options must be a dict or None, got {type(options).__name__}")
         unknown = sorted(set(options) - set(VECTOR_RESET_OPTIONS))
         if unknown:
-            raise ValueError(f"unknown reset option(s) {unknown}; the imagined vector env takes "
-                             f"{list(VECTOR_RESET_OPTIONS)}")
+            raise ValueError(
+                f"unknown reset option(s) {unknown}; the imagined vector env takes "
+                f"{list(VECTOR_RESET_OPTIONS)}"
+            )
         if "observation" in options and "reset_index" in options:
-            raise ValueError("give either options['observation'] or options['reset_index'], not both")
+            raise ValueError(
+                "give either options['observation'] or options['reset_index'], not both"
+            )
         if "reset_mask" in options:
             mask = options["reset_mask"]
             if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
@@ -458,30 +536,50 @@ class ImaginedVectorEnv(VectorEnv):
             batch = options["observation"]
             space = self.single_observation_space
             if not isinstance(batch, dict) or set(batch) != set(space.spaces):
-                raise ShapeError(f"options['observation'] must be a dict with keys {list(space.spaces)} of "
-                                 f"[{n}, ...] arrays (one row per env)")
+                raise ShapeError(
+                    f"options['observation'] must be a dict with keys {list(space.spaces)} of "
+                    f"[{n}, ...] arrays (one row per env)"
+                )
             for key, sub in space.spaces.items():
                 shape = np.shape(batch[key])
                 if shape != (n, *sub.shape):
-                    raise ShapeError(f"options['observation'][{key!r}] must have shape {(n, *sub.shape)} "
-                                     f"(one row per env), got {shape}")
-            given = [check_observation({k: np.asarray(v)[i] for k, v in batch.items()}, space,
-                                       what=f"options['observation'] row {i}") if mask[i] else {}
-                     for i in range(n)]
+                    raise ShapeError(
+                        f"options['observation'][{key!r}] must have shape {(n, *sub.shape)} "
+                        f"(one row per env), got {shape}"
+                    )
+            given = [
+                check_observation(
+                    {k: np.asarray(v)[i] for k, v in batch.items()},
+                    space,
+                    what=f"options['observation'] row {i}",
+                )
+                if mask[i]
+                else {}
+                for i in range(n)
+            ]
         if "reset_index" in options:
             index = options["reset_index"]
             count = self.checkpoint.num_resets
             if isinstance(index, (list, tuple, np.ndarray)):
                 if len(index) != n:
-                    raise ValueError(f"options['reset_index'] needs one index per env ({n}), got {len(index)}")
-                indices = [check_reset_index(v.item() if isinstance(v, np.generic) else v, count) for v in index]
+                    raise ValueError(
+                        f"options['reset_index'] needs one index per env ({n}), got {len(index)}"
+                    )
+                indices = [
+                    check_reset_index(v.item() if isinstance(v, np.generic) else v, count)
+                    for v in index
+                ]
             else:
                 indices = [check_reset_index(index, count)] * n
         return mask, given, indices
 
-    def _start_rows(self, rows: np.ndarray, seeds: list[int | None],
-                    given: list[dict[str, np.ndarray]] | None, indices: list[int] | None
-                    ) -> tuple[dict[str, np.ndarray], WorldState]:
+    def _start_rows(
+        self,
+        rows: np.ndarray,
+        seeds: list[int | None],
+        given: list[dict[str, np.ndarray]] | None,
+        indices: list[int] | None,
+    ) -> tuple[dict[str, np.ndarray], WorldState]:
         """Draw the starts of ``rows`` (as ``ImaginedEnv.reset`` does) and commit their frames.
 
         Returns ``({key: [R, ...]} start observations, fresh memory of R rows)``.
@@ -495,7 +593,9 @@ class ImaginedVectorEnv(VectorEnv):
             if given is not None:
                 starts.append(given[i])
             else:
-                starts.append(stored_observation(self.checkpoint, drawn if indices is None else indices[i]))
+                starts.append(
+                    stored_observation(self.checkpoint, drawn if indices is None else indices[i])
+                )
             self._generators[i] = torch.Generator(device=self.model.device).manual_seed(torch_seed)
             generators.append(self._generators[i])
         batch = {k: np.stack([s[k] for s in starts]) for k in self.single_observation_space.spaces}
@@ -507,10 +607,14 @@ class ImaginedVectorEnv(VectorEnv):
         arr = np.asarray(actions)
         expected = (self.num_envs, *self.single_action_space.shape)
         if arr.dtype.kind not in "fiu":
-            raise InvalidAction(f"actions must be a real-valued array of shape {expected}, got dtype {arr.dtype}")
+            raise InvalidAction(
+                f"actions must be a real-valued array of shape {expected}, got dtype {arr.dtype}"
+            )
         if arr.shape != expected:
-            raise InvalidAction(f"actions must have shape {expected} (num_envs={self.num_envs} rows of "
-                                f"{self.single_action_space}), got shape {arr.shape}")
+            raise InvalidAction(
+                f"actions must have shape {expected} (num_envs={self.num_envs} rows of "
+                f"{self.single_action_space}), got shape {arr.shape}"
+            )
         out = arr.astype(np.float32)
         for i in rows.tolist():
             try:

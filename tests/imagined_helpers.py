@@ -24,25 +24,33 @@ from tests.model.conftest import randomize_
 INSTRUCTION = "lift the red cube"
 
 
-def lift_spec(image_size: int = 16, max_episode_steps: int | None = 12,
-              state_spaces: dict[str, gym.spaces.Box] | None = None) -> EpisodeEnvSpec:
+def lift_spec(
+    image_size: int = 16,
+    max_episode_steps: int | None = 12,
+    state_spaces: dict[str, gym.spaces.Box] | None = None,
+) -> EpisodeEnvSpec:
     """A Lift-like spec: ``agentview_image`` uint8 ``[S, S, 3]`` + ``state`` float32 ``[8]``.
 
     Args:
         state_spaces: replaces ``{"state": Box(-inf, inf, (8,))}`` (to test key splitting).
     """
     spaces: dict[str, gym.spaces.Space] = {
-        "agentview_image": gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)}
+        "agentview_image": gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8)
+    }
     spaces.update(state_spaces or {"state": gym.spaces.Box(-np.inf, np.inf, (8,), np.float32)})
     kwargs = {"cameras": ["agentview"], "image_size": image_size}
     if max_episode_steps is not None:
         kwargs["max_episode_steps"] = max_episode_steps
     return EpisodeEnvSpec(
-        env_id="kairos_gym/Robosuite-Lift-v0", env_kwargs=kwargs,
+        env_id="kairos_gym/Robosuite-Lift-v0",
+        env_kwargs=kwargs,
         observation_space=gym.spaces.Dict(spaces),
         action_space=gym.spaces.Box(-1.0, 1.0, (7,), np.float32),
-        control_freq=20.0, instruction=INSTRUCTION, cameras=("agentview",),
-        image_size=(image_size, image_size))
+        control_freq=20.0,
+        instruction=INSTRUCTION,
+        cameras=("agentview",),
+        image_size=(image_size, image_size),
+    )
 
 
 def tiny_model(state_dim: int = 8, image_size: int = 16, seed: int = 0) -> WorldModel:
@@ -51,14 +59,20 @@ def tiny_model(state_dim: int = 8, image_size: int = 16, seed: int = 0) -> World
     if image_size != 16:
         # Same token count as the tiny preset, larger frames: one more codec stage per 2x.
         stages = int(np.log2(image_size // 4))
-        cfg = dataclasses.replace(cfg, image_size=(image_size, image_size), spatial_compression=2 ** stages,
-                                  codec_channels=(8,) * (stages - 1) + (16,))
+        cfg = dataclasses.replace(
+            cfg,
+            image_size=(image_size, image_size),
+            spatial_compression=2**stages,
+            codec_channels=(8,) * (stages - 1) + (16,),
+        )
     torch.manual_seed(seed)
     return randomize_(WorldModel(cfg), seed=seed).eval()
 
 
-def reset_observations(spec: EpisodeEnvSpec, count: int = 3, seed: int = 0) -> dict[str, np.ndarray]:
-    """``count`` random observations inside ``spec``'s observation space, ``{key: [count, ...]}``."""
+def reset_observations(
+    spec: EpisodeEnvSpec, count: int = 3, seed: int = 0
+) -> dict[str, np.ndarray]:
+    """``count`` random observations in ``spec``'s observation space: ``{key: [count, ...]}``."""
     rng = np.random.default_rng(seed)
     out = {}
     for key, sub in spec.observation_space.spaces.items():
@@ -71,15 +85,24 @@ def reset_observations(spec: EpisodeEnvSpec, count: int = 3, seed: int = 0) -> d
     return out
 
 
-def write_checkpoint(directory: Path, spec: EpisodeEnvSpec | None = None, count: int = 3,
-                     seed: int = 0) -> Path:
+def write_checkpoint(
+    directory: Path, spec: EpisodeEnvSpec | None = None, count: int = 3, seed: int = 0
+) -> Path:
     """Write a tiny environment checkpoint for ``spec`` (default :func:`lift_spec`)."""
     spec = spec or lift_spec()
-    width = sum(int(np.prod(spec.observation_space[k].shape)) for k in spec.observation_space.spaces
-                if k not in spec.image_keys)
+    width = sum(
+        int(np.prod(spec.observation_space[k].shape))
+        for k in spec.observation_space.spaces
+        if k not in spec.image_keys
+    )
     model = tiny_model(state_dim=width, image_size=spec.image_size[0], seed=seed)
-    save_env_checkpoint(directory, model, spec, reset_observations(spec, count, seed),
-                        training={"note": "random weights for tests"})
+    save_env_checkpoint(
+        directory,
+        model,
+        spec,
+        reset_observations(spec, count, seed),
+        training={"note": "random weights for tests"},
+    )
     return Path(directory)
 
 

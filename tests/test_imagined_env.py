@@ -64,11 +64,20 @@ def assert_same_obs(a, b):
 
 
 def test_gym_make_passes_options_and_spaces_are_the_real_envs(ckpt_dir, ckpt):
-    env = gym.make("kairos_gym/Imagined-v0", checkpoint=str(ckpt_dir), render_mode="rgb_array",
-                   sample_steps=3, success_threshold=0.25, done_threshold=0.75, max_episode_steps=None)
+    env = gym.make(
+        "kairos_gym/Imagined-v0",
+        checkpoint=str(ckpt_dir),
+        render_mode="rgb_array",
+        sample_steps=3,
+        success_threshold=0.25,
+        done_threshold=0.75,
+        max_episode_steps=None,
+    )
     base = env.unwrapped
     assert isinstance(base, ImaginedEnv)
-    assert base.settings.steps == 3 and base.success_threshold == 0.25 and base.done_threshold == 0.75
+    assert (
+        base.settings.steps == 3 and base.success_threshold == 0.25 and base.done_threshold == 0.75
+    )
     assert base.render_mode == "rgb_array" and base.max_episode_steps == LIMIT
     spec = lift_spec()
     assert spaces_equal(env.observation_space, spec.observation_space)
@@ -95,15 +104,22 @@ def test_reset_returns_stored_or_given_observation_exactly(ckpt):
         obs, info = env.reset(options={"reset_index": i})
         assert_same_obs(obs, {k: v[i] for k, v in stored.items()})
         assert info == {"success": False, "instruction": INSTRUCTION}
-    given = {"agentview_image": np.full((16, 16, 3), 7, np.uint8), "state": np.arange(8, dtype=np.float64)}
+    given = {
+        "agentview_image": np.full((16, 16, 3), 7, np.uint8),
+        "state": np.arange(8, dtype=np.float64),
+    }
     obs, _ = env.reset(seed=3, options={"observation": given})
     assert obs["state"].dtype == np.float32 and obs["agentview_image"].dtype == np.uint8
-    np.testing.assert_array_equal(obs["state"], np.arange(8)) and np.testing.assert_array_equal(obs["agentview_image"], 7)
+    np.testing.assert_array_equal(obs["state"], np.arange(8)) and np.testing.assert_array_equal(
+        obs["agentview_image"], 7
+    )
     # Without options, np_random picks a stored start: reproducible for a seed, varied across seeds.
     picks = set()
     for seed in range(12):
         obs, _ = env.reset(seed=seed)
-        index = [i for i in range(ckpt.num_resets) if np.array_equal(obs["state"], stored["state"][i])]
+        index = [
+            i for i in range(ckpt.num_resets) if np.array_equal(obs["state"], stored["state"][i])
+        ]
         assert len(index) == 1
         picks.add(index[0])
         assert_same_obs(env.reset(seed=seed)[0], obs)
@@ -114,22 +130,49 @@ def test_reset_returns_stored_or_given_observation_exactly(ckpt):
     assert not np.any(stored["state"] == 99)
 
 
-@pytest.mark.parametrize("options, error, match", [
-    ({"bogus": 1}, ValueError, r"unknown reset option\(s\) \['bogus'\]"),
-    ({"reset_index": 0, "observation": {}}, ValueError, "either"),
-    ({"reset_index": 3}, ValueError, r"reset_index'\] must be an integer in 0..2 .*got 3"),
-    ({"reset_index": True}, ValueError, "reset_index"),
-    ({"reset_index": 1.0}, ValueError, "reset_index"),
-    ({"observation": [1, 2]}, ShapeError, "must be a dict with keys"),
-    ({"observation": {"state": np.zeros(8, np.float32)}}, ShapeError, "exactly the keys"),
-    ({"observation": {"agentview_image": np.zeros((16, 16), np.uint8), "state": np.zeros(8, np.float32)}},
-     ShapeError, r"\['agentview_image'\] must have shape \(16, 16, 3\), got \(16, 16\)"),
-    ({"observation": {"agentview_image": np.zeros((16, 16, 3)), "state": np.zeros(8, np.float32)}},
-     ShapeError, r"must be uint8, got float64"),
-    ({"observation": {"agentview_image": np.zeros((16, 16, 3), np.uint8), "state": np.full(8, np.nan, np.float32)}},
-     ShapeError, r"\['state'\] has NaN or values outside"),
-    ("reset_index", TypeError, "must be a dict"),
-])
+@pytest.mark.parametrize(
+    "options, error, match",
+    [
+        ({"bogus": 1}, ValueError, r"unknown reset option\(s\) \['bogus'\]"),
+        ({"reset_index": 0, "observation": {}}, ValueError, "either"),
+        ({"reset_index": 3}, ValueError, r"reset_index'\] must be an integer in 0..2 .*got 3"),
+        ({"reset_index": True}, ValueError, "reset_index"),
+        ({"reset_index": 1.0}, ValueError, "reset_index"),
+        ({"observation": [1, 2]}, ShapeError, "must be a dict with keys"),
+        ({"observation": {"state": np.zeros(8, np.float32)}}, ShapeError, "exactly the keys"),
+        (
+            {
+                "observation": {
+                    "agentview_image": np.zeros((16, 16), np.uint8),
+                    "state": np.zeros(8, np.float32),
+                }
+            },
+            ShapeError,
+            r"\['agentview_image'\] must have shape \(16, 16, 3\), got \(16, 16\)",
+        ),
+        (
+            {
+                "observation": {
+                    "agentview_image": np.zeros((16, 16, 3)),
+                    "state": np.zeros(8, np.float32),
+                }
+            },
+            ShapeError,
+            r"must be uint8, got float64",
+        ),
+        (
+            {
+                "observation": {
+                    "agentview_image": np.zeros((16, 16, 3), np.uint8),
+                    "state": np.full(8, np.nan, np.float32),
+                }
+            },
+            ShapeError,
+            r"\['state'\] has NaN or values outside",
+        ),
+        ("reset_index", TypeError, "must be a dict"),
+    ],
+)
 def test_bad_reset_options_raise_and_lose_nothing(ckpt, options, error, match):
     env = make(ckpt)
     env.reset(seed=0)
@@ -153,8 +196,11 @@ def test_same_seed_same_frames_and_different_seed_differs(ckpt):
     # The noise stream depends only on the seed, not on how the start was chosen.
     env = make(ckpt)
     first, _ = env.reset(seed=0)
-    index = next(i for i in range(ckpt.num_resets)
-                 if np.array_equal(first["state"], ckpt.reset_observations["state"][i]))
+    index = next(
+        i
+        for i in range(ckpt.num_resets)
+        if np.array_equal(first["state"], ckpt.reset_observations["state"][i])
+    )
     env.reset(seed=0, options={"reset_index": index})
     assert_same_obs(env.step(actions[0])[0], a[1])
 
@@ -167,13 +213,17 @@ def test_step_is_the_models_prediction_in_the_real_layout(ckpt):
     obs, reward, terminated, truncated, info = env.step(action)
     generator = torch.Generator().manual_seed(0)
     generator.set_state(snap.generator_state)
-    frames, out, _ = ckpt.model.step(snap.state, torch.from_numpy(action)[None], generator=generator)
+    frames, out, _ = ckpt.model.step(
+        snap.state, torch.from_numpy(action)[None], generator=generator
+    )
     np.testing.assert_array_equal(obs["agentview_image"], frames[0].numpy())
     np.testing.assert_array_equal(obs["state"], out["state"][0].numpy())
     assert isinstance(reward, float) and reward == pytest.approx(float(out["reward"][0]))
     assert info["success_prob"] == pytest.approx(float(out["success"][0]))
     assert info["done_prob"] == pytest.approx(float(out["done"][0]))
-    assert info["success"] == (info["success_prob"] > 0.5) and terminated == (info["done_prob"] > 0.5)
+    assert info["success"] == (info["success_prob"] > 0.5) and terminated == (
+        info["done_prob"] > 0.5
+    )
     assert set(info) == {"success", "success_prob", "done_prob", "instruction"} and not truncated
     assert env.observation_space.contains(obs)
     assert obs["state"].dtype == np.float32 and obs["agentview_image"].dtype == np.uint8
@@ -182,11 +232,17 @@ def test_step_is_the_models_prediction_in_the_real_layout(ckpt):
 def test_state_head_is_split_over_several_keys_and_clipped_into_bounds(tmp_path):
     # Gymnasium sorts Dict keys; the image key sorts between the state keys, and the split
     # follows the space's order.
-    spec = dataclasses.replace(lift_spec(), observation_space=gym.spaces.Dict({
-        "aa_joints": gym.spaces.Box(-np.inf, np.inf, (2, 2), np.float32),
-        "agentview_image": gym.spaces.Box(0, 255, (16, 16, 3), np.uint8),
-        "gripper": gym.spaces.Box(-0.01, 0.01, (3,), np.float64),
-        "touch": gym.spaces.Box(0, 1, (1,), np.int64)}))
+    spec = dataclasses.replace(
+        lift_spec(),
+        observation_space=gym.spaces.Dict(
+            {
+                "aa_joints": gym.spaces.Box(-np.inf, np.inf, (2, 2), np.float32),
+                "agentview_image": gym.spaces.Box(0, 255, (16, 16, 3), np.uint8),
+                "gripper": gym.spaces.Box(-0.01, 0.01, (3,), np.float64),
+                "touch": gym.spaces.Box(0, 1, (1,), np.int64),
+            }
+        ),
+    )
     ckpt = load_env_checkpoint(write_checkpoint(tmp_path / "multi", spec))
     assert ckpt.state_keys == ("aa_joints", "gripper", "touch") and ckpt.model.config.state_dim == 8
     env = make(ckpt)
@@ -197,7 +253,9 @@ def test_state_head_is_split_over_several_keys_and_clipped_into_bounds(tmp_path)
     assert env.observation_space.contains(obs)
     generator = torch.Generator()
     generator.set_state(snap.generator_state)
-    _, out, _ = ckpt.model.step(snap.state, torch.from_numpy(sample_actions(1))[:1], generator=generator)
+    _, out, _ = ckpt.model.step(
+        snap.state, torch.from_numpy(sample_actions(1))[:1], generator=generator
+    )
     state = out["state"][0].numpy()
     np.testing.assert_array_equal(obs["aa_joints"], state[:4].reshape(2, 2))
     np.testing.assert_allclose(obs["gripper"], np.clip(state[4:7], -0.01, 0.01))
@@ -233,14 +291,20 @@ def test_termination_truncation_and_reset_needed(ckpt):
     assert results == [False] * (LIMIT - 1) + [True]
 
 
-@pytest.mark.parametrize("action, match", [
-    (np.zeros(6, np.float32), r"shape \(7,\)"),
-    (np.zeros((1, 7), np.float32), r"shape \(7,\)"),
-    (np.array([0, 0, 0, np.nan, 0, 0, 0], np.float32), "NaN or inf"),
-    (np.array([0, 0, 0, 0, 0, 0, np.inf]), "NaN or inf"),
-    (np.array([0, 0, 1.5, 0, 0, 0, 0], np.float32), r"entries \[2\] = \[1.5\] are outside the bounds \[-1, 1\]"),
-    (np.array(["a"] * 7), "real-valued"),
-])
+@pytest.mark.parametrize(
+    "action, match",
+    [
+        (np.zeros(6, np.float32), r"shape \(7,\)"),
+        (np.zeros((1, 7), np.float32), r"shape \(7,\)"),
+        (np.array([0, 0, 0, np.nan, 0, 0, 0], np.float32), "NaN or inf"),
+        (np.array([0, 0, 0, 0, 0, 0, np.inf]), "NaN or inf"),
+        (
+            np.array([0, 0, 1.5, 0, 0, 0, 0], np.float32),
+            r"entries \[2\] = \[1.5\] are outside the bounds \[-1, 1\]",
+        ),
+        (np.array(["a"] * 7), "real-valued"),
+    ],
+)
 def test_invalid_actions_raise_and_leave_the_episode_untouched(ckpt, action, match):
     actions = sample_actions(3)
     reference = run(make(ckpt), actions)
@@ -257,7 +321,9 @@ def test_actions_of_other_dtypes_and_at_the_bounds_are_accepted(ckpt):
     env = make(ckpt)
     env.reset(seed=0)
     env.step(np.ones(7, dtype=np.int64))
-    env.step([1.0 + 5e-6] * 7)  # float rounding just outside the bound is clipped, like the real env
+    env.step(
+        [1.0 + 5e-6] * 7
+    )  # float rounding just outside the bound is clipped, like the real env
 
 
 def test_render(ckpt):
@@ -296,7 +362,9 @@ def test_snapshot_restore_reproduces_and_forks(ckpt):
     assert_same_obs(other.step(actions[2])[0], first[0][0])
     # Different actions from the same snapshot lead elsewhere.
     env.restore(snap)
-    assert not np.array_equal(env.step(-actions[2])[0]["agentview_image"], first[0][0]["agentview_image"])
+    assert not np.array_equal(
+        env.step(-actions[2])[0]["agentview_image"], first[0][0]["agentview_image"]
+    )
 
 
 def test_snapshot_is_immutable_and_restores_episode_end(ckpt):
@@ -404,6 +472,8 @@ def test_close(ckpt):
 
 def test_gym_make_time_limit_truncates(ckpt):
     # gym.make consumes max_episode_steps itself (a TimeLimit wrapper), as for every env.
-    env = gym.make("kairos_gym/Imagined-v0", checkpoint=ckpt, max_episode_steps=2, done_threshold=1.0)
+    env = gym.make(
+        "kairos_gym/Imagined-v0", checkpoint=ckpt, max_episode_steps=2, done_threshold=1.0
+    )
     env.reset(seed=0)
     assert [env.step(a)[3] for a in sample_actions(2)] == [False, True]

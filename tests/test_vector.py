@@ -32,7 +32,9 @@ def ckpt(tmp_path_factory):
 
 def sync_twin(ckpt, n: int = N, mode=AutoresetMode.NEXT_STEP, **kwargs) -> SyncVectorEnv:
     """Gymnasium's reference implementation over single ImaginedEnvs."""
-    return SyncVectorEnv([lambda: ImaginedEnv(ckpt, **kwargs) for _ in range(n)], autoreset_mode=mode)
+    return SyncVectorEnv(
+        [lambda: ImaginedEnv(ckpt, **kwargs) for _ in range(n)], autoreset_mode=mode
+    )
 
 
 def assert_obs_close(a, b):
@@ -78,8 +80,16 @@ def test_make_vec_builds_one_batched_env(ckpt):
     obs, rewards, terminated, truncated, infos = envs.step(envs.action_space.sample())
     assert envs.observation_space.contains(obs)
     assert rewards.dtype == np.float64 and terminated.dtype == bool and truncated.dtype == bool
-    assert set(infos) == {"success", "_success", "success_prob", "_success_prob", "done_prob", "_done_prob",
-                          "instruction", "_instruction"}
+    assert set(infos) == {
+        "success",
+        "_success",
+        "success_prob",
+        "_success_prob",
+        "done_prob",
+        "_done_prob",
+        "instruction",
+        "_instruction",
+    }
     frames = envs.render()
     assert isinstance(frames, tuple) and len(frames) == N
     np.testing.assert_array_equal(np.stack(frames), obs["agentview_image"])
@@ -118,7 +128,9 @@ def test_row_primitives_consume_noise_like_the_models_batch_of_one(ckpt):
     for i, seed in enumerate((1, 2)):
         g = torch.Generator().manual_seed(seed)
         single = model.observe(model.init_state(1), frames[i, None, None], generator=g)
-        torch.testing.assert_close(state.select([i])["blocks.3.state"], single["blocks.3.state"], atol=1e-5, rtol=0)
+        torch.testing.assert_close(
+            state.select([i])["blocks.3.state"], single["blocks.3.state"], atol=1e-5, rtol=0
+        )
         f, o, _ = model.step(single, actions[i, None], generator=g)
         assert (f[0].int() - out_frames[i].int()).abs().max() <= 1
         torch.testing.assert_close(o["state"][0], out["state"][i], atol=1e-4, rtol=0)
@@ -187,8 +199,16 @@ def test_terminated_rows_and_same_step_final_info(ckpt):
     obs, _, terminated, truncated, infos = envs.step(sample_actions(1, 2)[0])
     assert terminated.tolist() == [True, True] and not truncated.any()
     assert infos["_final_obs"].tolist() == [True, True]
-    assert set(infos["final_info"]) == {"success", "_success", "success_prob", "_success_prob",
-                                        "done_prob", "_done_prob", "instruction", "_instruction"}
+    assert set(infos["final_info"]) == {
+        "success",
+        "_success",
+        "success_prob",
+        "_success_prob",
+        "done_prob",
+        "_done_prob",
+        "instruction",
+        "_instruction",
+    }
     assert (infos["final_info"]["done_prob"] > 0).all()
     for i in range(2):  # obs is the reset observation, the final one is in the info
         assert any(np.array_equal(obs["state"][i], s) for s in ckpt.reset_observations["state"])
@@ -197,7 +217,9 @@ def test_terminated_rows_and_same_step_final_info(ckpt):
 
 
 def test_disabled_autoreset_needs_a_masked_reset(ckpt):
-    envs = ImaginedVectorEnv(ckpt, 2, max_episode_steps=1, done_threshold=1.0, autoreset_mode="disabled")
+    envs = ImaginedVectorEnv(
+        ckpt, 2, max_episode_steps=1, done_threshold=1.0, autoreset_mode="disabled"
+    )
     envs.reset(seed=0)
     envs.step(sample_actions(1, 2)[0])
     with pytest.raises(ResetNeeded, match=r"env\(s\) \[0, 1\] have ended"):
@@ -215,37 +237,74 @@ def test_reset_options(ckpt):
     np.testing.assert_array_equal(obs["agentview_image"], stored["agentview_image"][[1, 1, 1]])
     given = {"agentview_image": np.full((N, 16, 16, 3), 9, np.uint8), "state": np.ones((N, 8))}
     obs, _ = envs.reset(options={"observation": given})
-    assert obs["state"].dtype == np.float32 and (obs["state"] == 1).all() and (obs["agentview_image"] == 9).all()
+    assert (
+        obs["state"].dtype == np.float32
+        and (obs["state"] == 1).all()
+        and (obs["agentview_image"] == 9).all()
+    )
     envs.step(sample_actions(1, N)[0])
     envs.step(sample_actions(1, N)[0])
     before = envs.world_state
-    obs, infos = envs.reset(seed=[None, 7, None], options={"reset_mask": np.array([False, True, False]),
-                                                           "reset_index": [0, 2, 0]})
+    obs, infos = envs.reset(
+        seed=[None, 7, None],
+        options={"reset_mask": np.array([False, True, False]), "reset_index": [0, 2, 0]},
+    )
     np.testing.assert_array_equal(obs["state"][1], stored["state"][2])
     assert (obs["state"][[0, 2]] != 1).any()  # the others kept their imagined state
     assert infos["_success"].tolist() == [False, True, False]
-    assert envs.world_state.frame_index.tolist() == [3, 1, 3] and envs.episode_steps.tolist() == [2, 0, 2]
-    assert torch.equal(envs.world_state.select([0, 2])["blocks.3.state"], before.select([0, 2])["blocks.3.state"])
+    assert envs.world_state.frame_index.tolist() == [3, 1, 3] and envs.episode_steps.tolist() == [
+        2,
+        0,
+        2,
+    ]
+    assert torch.equal(
+        envs.world_state.select([0, 2])["blocks.3.state"], before.select([0, 2])["blocks.3.state"]
+    )
 
 
-@pytest.mark.parametrize("seed, options, error, match", [
-    ([1, 2], None, ValueError, r"one entry per env \(3\), got 2"),
-    ("0", None, TypeError, "seed must be None, an int or a list"),
-    ([1, -1, 2], None, ValueError, "non-negative"),
-    (None, {"reset_mask": [True, False, True]}, TypeError, "numpy bool array"),
-    (None, {"reset_mask": np.array([True, False])}, ValueError, r"shape \(3,\)"),
-    (None, {"reset_mask": np.zeros(3, bool)}, ValueError, "at least one"),
-    (None, {"colour": 1}, ValueError, r"unknown reset option\(s\) \['colour'\]"),
-    (None, {"reset_index": [0, 1]}, ValueError, "one index per env"),
-    (None, {"reset_index": 5}, ValueError, "integer in 0..2"),
-    (None, {"observation": {"state": np.zeros((3, 8))}}, ShapeError, "must be a dict with keys"),
-    (None, {"observation": {"agentview_image": np.zeros((16, 16, 3), np.uint8), "state": np.zeros((3, 8))}},
-     ShapeError, r"\['agentview_image'\] must have shape \(3, 16, 16, 3\)"),
-    (None, {"observation": {"agentview_image": np.zeros((3, 16, 16, 3), np.uint8),
-                            "state": np.array([[0.0] * 8, [np.nan] * 8, [0.0] * 8])}},
-     ShapeError, r"row 1\['state'\] has NaN"),
-    (None, [1], TypeError, "must be a dict"),
-])
+@pytest.mark.parametrize(
+    "seed, options, error, match",
+    [
+        ([1, 2], None, ValueError, r"one entry per env \(3\), got 2"),
+        ("0", None, TypeError, "seed must be None, an int or a list"),
+        ([1, -1, 2], None, ValueError, "non-negative"),
+        (None, {"reset_mask": [True, False, True]}, TypeError, "numpy bool array"),
+        (None, {"reset_mask": np.array([True, False])}, ValueError, r"shape \(3,\)"),
+        (None, {"reset_mask": np.zeros(3, bool)}, ValueError, "at least one"),
+        (None, {"colour": 1}, ValueError, r"unknown reset option\(s\) \['colour'\]"),
+        (None, {"reset_index": [0, 1]}, ValueError, "one index per env"),
+        (None, {"reset_index": 5}, ValueError, "integer in 0..2"),
+        (
+            None,
+            {"observation": {"state": np.zeros((3, 8))}},
+            ShapeError,
+            "must be a dict with keys",
+        ),
+        (
+            None,
+            {
+                "observation": {
+                    "agentview_image": np.zeros((16, 16, 3), np.uint8),
+                    "state": np.zeros((3, 8)),
+                }
+            },
+            ShapeError,
+            r"\['agentview_image'\] must have shape \(3, 16, 16, 3\)",
+        ),
+        (
+            None,
+            {
+                "observation": {
+                    "agentview_image": np.zeros((3, 16, 16, 3), np.uint8),
+                    "state": np.array([[0.0] * 8, [np.nan] * 8, [0.0] * 8]),
+                }
+            },
+            ShapeError,
+            r"row 1\['state'\] has NaN",
+        ),
+        (None, [1], TypeError, "must be a dict"),
+    ],
+)
 def test_bad_resets_raise_and_change_nothing(ckpt, seed, options, error, match):
     envs = ImaginedVectorEnv(ckpt, N, done_threshold=1.0)
     envs.reset(seed=0)
@@ -264,13 +323,19 @@ def test_masked_reset_before_the_first_reset_is_refused(ckpt):
         envs.step(np.zeros((2, 7), np.float32))
 
 
-@pytest.mark.parametrize("actions, match", [
-    (np.zeros(7, np.float32), r"shape \(3, 7\) .*got shape \(7,\)"),
-    (np.zeros((3, 6), np.float32), r"got shape \(3, 6\)"),
-    (np.array([[0.0] * 7, [0.0] * 6 + [np.nan], [0.0] * 7]), r"env 1: action contains NaN"),
-    (np.array([[0.0] * 7, [0.0] * 7, [2.0] + [0.0] * 6]), r"env 2: action entries \[0\] = \[2.0\] are outside"),
-    (np.full((3, 7), "x"), "real-valued"),
-])
+@pytest.mark.parametrize(
+    "actions, match",
+    [
+        (np.zeros(7, np.float32), r"shape \(3, 7\) .*got shape \(7,\)"),
+        (np.zeros((3, 6), np.float32), r"got shape \(3, 6\)"),
+        (np.array([[0.0] * 7, [0.0] * 6 + [np.nan], [0.0] * 7]), r"env 1: action contains NaN"),
+        (
+            np.array([[0.0] * 7, [0.0] * 7, [2.0] + [0.0] * 6]),
+            r"env 2: action entries \[0\] = \[2.0\] are outside",
+        ),
+        (np.full((3, 7), "x"), "real-valued"),
+    ],
+)
 def test_bad_actions_raise_and_change_nothing(ckpt, actions, match):
     steps = sample_actions(2, N)
     reference = ImaginedVectorEnv(ckpt, N, done_threshold=1.0)
