@@ -54,7 +54,7 @@ from kairos_gym.imagined_env import (
     sampler_settings,
     stored_observation,
 )
-from kairos_gym.model.sampler import SamplerSettings, add_noise, flow_sigmas
+from kairos_gym.model.sampler import SamplerSettings
 from kairos_gym.model.state import WorldState
 from kairos_gym.model.world_model import WorldModel
 
@@ -135,13 +135,7 @@ def observe_rows(
     """
     if len(generators) != frames.shape[0]:
         raise ValueError(f"{frames.shape[0]} frames but {len(generators)} generators")
-    latents = model.codec.encode(frames[:, None])[:, 0].float()
-    sigma = model.config.context_sigma
-    noisy = torch.cat([add_noise(latents[i : i + 1], sigma, g) for i, g in enumerate(generators)])
-    _, state = model.dit.velocity_step(
-        model.init_state(len(generators)), noisy, sigma, None, commit=True
-    )
-    return state
+    return model.observe(model.init_state(len(generators)), frames[:, None], generator=list(generators))
 
 
 @torch.no_grad()
@@ -171,29 +165,7 @@ def step_rows(
     rows = state.batch_size
     if len(generators) != rows:
         raise ValueError(f"a state of {rows} rows but {len(generators)} generators")
-    dit, shape = model.dit, (1, *model.config.latent_shape)
-    # The Euler sampler of kairos_gym.model.sampler.sample_frame, with per-row noise.
-    x = torch.cat(
-        [
-            torch.randn(shape, generator=g, device=state.device, dtype=torch.float32)
-            for g in generators
-        ]
-    )
-    sigmas = flow_sigmas(settings.steps, settings.shift, device=state.device)
-    for sigma, sigma_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
-        v, _ = dit.velocity_step(state, x, sigma, actions, commit=False)
-        if settings.guidance_scale != 1.0:
-            v_free, _ = dit.velocity_step(state, x, sigma, None, commit=False)
-            v = v_free + settings.guidance_scale * (v - v_free)
-        x = x + (sigma_next - sigma) * v.float()
-    committed = torch.cat(
-        [add_noise(x[i : i + 1], settings.context_sigma, g) for i, g in enumerate(generators)]
-    )
-    _, features, state = dit.forward_step(
-        state, committed, settings.context_sigma, actions, commit=True
-    )
-    frames = model.codec.decode(x[:, None])[:, 0]
-    return frames, model._outcomes(features), state
+    return model.step(state, actions, generator=list(generators), settings=settings)
 
 
 class ImaginedVectorEnv(VectorEnv):

@@ -9,6 +9,7 @@ from 1 to 0 in ``steps`` steps, shifted toward the noisy end by
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -35,18 +36,34 @@ class SamplerSettings:
     context_sigma: float = 0.05
 
 
-def add_noise(latent: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``(1 - sigma) latent + sigma eps``: a latent moved to noise level ``sigma``."""
+Generators = torch.Generator | Sequence[torch.Generator] | None
+"""One generator for a whole batch, or one per row (so a row's noise never depends on the
+batch it sits in: a vectorised env row reproduces a single env with the same seed)."""
+
+
+def randn(shape: tuple[int, ...], generator: Generators, device: torch.device | str | None = None,
+          dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """Standard normal noise ``[B, ...]``; with a sequence of ``B`` generators, row ``i`` is
+    drawn from ``generator[i]`` exactly as a batch of one would draw it."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
+    if len(generator) != shape[0]:
+        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]} rows")
+    return torch.cat([torch.randn((1, *shape[1:]), generator=g, device=device, dtype=dtype) for g in generator])
+
+
+def add_noise(latent: torch.Tensor, sigma: float, generator: Generators = None) -> torch.Tensor:
+    """``(1 - sigma) latent + sigma eps``: a latent ``[B, ...]`` moved to noise level ``sigma``."""
     if sigma == 0:
         return latent
-    eps = torch.randn(latent.shape, generator=generator, device=latent.device, dtype=latent.dtype)
+    eps = randn(tuple(latent.shape), generator, latent.device, latent.dtype)
     return (1.0 - sigma) * latent + sigma * eps
 
 
 @torch.no_grad()
 def sample_frame(
     dit: KairosDiT, state: WorldState, action: torch.Tensor | None, settings: SamplerSettings,
-    generator: torch.Generator | None = None,
+    generator: Generators = None,
 ) -> tuple[torch.Tensor, torch.Tensor, WorldState]:
     """Imagine the next latent frame of every row and commit it.
 
@@ -55,14 +72,15 @@ def sample_frame(
         state: memory before the frame (``B`` rows).
         action: ``[B, A']`` actions leading into the frame, or None.
         settings: sampler settings.
-        generator: source of the initial noise (for reproducible rollouts).
+        generator: source of the initial and commit noise (for reproducible rollouts): one
+            generator, or one per row.
 
     Returns:
         ``(latent [B, C, h, w], features [B, dim], new state)``.
     """
     b = state.batch_size
     shape = (b, *dit.cfg.latent_shape)
-    x = torch.randn(shape, generator=generator, device=state.device, dtype=torch.float32)
+    x = randn(shape, generator, state.device)
     sigmas = flow_sigmas(settings.steps, settings.shift, device=state.device)
     for sigma, sigma_next in zip(sigmas[:-1].tolist(), sigmas[1:].tolist()):
         v, _ = dit.velocity_step(state, x, sigma, action, commit=False)

@@ -29,7 +29,7 @@ from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.codec import Codec, ConvCodec
 from kairos_gym.model.config import WorldModelConfig
 from kairos_gym.model.dit import KairosDiT
-from kairos_gym.model.sampler import SamplerSettings, add_noise, sample_frame
+from kairos_gym.model.sampler import Generators, SamplerSettings, add_noise, sample_frame
 from kairos_gym.model.state import WorldState
 
 
@@ -93,14 +93,14 @@ class WorldModel(nn.Module):
 
     @torch.no_grad()
     def observe(self, state: WorldState, frames: torch.Tensor | np.ndarray, actions: Any = None,
-                generator: torch.Generator | None = None) -> WorldState:
+                generator: Generators = None) -> WorldState:
         """Commit real context frames into the memory.
 
         Args:
             state: memory of ``B`` rows.
             frames: uint8 ``[B, T, H, W, 3]``.
             actions: optional ``[B, T, A]``; ``actions[:, t]`` led into frame ``t``.
-            generator: noise for the context-noise commit.
+            generator: noise for the context-noise commit (one generator, or one per row).
         """
         latents = self.codec.encode(frames)
         b, t = latents.shape[:2]
@@ -117,14 +117,15 @@ class WorldModel(nn.Module):
         return state
 
     @torch.no_grad()
-    def step(self, state: WorldState, actions: Any, generator: torch.Generator | None = None,
+    def step(self, state: WorldState, actions: Any, generator: Generators = None,
              settings: SamplerSettings | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], WorldState]:
         """Imagine the next frame of every row from its action.
 
         Args:
             state: memory of ``B`` rows (at least one committed frame each).
             actions: ``[B, A]`` (``[B, temporal_compression, A]`` for video codecs).
-            generator: source of sampling noise.
+            generator: source of sampling noise: one generator, or one per row (a row's
+                frames then never depend on the other rows).
             settings: sampler settings (default: the config's).
 
         Returns:
@@ -136,10 +137,10 @@ class WorldModel(nn.Module):
         latent, features, state = sample_frame(self.dit, state, a, settings or self.sampler, generator)
         frames = self.codec.decode(latent[:, None])
         frames = frames[:, 0] if self.config.temporal_compression == 1 else frames
-        return frames, self._outcomes(features), state
+        return frames, self.outcomes(features), state
 
     @torch.no_grad()
-    def rollout(self, state: WorldState, actions: Any, generator: torch.Generator | None = None,
+    def rollout(self, state: WorldState, actions: Any, generator: Generators = None,
                 settings: SamplerSettings | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], WorldState]:
         """Imagine ``K`` steps open loop: actions ``[B, K, A]`` -> frames ``[B, K, H, W, 3]``."""
         a = torch.as_tensor(np.asarray(actions, dtype=np.float32)) if not isinstance(actions, torch.Tensor) else actions
@@ -157,7 +158,9 @@ class WorldModel(nn.Module):
         stacked = {name: torch.stack([o[name] for o in outs], dim=1) for name in outs[0]}
         return torch.cat(frames, dim=1), stacked, state
 
-    def _outcomes(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+    def outcomes(self, features: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Heads of committed frames from their features ``[..., dim]``: ``reward``, the
+        probabilities ``success`` and ``done``, and ``state`` in environment units (if any)."""
         raw = self.dit.outcomes(features)
         out = {"reward": raw["reward"], "success": raw["success"].sigmoid(), "done": raw["done"].sigmoid()}
         if "state" in raw:
@@ -180,7 +183,7 @@ class WorldModel(nn.Module):
         return directory
 
     @classmethod
-    def from_pretrained(cls, directory: str | os.PathLike, device: torch.device | str = "cpu") -> "WorldModel":
+    def from_pretrained(cls, directory: str | os.PathLike, device: torch.device | str = "cpu") -> WorldModel:
         """Load a directory written by :meth:`save_pretrained` (strict; never unpickles).
 
         Raises:
@@ -201,7 +204,7 @@ class WorldModel(nn.Module):
 
     @classmethod
     def from_released_dit(cls, path: str | os.PathLike, config: WorldModelConfig,
-                          codec: Codec | None = None) -> "WorldModel":
+                          codec: Codec | None = None) -> WorldModel:
         """Build a model whose denoiser holds released Kairos DiT weights.
 
         The released DiT has no action conditioning and no outcome head: those parameters
@@ -213,7 +216,7 @@ class WorldModel(nn.Module):
         ckpt.load_state_strict(model.dit, tensors, str(path), allow_missing=ckpt.NEW_IN_KAIROS_GYM)
         return model
 
-    def with_config(self, **changes: Any) -> "WorldModel":
+    def with_config(self, **changes: Any) -> WorldModel:
         """Change sampler fields of the config in place (shapes cannot change); returns self."""
         shape_fields = {f.name for f in dataclasses.fields(WorldModelConfig)} - {
             "sample_steps", "timestep_shift", "context_sigma", "guidance_scale"}
