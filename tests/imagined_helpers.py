@@ -7,9 +7,7 @@ perturbed so every output (frames, reward, probabilities, state) depends on its 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Iterator
 from pathlib import Path
 
 import gymnasium as gym
@@ -110,18 +108,3 @@ def sample_actions(steps: int, rows: int | None = None, seed: int = 0) -> np.nda
     """Uniform actions in [-1, 1]: ``[steps, 7]`` or ``[steps, rows, 7]`` float32."""
     shape = (steps, 7) if rows is None else (steps, rows, 7)
     return np.random.default_rng(seed).uniform(-1, 1, shape).astype(np.float32)
-
-
-@contextlib.contextmanager
-def single_torch_thread() -> Iterator[None]:
-    """Run tiny models on one torch thread (restored afterwards).
-
-    Tiny-model calls last microseconds; with several OpenMP threads on a busy machine the
-    threads spin-wait for each other and the same tests run ten times slower.
-    """
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(threads)

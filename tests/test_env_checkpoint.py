@@ -22,16 +22,9 @@ from kairos_gym.errors import CheckpointError
 from tests.imagined_helpers import (
     lift_spec,
     reset_observations,
-    single_torch_thread,
     tiny_model,
     write_checkpoint,
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_torch_thread():
-        yield
 
 
 @pytest.fixture

@@ -20,18 +20,11 @@ from tests.imagined_helpers import (
     INSTRUCTION,
     lift_spec,
     sample_actions,
-    single_torch_thread,
     tiny_model,
     write_checkpoint,
 )
 
 LIMIT = 12  # the spec's max_episode_steps
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -24,16 +24,6 @@ from tests.model.conftest import randomize_
 STATE_DIM = 9  # make_spec's "state" width
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """Tiny models are fastest on one thread; two threads on a busy 2-core machine spin and
-    wait on each other (tens of times slower). Restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def episode_dict(T: int, name: str = "ep") -> dict[str, Any]:
     """An episode in open_loop_eval's format whose frame j has every pixel = j and state = j,
     action j = j / 1000 (leads into frame j + 1), reward of step j = j + 1, success from T // 2."""

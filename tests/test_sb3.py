@@ -17,7 +17,7 @@ from kairos_gym.env_checkpoint import load_env_checkpoint
 from kairos_gym.errors import DependencyNotInstalled
 from kairos_gym.imagined_env import ImaginedEnv
 from kairos_gym.sb3 import to_sb3, unbatch_infos
-from tests.imagined_helpers import lift_spec, sample_actions, single_torch_thread, write_checkpoint
+from tests.imagined_helpers import lift_spec, sample_actions, write_checkpoint
 
 N = 3
 ROOT = Path(__file__).resolve().parents[1]
@@ -26,12 +26,6 @@ needs_sb3 = pytest.mark.skipif(
     importlib.util.find_spec("stable_baselines3") is None,
     reason="stable-baselines3 (the rl extra) is not installed",
 )
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

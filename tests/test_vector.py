@@ -14,15 +14,9 @@ from kairos_gym.env_checkpoint import load_env_checkpoint
 from kairos_gym.errors import InvalidAction, ResetNeeded, ShapeError
 from kairos_gym.imagined_env import ImaginedEnv
 from kairos_gym.vector import ImaginedVectorEnv, make_vec, observe_rows, step_rows
-from tests.imagined_helpers import sample_actions, single_torch_thread, write_checkpoint
+from tests.imagined_helpers import sample_actions, write_checkpoint
 
 N = 3
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with single_torch_thread():
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -187,10 +187,9 @@ def test_truncated_file_raises_dataset_error(tmp_path, spec, episode_factory):
     size = os.path.getsize(path)
     with open(path, "r+b") as f:
         f.truncate(size // 2)
-    with pytest.raises(DatasetError, match="trunc.hdf5"):
-        with open_episodes(path) as reader:
-            for ep in reader:
-                ep.load()
+    with pytest.raises(DatasetError, match="trunc.hdf5"), open_episodes(path) as reader:
+        for ep in reader:
+            ep.load()
 
 
 def test_deleted_key_names_file_and_episode(tmp_path, spec, episode_factory):

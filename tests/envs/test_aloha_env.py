@@ -10,12 +10,12 @@ import pytest
 pytest.importorskip("gym_aloha")
 pytest.importorskip("dm_control")
 
-import gymnasium as gym  # noqa: E402
-from gymnasium.utils.env_checker import check_env  # noqa: E402
+import gymnasium as gym
+from gymnasium.utils.env_checker import check_env
+from kairos_gym.envs.aloha_env import AlohaEnv
 
-import kairos_gym  # noqa: E402, F401  (registers the ids)
-from kairos_gym.envs.aloha_env import AlohaEnv  # noqa: E402
-from kairos_gym.errors import InvalidAction, ResetNeeded  # noqa: E402
+import kairos_gym  # noqa: F401  (registers the ids)
+from kairos_gym.errors import InvalidAction, ResetNeeded
 
 pytestmark = pytest.mark.sim
 

@@ -9,12 +9,12 @@ import pytest
 
 pytest.importorskip("robosuite")
 
-import gymnasium as gym  # noqa: E402
-from gymnasium.utils.env_checker import check_env  # noqa: E402
+import gymnasium as gym
+from gymnasium.utils.env_checker import check_env
+from kairos_gym.envs.robosuite_env import TASKS, RobosuiteEnv, quat_to_axis_angle
 
-import kairos_gym  # noqa: E402, F401  (registers the ids)
-from kairos_gym.envs.robosuite_env import TASKS, RobosuiteEnv, quat_to_axis_angle  # noqa: E402
-from kairos_gym.errors import InvalidAction, ResetNeeded  # noqa: E402
+import kairos_gym  # noqa: F401  (registers the ids)
+from kairos_gym.errors import InvalidAction, ResetNeeded
 
 pytestmark = pytest.mark.sim
 

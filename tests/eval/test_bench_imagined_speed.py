@@ -30,15 +30,6 @@ needs_make_vec = pytest.mark.skipif(
 )
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread is fastest for tiny models on a busy machine; restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def write_checkpoint(directory: Path, env_id: str = "kairos_gym/Robosuite-Lift-v0") -> str:
     """A tiny checkpoint imitating robosuite Lift at 16x16 (8-D state, as the real env has)."""
     spec = EpisodeEnvSpec(

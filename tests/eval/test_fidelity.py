@@ -23,15 +23,6 @@ from tests.model.conftest import randomize_
 REPO = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture(autouse=True)
-def one_torch_thread():
-    """One thread is fastest for tiny models on a busy machine; restored afterwards."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def write_checkpoint(directory: Path) -> Path:
     """A tiny environment checkpoint for make_spec's env (16x16 agentview, 9-D state)."""
     spec = make_spec()

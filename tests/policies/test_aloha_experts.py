@@ -8,17 +8,17 @@ import pytest
 pytest.importorskip("gym_aloha")
 pytest.importorskip("dm_control")
 
-import gymnasium as gym  # noqa: E402
-
-import kairos_gym  # noqa: E402, F401  (registers the ids)
-from kairos_gym.policies import make_policy  # noqa: E402
-from kairos_gym.policies.aloha_experts import (  # noqa: E402
+import gymnasium as gym
+from kairos_gym.policies import make_policy
+from kairos_gym.policies.aloha_experts import (
     ArmIK,
     InsertionExpert,
     TransferCubeExpert,
     pitched_frame,
     slerp,
 )
+
+import kairos_gym  # noqa: F401  (registers the ids)
 
 pytestmark = pytest.mark.sim
 

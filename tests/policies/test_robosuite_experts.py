@@ -9,11 +9,9 @@ import pytest
 
 pytest.importorskip("robosuite")
 
-import gymnasium as gym  # noqa: E402
-
-import kairos_gym  # noqa: E402, F401  (registers the ids)
-from kairos_gym.policies import make_policy  # noqa: E402
-from kairos_gym.policies.robosuite_experts import (  # noqa: E402
+import gymnasium as gym
+from kairos_gym.policies import make_policy
+from kairos_gym.policies.robosuite_experts import (
     DoorExpert,
     LiftExpert,
     PickPlaceCanExpert,
@@ -22,6 +20,8 @@ from kairos_gym.policies.robosuite_experts import (  # noqa: E402
     rot_axis,
     square_grasp_yaw,
 )
+
+import kairos_gym  # noqa: F401  (registers the ids)
 
 pytestmark = pytest.mark.sim
 
