@@ -174,6 +174,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="real frames observed before imagining (default 1)")
     parser.add_argument("--batch-size", type=int, default=8, help="episodes imagined together")
     parser.add_argument("--seed", type=int, default=0, help="seed of the sampling noise")
+    parser.add_argument("--sample-steps", type=int, default=None, metavar="N",
+                        help="Euler steps per imagined frame (default: the checkpoint's)")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--output", default="results/fidelity.json", help="JSON output path")
@@ -197,6 +199,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         if missing:
             raise UsageError(f"no such episode file: {', '.join(missing)}")
         ckpt = load_env_checkpoint(args.checkpoint, device=args.device)
+        if args.sample_steps is not None:
+            if not 1 <= args.sample_steps <= 50:
+                raise UsageError(f"--sample-steps must be in 1..50, got {args.sample_steps}")
+            ckpt.model.with_config(sample_steps=args.sample_steps)
         check_data(ckpt, args.data)
         load_start = time.perf_counter()
         episodes = select_episodes(args, ckpt)

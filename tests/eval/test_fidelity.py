@@ -130,3 +130,12 @@ def test_runs_as_a_module(files, tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert json.loads(out.read_text())["num_episodes"] == 2
     assert "wrote" in proc.stdout
+
+
+def test_sample_steps_override_is_used_and_recorded(files, tmp_path, capsys):
+    base = ["--checkpoint", files["ckpt"], "--data", files["data"], "--split", "all", "--episodes", "0",
+            "--horizon", "2", "--no-progress", "--output", str(tmp_path / "x.json")]
+    assert main([*base, "--sample-steps", "3"]) == 0
+    assert json.loads((tmp_path / "x.json").read_text())["model_config"]["sample_steps"] == 3
+    assert main([*base, "--sample-steps", "0"]) == 2
+    assert "--sample-steps must be in 1..50" in capsys.readouterr().err
