@@ -30,13 +30,21 @@ FORMAT_VERSION = 1
 NEW_IN_KAIROS_GYM = ("action_embedding.", "no_action_embedding", "outcome_head.", "state_mean", "state_std")
 
 
+def _publish(tmp: str, path: Path) -> None:
+    # mkstemp creates 0600 files; checkpoints are shared artifacts, so use the usual umask mode.
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    os.replace(tmp, path)
+
+
 def write_json_atomic(path: Path, data: Mapping[str, Any]) -> None:
     """Write JSON through a temporary file and ``os.replace`` so readers never see half a file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     with os.fdopen(fd, "w") as f:
         json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    _publish(tmp, path)
 
 
 def save_tensors_atomic(tensors: Mapping[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
@@ -45,7 +53,7 @@ def save_tensors_atomic(tensors: Mapping[str, torch.Tensor], path: Path, metadat
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     os.close(fd)
     save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, tmp, metadata=metadata)
-    os.replace(tmp, path)
+    _publish(tmp, path)
 
 
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:

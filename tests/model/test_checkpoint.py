@@ -121,3 +121,16 @@ def test_released_weights_of_another_size_are_rejected(tmp_path):
     _, _, path = _released_checkpoint(tmp_path)
     with pytest.raises(CheckpointError, match="mis-shaped tensors"):
         WorldModel.from_released_dit(path, WorldModelConfig.preset("tiny", text_dim=12, dim=48, num_heads=2))
+
+
+def test_checkpoint_files_get_the_usual_permissions(tmp_path, tiny_world_model):
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        directory = tiny_world_model.save_pretrained(tmp_path / "ckpt")
+    finally:
+        os.umask(old)
+    for name in ("config.json", "model.safetensors", "codec.safetensors"):
+        assert stat.S_IMODE((directory / name).stat().st_mode) == 0o644, name
