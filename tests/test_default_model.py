@@ -1,0 +1,62 @@
+"""The embedded default model: present, small, documented, and a drop-in for the real Lift env."""
+
+from __future__ import annotations
+
+import gymnasium as gym
+import pytest
+from gymnasium.utils.env_checker import check_env
+
+import kairos_gym  # noqa: F401  (registers the environments)
+from kairos_gym.data.spaces import spaces_equal
+from kairos_gym.env_checkpoint import DEFAULT_CHECKPOINT, load_env_checkpoint
+
+MAX_BYTES = 25 * 1024 * 1024
+
+
+def test_the_default_model_ships_within_the_size_budget():
+    files = [p for p in DEFAULT_CHECKPOINT.iterdir() if p.is_file()]
+    names = {p.name for p in files}
+    assert {"config.json", "model.safetensors", "codec.safetensors", "reset_observations.safetensors",
+            "README.md"} <= names
+    assert sum(p.stat().st_size for p in files) <= MAX_BYTES
+
+
+def test_the_model_card_reports_data_steps_hardware_and_fidelity():
+    card = (DEFAULT_CHECKPOINT / "README.md").read_text()
+    for needle in ("kairos-gym collect", "kairos-gym train", "steps", "CPU", "PSNR", "SSIM",
+                   "success", "steps/s"):
+        assert needle in card, f"the model card does not mention {needle!r}"
+
+
+def test_the_default_model_loads_as_a_lift_env_checkpoint():
+    ckpt = load_env_checkpoint(None)
+    assert ckpt.env_spec.env_id == "kairos_gym/Robosuite-Lift-v0"
+    assert ckpt.image_key == "agentview_image" and ckpt.model.config.frame_shape == (64, 64, 3)
+    assert ckpt.num_resets >= 16
+    assert ckpt.info["training"]["steps"]["world_model"] > 0
+
+
+def test_the_default_imagined_env_passes_the_gymnasium_checker():
+    env = gym.make("kairos_gym/Imagined-v0")
+    check_env(env.unwrapped, skip_render_check=True)
+    env.reset(seed=0)
+    obs = env.step(env.action_space.sample())[0]
+    assert env.observation_space.contains(obs)
+    env.close()
+
+
+@pytest.mark.sim
+def test_the_default_imagined_env_has_the_real_envs_spaces():
+    pytest.importorskip("robosuite")
+    ckpt = load_env_checkpoint(None)
+    real = gym.make(ckpt.env_spec.env_id, **ckpt.env_spec.env_kwargs)
+    imagined = gym.make("kairos_gym/Imagined-v0", checkpoint=ckpt)
+    try:
+        assert spaces_equal(real.observation_space, imagined.observation_space)
+        assert spaces_equal(real.action_space, imagined.action_space)
+        obs, _ = real.reset(seed=3)
+        start, _ = imagined.reset(seed=3, options={"observation": obs})
+        assert (start["agentview_image"] == obs["agentview_image"]).all()
+    finally:
+        real.close()
+        imagined.close()
