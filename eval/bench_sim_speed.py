@@ -30,6 +30,7 @@ from dataclasses import asdict, dataclass
 
 import gymnasium as gym
 import numpy as np
+
 import kairos_gym  # noqa: F401  (registers the environment ids)
 
 # Camera pairs per family of ids: the first is the default camera, the second a wrist view.

@@ -15,8 +15,8 @@ and ``kairos_gym.metrics`` (fidelity).
 from __future__ import annotations
 
 from kairos_gym.envs.registration import register_all as _register_all
-from kairos_gym.model import WorldModel, WorldModelConfig, WorldState
 from kairos_gym.imagined_env import ImaginedEnv
+from kairos_gym.model import WorldModel, WorldModelConfig, WorldState
 from kairos_gym.vector import make_vec
 
 __version__ = "0.1.0"

@@ -21,10 +21,10 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
-from typing import Any
 
 import numpy as np
 
@@ -73,8 +73,8 @@ def run(args: argparse.Namespace) -> int:
     from kairos_gym.env_checkpoint import load_env_checkpoint
     from kairos_gym.errors import CheckpointError, DependencyNotInstalled
     from kairos_gym.imagined_env import ImaginedEnv
-    from kairos_gym.metrics import psnr
     from kairos_gym.policies.registry import make_policy
+    from kairos_gym.real_vs_imagined import StepRecord, run_paired_episode
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -94,70 +94,37 @@ def run(args: argparse.Namespace) -> int:
     imagined = ImaginedEnv(ckpt, sample_steps=args.sample_steps)
     expert = make_policy("expert", real)
     steps = args.steps or ckpt.max_episode_steps or 80
-
-    obs, info = real.reset(seed=args.seed)
-    expert.reset(seed=args.seed, env=real)
-    imagined_obs, _ = imagined.reset(seed=args.seed, options={"observation": obs})
-    first = obs[image_key].copy()
-    video = [_panel(obs[image_key], imagined_obs[image_key], 0, float("inf"), args.scale)]
-    rows: list[dict[str, Any]] = []
     print(f"{spec.env_id} ({spec.instruction!r}), seed {args.seed}: {steps} expert steps, "
           f"real vs imagined ({ckpt.path})")
     print(f"{'step':>4} {'PSNR dB':>8} {'repeat-first dB':>15} {'reward real/imag':>17} {'success real/imag':>18}")
-    real_s = imagined_s = 0.0
-    for step in range(1, steps + 1):
-        action = expert.act(obs, spec.instruction)
-        t0 = time.perf_counter()
-        obs, reward, terminated, truncated, info = real.step(action)
-        t1 = time.perf_counter()
-        imagined_obs, imagined_reward, imagined_term, imagined_trunc, imagined_info = imagined.step(action)
-        t2 = time.perf_counter()
-        real_s, imagined_s = real_s + t1 - t0, imagined_s + t2 - t1
-        score = float(psnr(imagined_obs[image_key], obs[image_key]))
-        baseline = float(psnr(first, obs[image_key]))
-        rows.append({"step": step, "psnr": score, "baseline_psnr": baseline, "reward": float(reward),
-                     "imagined_reward": float(imagined_reward), "success": bool(info["success"]),
-                     "imagined_success": bool(imagined_info["success"]),
-                     "imagined_success_prob": float(imagined_info["success_prob"])})
-        video.append(_panel(obs[image_key], imagined_obs[image_key], step, score, args.scale))
-        if step == 1 or step % 10 == 0 or step == steps:
-            print(f"{step:>4} {score:>8.2f} {baseline:>15.2f} {reward:>8.2f}/{imagined_reward:<8.2f} "
-                  f"{info['success']!s:>9}/{imagined_info['success']!s:<8}")
-        if terminated or truncated or imagined_term or imagined_trunc:
-            ended = [name for name, flag in (("real: terminated", terminated), ("real: truncated", truncated),
-                                             ("imagined: terminated", imagined_term),
-                                             ("imagined: truncated", imagined_trunc)) if flag]
-            if step < steps:
-                print(f"episode over at step {step} ({', '.join(ended)})")
-            break
-    real.close()
 
-    fps = spec.control_freq
-    imageio.mimwrite(args.output, video, fps=fps, macro_block_size=1)
-    scores = np.array([r["psnr"] for r in rows])
-    agree = np.mean([r["success"] == r["imagined_success"] for r in rows])
-    first_real = next((r["step"] for r in rows if r["success"]), None)
-    first_imagined = next((r["step"] for r in rows if r["imagined_success"]), None)
-    summary = {
-        "checkpoint": str(ckpt.path), "env_id": spec.env_id, "seed": args.seed, "steps": len(rows),
-        "psnr_mean": float(scores.mean()), "psnr_first_10": float(scores[:10].mean()),
-        "psnr_last_10": float(scores[-10:].mean()),
-        "baseline_psnr_mean": float(np.mean([r["baseline_psnr"] for r in rows])),
-        "success_agreement": float(agree),
-        "reward_mae": float(np.mean([abs(r["reward"] - r["imagined_reward"]) for r in rows])),
-        "first_success_real": first_real, "first_success_imagined": first_imagined,
-        "real_steps_per_s": len(rows) / real_s, "imagined_steps_per_s": len(rows) / imagined_s,
-        "seconds": time.perf_counter() - started, "video": os.path.abspath(args.output),
-    }
-    print(f"\nPSNR real vs imagined: mean {summary['psnr_mean']:.2f} dB over {len(rows)} steps "
+    def show(r: StepRecord) -> None:
+        if r.step == 1 or r.step % 10 == 0 or r.step == steps:
+            print(f"{r.step:>4} {r.psnr:>8.2f} {r.baseline_psnr:>15.2f} {r.reward:>8.2f}/{r.imagined_reward:<8.2f} "
+                  f"{r.success!s:>9}/{r.imagined_success!s:<8}")
+
+    episode = run_paired_episode(real, imagined, expert, seed=args.seed, steps=steps, image_key=image_key,
+                                 keep_frames=True, on_step=show)
+    real.close()
+    if episode.ended_by:
+        print(f"episode over at step {len(episode.steps)} ({', '.join(episode.ended_by)})")
+
+    scores = [float("inf")] + [r.psnr for r in episode.steps]
+    video = [_panel(r, i, step, score, args.scale)
+             for step, ((r, i), score) in enumerate(zip(episode.frames, scores))]
+    imageio.mimwrite(args.output, video, fps=spec.control_freq, macro_block_size=1)
+    summary = {"checkpoint": str(ckpt.path), "env_id": spec.env_id, **episode.summary(),
+               "seconds": time.perf_counter() - started, "video": os.path.abspath(args.output)}
+    print(f"\nPSNR real vs imagined: mean {summary['psnr_mean']:.2f} dB over {summary['steps']} steps "
           f"(first 10: {summary['psnr_first_10']:.2f}, last 10: {summary['psnr_last_10']:.2f}); "
           f"repeating the first frame scores {summary['baseline_psnr_mean']:.2f} dB")
-    print(f"success agreement {agree:.1%} of steps; first success at step {first_real} (real) vs "
-          f"{first_imagined} (imagined); reward MAE {summary['reward_mae']:.3f}")
-    print(f"speed: real {summary['real_steps_per_s']:.1f} steps/s, imagined {summary['imagined_steps_per_s']:.1f} "
-          f"steps/s; total {summary['seconds']:.1f} s")
+    print(f"success agreement {summary['success_agreement']:.1%} of steps; first success at step "
+          f"{summary['first_success_real']} (real) vs {summary['first_success_imagined']} (imagined); "
+          f"reward MAE {summary['reward_mae']:.3f}")
+    print(f"speed: real {summary['real_steps_per_s']:.1f} steps/s, imagined "
+          f"{summary['imagined_steps_per_s']:.1f} steps/s; total {summary['seconds']:.1f} s")
     print(f"video (left real, right imagined): {summary['video']}")
     if args.json:
         with open(args.json, "w") as f:
-            json.dump({"summary": summary, "steps": rows}, f, indent=2)
+            json.dump({"summary": summary, "steps": [dataclasses.asdict(r) for r in episode.steps]}, f, indent=2)
     return 0

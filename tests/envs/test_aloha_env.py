@@ -12,9 +12,9 @@ pytest.importorskip("dm_control")
 
 import gymnasium as gym
 from gymnasium.utils.env_checker import check_env
-from kairos_gym.envs.aloha_env import AlohaEnv
 
 import kairos_gym  # noqa: F401  (registers the ids)
+from kairos_gym.envs.aloha_env import AlohaEnv
 from kairos_gym.errors import InvalidAction, ResetNeeded
 
 pytestmark = pytest.mark.sim

@@ -5,8 +5,8 @@ from __future__ import annotations
 import gymnasium as gym
 import numpy as np
 import pytest
-from kairos_gym.envs.common import check_action, image_hw, validate_options
 
+from kairos_gym.envs.common import check_action, image_hw, validate_options
 from kairos_gym.errors import InvalidAction
 
 UNIT = gym.spaces.Box(-1.0, 1.0, (3,), np.float32)

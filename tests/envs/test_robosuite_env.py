@@ -11,9 +11,9 @@ pytest.importorskip("robosuite")
 
 import gymnasium as gym
 from gymnasium.utils.env_checker import check_env
-from kairos_gym.envs.robosuite_env import TASKS, RobosuiteEnv, quat_to_axis_angle
 
 import kairos_gym  # noqa: F401  (registers the ids)
+from kairos_gym.envs.robosuite_env import TASKS, RobosuiteEnv, quat_to_axis_angle
 from kairos_gym.errors import InvalidAction, ResetNeeded
 
 pytestmark = pytest.mark.sim

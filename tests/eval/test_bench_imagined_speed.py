@@ -15,11 +15,11 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from kairos_gym.eval.bench_imagined_speed import main, real_env_kwargs
 
 import kairos_gym
 from kairos_gym.data.spaces import EpisodeEnvSpec
 from kairos_gym.env_checkpoint import load_env_checkpoint, save_env_checkpoint
+from kairos_gym.eval.bench_imagined_speed import main, real_env_kwargs
 from kairos_gym.model import WorldModel, WorldModelConfig
 from tests.model.conftest import randomize_
 

@@ -9,6 +9,8 @@ pytest.importorskip("gym_aloha")
 pytest.importorskip("dm_control")
 
 import gymnasium as gym
+
+import kairos_gym  # noqa: F401  (registers the ids)
 from kairos_gym.policies import make_policy
 from kairos_gym.policies.aloha_experts import (
     ArmIK,
@@ -17,8 +19,6 @@ from kairos_gym.policies.aloha_experts import (
     pitched_frame,
     slerp,
 )
-
-import kairos_gym  # noqa: F401  (registers the ids)
 
 pytestmark = pytest.mark.sim
 

@@ -10,6 +10,8 @@ import pytest
 pytest.importorskip("robosuite")
 
 import gymnasium as gym
+
+import kairos_gym  # noqa: F401  (registers the ids)
 from kairos_gym.policies import make_policy
 from kairos_gym.policies.robosuite_experts import (
     DoorExpert,
@@ -20,8 +22,6 @@ from kairos_gym.policies.robosuite_experts import (
     rot_axis,
     square_grasp_yaw,
 )
-
-import kairos_gym  # noqa: F401  (registers the ids)
 
 pytestmark = pytest.mark.sim
 

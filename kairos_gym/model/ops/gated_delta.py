@@ -114,7 +114,10 @@ def gated_delta_rule_chunked(
 @functools.lru_cache(maxsize=1)
 def _fla_kernels():
     try:
-        from fla.ops.gated_delta_rule import chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
+        from fla.ops.gated_delta_rule import (
+            chunk_gated_delta_rule,
+            fused_recurrent_gated_delta_rule,
+        )
     except Exception:  # ImportError, or Triton failing to find a driver
         return None
     return chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
