@@ -21,9 +21,10 @@ prediction, so ``model.config.state_dim`` must equal their total size.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch
@@ -84,6 +85,11 @@ def state_keys(spec: EpisodeEnvSpec) -> tuple[str, ...]:
     return tuple(k for k in spec.observation_space.spaces if k not in images)
 
 
+def state_width(spec: EpisodeEnvSpec) -> int:
+    """Total size of the non-image observations: the state head's width (``state_dim``)."""
+    return sum(int(np.prod(spec.observation_space[k].shape)) for k in state_keys(spec))
+
+
 def check_compatible(model: WorldModel, spec: EpisodeEnvSpec) -> None:
     """Raise :class:`CheckpointError` unless ``model`` can produce ``spec``'s observations.
 
@@ -102,7 +108,7 @@ def check_compatible(model: WorldModel, spec: EpisodeEnvSpec) -> None:
     if spec.action_dim != cfg.action_dim:
         raise CheckpointError(f"the env's actions have {spec.action_dim} dimensions but the model takes "
                               f"{cfg.action_dim}")
-    width = sum(int(np.prod(spec.observation_space[k].shape)) for k in state_keys(spec))
+    width = state_width(spec)
     if width != cfg.state_dim:
         raise CheckpointError(
             f"the env's non-image observations {list(state_keys(spec))} have {width} values but the "

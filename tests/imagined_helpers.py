@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from kairos_gym.data.spaces import EpisodeEnvSpec
-from kairos_gym.env_checkpoint import save_env_checkpoint
+from kairos_gym.env_checkpoint import save_env_checkpoint, state_width
 from kairos_gym.model import WorldModel, WorldModelConfig
 from tests.model.conftest import randomize_
 
@@ -88,12 +88,7 @@ def write_checkpoint(
 ) -> Path:
     """Write a tiny environment checkpoint for ``spec`` (default :func:`lift_spec`)."""
     spec = spec or lift_spec()
-    width = sum(
-        int(np.prod(spec.observation_space[k].shape))
-        for k in spec.observation_space.spaces
-        if k not in spec.image_keys
-    )
-    model = tiny_model(state_dim=width, image_size=spec.image_size[0], seed=seed)
+    model = tiny_model(state_dim=state_width(spec), image_size=spec.image_size[0], seed=seed)
     save_env_checkpoint(
         directory,
         model,

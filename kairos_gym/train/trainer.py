@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from kairos_gym.data.dataset import ClipDataset
 from kairos_gym.data.reader import EpisodeReader
 from kairos_gym.data.spaces import EpisodeEnvSpec
-from kairos_gym.env_checkpoint import save_env_checkpoint
+from kairos_gym.env_checkpoint import save_env_checkpoint, state_width
 from kairos_gym.errors import CheckpointError, DatasetError
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.codec import ConvCodec
@@ -104,10 +104,7 @@ def restrict_to_camera(spec: EpisodeEnvSpec, camera: str) -> EpisodeEnvSpec:
 
 def model_defaults_from_data(spec: EpisodeEnvSpec) -> dict[str, Any]:
     """Model fields the data decides: frame size, action size and state-head width."""
-    from kairos_gym.env_checkpoint import state_keys
-
-    width = sum(int(np.prod(spec.observation_space[k].shape)) for k in state_keys(spec))
-    return {"image_size": tuple(spec.image_size), "action_dim": spec.action_dim, "state_dim": width}
+    return {"image_size": tuple(spec.image_size), "action_dim": spec.action_dim, "state_dim": state_width(spec)}
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
@@ -412,13 +409,17 @@ class Trainer:
         return self.output / "model"
 
     def _reset_observations(self) -> dict[str, np.ndarray]:
-        train = self._dataset(1, "train")
+        """First observations of the first ``data.reset_observations`` training episodes."""
+        from kairos_gym.open_loop import list_episodes
+
+        d = self.config.data
+        refs = list_episodes(list(d.paths), split="train", val_fraction=d.val_fraction,
+                             seed=d.split_seed)[: d.reset_observations]
         keys = list(self.spec.observation_space.spaces)
-        firsts = [e for e in train.episodes][: self.config.data.reset_observations]
         out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
-        for file_index, name, _ in firsts:
-            with EpisodeReader(train.paths[file_index]) as reader:
-                ep = reader[name]
+        for ref in refs:
+            with EpisodeReader(ref.path) as reader:
+                ep = reader[ref.name]
                 for k in keys:
                     out[k].append(ep.obs(k, 0))
         return {k: np.stack(v) for k, v in out.items()}
