@@ -25,7 +25,7 @@ def register_all() -> None:
             "kairos_gym.envs.aloha_env:AlohaEnv",
             {"task": task},
         )
-    entries["kairos_gym/Imagined-v0"] = ("kairos_gym.imagined_env:ImaginedEnv", {})
+    entries["kairos_gym/Imagined-v0"] = ("kairos_gym.imagined.env:ImaginedEnv", {})
     for env_id, (entry_point, kwargs) in entries.items():
         if env_id not in gym.registry:
             gym.register(id=env_id, entry_point=entry_point, kwargs=kwargs)

@@ -2,7 +2,7 @@
 
 For each policy and each seed, the real env (built from the checkpoint's env spec) and the
 imagined env start from the same real reset; the policy acts on the real observations and
-every action goes to both (``kairos_gym.real_vs_imagined``). Reported per policy, averaged
+every action goes to both (``kairos_gym.evaluation.real_vs_imagined``). Reported per policy, averaged
 over episodes: PSNR of imagined against real frames (and of "the first frame repeated"),
 per-step success agreement, whether each episode's success agrees, the real and the
 predicted return, and the error of the first-success step.
@@ -75,11 +75,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     import kairos_gym  # noqa: F401  (registers the environments)
-    from kairos_gym.env_checkpoint import load_env_checkpoint
+    from kairos_gym.imagined.checkpoint import load_env_checkpoint
     from kairos_gym.errors import CheckpointError, DependencyNotInstalled
-    from kairos_gym.imagined_env import ImaginedEnv
+    from kairos_gym.imagined.env import ImaginedEnv
     from kairos_gym.policies.registry import make_policy
-    from kairos_gym.real_vs_imagined import run_paired_episode
+    from kairos_gym.evaluation.real_vs_imagined import run_paired_episode
 
     if args.episodes < 1 or args.threads < 0 or (args.steps is not None and args.steps < 1) or args.noise < 0:
         print("error: --episodes and --steps must be >= 1, --threads and --noise >= 0", file=sys.stderr)

@@ -4,7 +4,7 @@
     .venv/bin/python examples/ppo_imagined.py --checkpoint ckpt/lift   # any environment checkpoint
 
 Every rollout step is one batched world-model call over ``--num-envs`` imagined episodes
-(``kairos_gym.make_vec``), adapted to SB3's ``VecEnv`` API by ``kairos_gym.sb3.to_sb3``.
+(``kairos_gym.make_vec``), adapted to SB3's ``VecEnv`` API by ``kairos_gym.imagined.sb3.to_sb3``.
 The script prints the mean *predicted* episode reward (the sum of the model's reward
 predictions over an imagined episode of ``--horizon`` steps) of the policy before and after
 training, on the same seeded start states. Needs the ``rl`` extra
@@ -22,9 +22,9 @@ import numpy as np
 import torch
 
 import kairos_gym
-from kairos_gym.env_checkpoint import EnvCheckpoint, load_env_checkpoint
+from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 from kairos_gym.errors import CheckpointError, missing_dependency
-from kairos_gym.sb3 import to_sb3
+from kairos_gym.imagined.sb3 import to_sb3
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from kairos_gym.data.spaces import EpisodeEnvSpec
-from kairos_gym.env_checkpoint import save_env_checkpoint, state_width
+from kairos_gym.imagined.checkpoint import save_env_checkpoint, state_width
 from kairos_gym.model import WorldModel, WorldModelConfig
 from tests.model.conftest import randomize_
 

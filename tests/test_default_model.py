@@ -8,7 +8,7 @@ from gymnasium.utils.env_checker import check_env
 
 import kairos_gym  # noqa: F401  (registers the environments)
 from kairos_gym.data.spaces import spaces_equal
-from kairos_gym.env_checkpoint import DEFAULT_CHECKPOINT, load_env_checkpoint
+from kairos_gym.imagined.checkpoint import DEFAULT_CHECKPOINT, load_env_checkpoint
 
 MAX_BYTES = 25 * 1024 * 1024
 

@@ -7,7 +7,7 @@ Output directory of a run::
       metrics.jsonl              losses every log_every steps, held-out metrics every eval_every
       codec/trainer_state.pt     resumable stage state (+ trainer_state.prev.pt)
       world_model/trainer_state.pt
-      model/                     the environment checkpoint (kairos_gym.env_checkpoint)
+      model/                     the environment checkpoint (kairos_gym.imagined.checkpoint)
 
 Every batch and every noise draw is a function of ``(seed, stage, step, rank)``, so a run
 that is interrupted and started again with the same command ends with exactly the weights
@@ -41,7 +41,7 @@ from tqdm.auto import tqdm
 from kairos_gym.data.dataset import ClipDataset
 from kairos_gym.data.reader import EpisodeReader
 from kairos_gym.data.spaces import EpisodeEnvSpec
-from kairos_gym.env_checkpoint import save_env_checkpoint, state_width
+from kairos_gym.imagined.checkpoint import save_env_checkpoint, state_width
 from kairos_gym.errors import CheckpointError, DatasetError
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.codec import ConvCodec
@@ -371,7 +371,7 @@ class Trainer:
 
     def _open_loop(self, model: WorldModel) -> dict[str, float]:
         """Open-loop PSNR/SSIM, the repeat-last-frame baseline and head accuracy on held-out episodes."""
-        from kairos_gym.open_loop import load_episodes, open_loop_eval
+        from kairos_gym.evaluation.open_loop import load_episodes, open_loop_eval
 
         cfg, d = self.config.world_model, self.config.data
         if cfg.eval_episodes == 0:
@@ -410,7 +410,7 @@ class Trainer:
 
     def _reset_observations(self) -> dict[str, np.ndarray]:
         """First observations of the first ``data.reset_observations`` training episodes."""
-        from kairos_gym.open_loop import list_episodes
+        from kairos_gym.evaluation.open_loop import list_episodes
 
         d = self.config.data
         refs = list_episodes(list(d.paths), split="train", val_fraction=d.val_fraction,

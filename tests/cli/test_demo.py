@@ -9,7 +9,7 @@ import imageio.v2 as imageio
 import pytest
 
 from kairos_gym.cli import main
-from kairos_gym.env_checkpoint import DEFAULT_CHECKPOINT
+from kairos_gym.imagined.checkpoint import DEFAULT_CHECKPOINT
 from tests.imagined_helpers import lift_spec, write_checkpoint
 
 pytestmark = pytest.mark.sim

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from kairos_gym.env_checkpoint import load_env_checkpoint
+from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.errors import CheckpointError
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.train.checkpointing import PREVIOUS_NAME, STATE_NAME

@@ -1,4 +1,4 @@
-"""Tests of the stable-baselines3 adapter (kairos_gym.sb3) and the PPO example."""
+"""Tests of the stable-baselines3 adapter (kairos_gym.imagined.sb3) and the PPO example."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 
 import kairos_gym
-from kairos_gym.env_checkpoint import load_env_checkpoint
+from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.errors import DependencyNotInstalled
-from kairos_gym.imagined_env import ImaginedEnv
-from kairos_gym.sb3 import to_sb3, unbatch_infos
+from kairos_gym.imagined.env import ImaginedEnv
+from kairos_gym.imagined.sb3 import to_sb3, unbatch_infos
 from tests.imagined_helpers import lift_spec, sample_actions, write_checkpoint
 
 N = 3
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 # Only the missing-dependency test runs without the optional `rl` extra.
 needs_sb3 = pytest.mark.skipif(
     importlib.util.find_spec("stable_baselines3") is None,
@@ -50,7 +50,7 @@ def test_missing_stable_baselines3_is_a_clear_error(ckpt, monkeypatch):
     ):
         to_sb3(envs)
     with pytest.raises(ImportError):  # DependencyNotInstalled is an ImportError
-        from kairos_gym.sb3 import SB3VecEnv  # noqa: F401
+        from kairos_gym.imagined.sb3 import SB3VecEnv  # noqa: F401
 
 
 @needs_sb3
@@ -86,7 +86,7 @@ def test_vec_env_api_over_the_imagined_vector_env(ckpt, mode):
     )
     from stable_baselines3.common.vec_env import VecEnv
 
-    from kairos_gym.sb3 import SB3VecEnv
+    from kairos_gym.imagined.sb3 import SB3VecEnv
 
     assert isinstance(venv, VecEnv) and isinstance(venv, SB3VecEnv) and venv.num_envs == N
     assert venv.observation_space == ckpt.env_spec.observation_space

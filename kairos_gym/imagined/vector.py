@@ -10,7 +10,7 @@ every ``step`` is a single batched model call::
     obs, rewards, terminated, truncated, infos = envs.step(envs.action_space.sample())
 
 Each row draws its sampling noise from its own torch generator, seeded like a single
-:class:`~kairos_gym.imagined_env.ImaginedEnv`'s, so ``reset(seed=[s0, s1, ...])`` gives the
+:class:`~kairos_gym.imagined.env.ImaginedEnv`'s, so ``reset(seed=[s0, s1, ...])`` gives the
 same frames (up to float rounding of batched matrix products) as single envs reset with
 ``seed=s0``, ``seed=s1``, ... and a row's trajectory never depends on the other rows.
 Rows reset independently: a reset row's real start frame is committed into a fresh memory
@@ -38,10 +38,10 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, create_empty_array
 
-from kairos_gym.env_checkpoint import EnvCheckpoint
+from kairos_gym.imagined.checkpoint import EnvCheckpoint
 from kairos_gym.envs.common import check_action
 from kairos_gym.errors import InvalidAction, ResetNeeded, ShapeError
-from kairos_gym.imagined_env import (
+from kairos_gym.imagined.env import (
     RENDER_MODES,
     check_observation,
     check_render_mode,
@@ -175,7 +175,7 @@ class ImaginedVectorEnv(VectorEnv):
         checkpoint: directory, loaded :class:`EnvCheckpoint` or ``None`` (embedded model).
         num_envs: number of rows.
         device, max_episode_steps, sample_steps, render_mode, success_threshold,
-            done_threshold: as for :class:`~kairos_gym.imagined_env.ImaginedEnv`.
+            done_threshold: as for :class:`~kairos_gym.imagined.env.ImaginedEnv`.
         autoreset_mode: see the module docstring (default ``NEXT_STEP``).
 
     Observations are batched dicts ``{key: [num_envs, *shape]}`` (``observation_space`` is

@@ -20,7 +20,7 @@ a step costs the same at step 10 and at step 10,000.
 exactly (memory, step counter, observation and noise generator), which is what planners
 need. The helpers at the bottom (:func:`resolve_checkpoint`, :func:`check_observation`,
 :func:`observations_from_outputs`, :func:`draw_start`) are shared with
-:class:`kairos_gym.vector.ImaginedVectorEnv` so the single and batched envs agree.
+:class:`kairos_gym.imagined.vector.ImaginedVectorEnv` so the single and batched envs agree.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from kairos_gym.env_checkpoint import EnvCheckpoint, load_env_checkpoint
+from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 from kairos_gym.envs.common import check_action
 from kairos_gym.errors import ResetNeeded, ShapeError
 from kairos_gym.model.sampler import SamplerSettings
@@ -85,7 +85,7 @@ class ImaginedEnv(gym.Env):
 
     Args:
         checkpoint: an environment checkpoint directory, an already loaded
-            :class:`~kairos_gym.env_checkpoint.EnvCheckpoint` (so many envs share one model),
+            :class:`~kairos_gym.imagined.checkpoint.EnvCheckpoint` (so many envs share one model),
             or ``None`` for the embedded default model.
         device: where to load the model (default ``"cpu"``); with a loaded checkpoint it must
             be ``None`` or the model's own device (a shared model is never moved).

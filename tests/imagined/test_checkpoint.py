@@ -11,8 +11,8 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from kairos_gym import env_checkpoint
-from kairos_gym.env_checkpoint import (
+from kairos_gym.imagined import checkpoint as env_checkpoint
+from kairos_gym.imagined.checkpoint import (
     RESET_NAME,
     default_checkpoint,
     load_env_checkpoint,

@@ -1,4 +1,4 @@
-"""Tests of kairos_gym.metrics: PSNR and SSIM against known values and a plain numpy SSIM."""
+"""Tests of kairos_gym.evaluation.metrics: PSNR and SSIM against known values and a plain numpy SSIM."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kairos_gym.errors import ShapeError
-from kairos_gym.metrics import SSIM_C1, SSIM_C2, gaussian_window, psnr, ssim
+from kairos_gym.evaluation.metrics import SSIM_C1, SSIM_C2, gaussian_window, psnr, ssim
 
 
 def _random_frames(shape: tuple[int, ...], seed: int) -> torch.Tensor:

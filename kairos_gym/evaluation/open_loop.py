@@ -4,8 +4,8 @@ For every episode the model observes the first ``context_frames`` real frames, t
 ``horizon`` steps from the episode's recorded actions without ever seeing another real frame
 (open loop); each imagined frame is scored against the real one::
 
-    from kairos_gym.env_checkpoint import load_env_checkpoint
-    from kairos_gym.open_loop import load_episodes, open_loop_eval
+    from kairos_gym.imagined.checkpoint import load_env_checkpoint
+    from kairos_gym.evaluation.open_loop import load_episodes, open_loop_eval
 
     ckpt = load_env_checkpoint("runs/lift")
     episodes = load_episodes(["lift.hdf5"], ckpt.image_key, split="val", min_steps=64,
@@ -45,7 +45,7 @@ from tqdm import tqdm
 from kairos_gym.data.dataset import SPLITS, split_of
 from kairos_gym.data.reader import Episode, EpisodeReader
 from kairos_gym.errors import DatasetError, ShapeError
-from kairos_gym.metrics import psnr, ssim
+from kairos_gym.evaluation.metrics import psnr, ssim
 from kairos_gym.model.world_model import WorldModel
 
 __all__ = [

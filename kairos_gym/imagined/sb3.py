@@ -4,7 +4,7 @@ stable-baselines3 is the optional ``rl`` extra; it is imported only when the ada
 built, and a missing install raises :class:`~kairos_gym.errors.DependencyNotInstalled`::
 
     import kairos_gym
-    from kairos_gym.sb3 import to_sb3
+    from kairos_gym.imagined.sb3 import to_sb3
     from stable_baselines3 import PPO
 
     venv = to_sb3(kairos_gym.make_vec(num_envs=8, checkpoint="ckpt/lift"))
@@ -18,7 +18,7 @@ observation) and ``"TimeLimit.truncated"`` (truncated and not terminated). ``SAM
 vector envs are used as they are (their ``final_obs``/``final_info``); ``NEXT_STEP`` and
 ``DISABLED`` ones are converted by resetting the finished envs right after the step with
 ``reset(options={"reset_mask": dones})`` (Gymnasium >= 1.1 vector envs and
-:class:`~kairos_gym.vector.ImaginedVectorEnv` support it), so the results are the same.
+:class:`~kairos_gym.imagined.vector.ImaginedVectorEnv` support it), so the results are the same.
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ def to_sb3(vector_env: VectorEnv) -> VecEnv:
 
 
 def __getattr__(name: str) -> Any:
-    # ``from kairos_gym.sb3 import SB3VecEnv`` builds the class (importing SB3) on first use,
+    # ``from kairos_gym.imagined.sb3 import SB3VecEnv`` builds the class (importing SB3) on first use,
     # so importing this module never requires the optional dependency.
     if name == "SB3VecEnv":
         return _adapter_class()
