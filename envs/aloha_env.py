@@ -46,15 +46,15 @@ import os
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+from dataclasses import dataclass
+from typing import Any
 
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
-from gymnasium import spaces  # noqa: E402
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
 
-from kairos_gym.envs.common import check_action, validate_options  # noqa: E402
-from kairos_gym.errors import ResetNeeded, missing_dependency  # noqa: E402
+from kairos_gym.envs.common import check_action, validate_options
+from kairos_gym.errors import ResetNeeded, missing_dependency
 
 try:
     import mujoco
@@ -215,12 +215,12 @@ class AlohaEnv(gym.Env):
         self._obs: dict[str, np.ndarray] | None = None
 
     @property
-    def model(self) -> "mujoco.MjModel":
+    def model(self) -> mujoco.MjModel:
         """The raw ``mujoco.MjModel`` (read it; do not edit it)."""
         return self.physics.model.ptr
 
     @property
-    def data(self) -> "mujoco.MjData":
+    def data(self) -> mujoco.MjData:
         """The live ``mujoco.MjData`` (read it; copy before running kinematics on it)."""
         return self.physics.data.ptr
 

@@ -40,11 +40,11 @@ from typing import Any
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
-import gymnasium as gym  # noqa: E402
-import numpy as np  # noqa: E402
+import gymnasium as gym
+import numpy as np
 
-from kairos_gym.envs.common import check_action, validate_options  # noqa: E402
-from kairos_gym.errors import ResetNeeded, missing_dependency  # noqa: E402
+from kairos_gym.envs.common import check_action, validate_options
+from kairos_gym.errors import ResetNeeded, missing_dependency
 
 ACTION_DIM = 7
 STATE_DIM = 8

@@ -43,8 +43,8 @@ import numpy as np
 import torch
 
 import kairos_gym  # registers the environment ids; make_vec
-from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 from kairos_gym.errors import KairosGymError
+from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 
 IMAGINED_ID = "kairos_gym/Imagined-v0"
 

@@ -37,9 +37,14 @@ from typing import Any
 import torch
 
 from kairos_gym.data.reader import EpisodeReader
-from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 from kairos_gym.errors import KairosGymError
-from kairos_gym.evaluation.open_loop import OpenLoopResult, list_episodes, load_episodes, open_loop_eval
+from kairos_gym.evaluation.open_loop import (
+    OpenLoopResult,
+    list_episodes,
+    load_episodes,
+    open_loop_eval,
+)
+from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 
 TABLE_STEPS = (1, 2, 4, 8, 16, 32, 64)
 

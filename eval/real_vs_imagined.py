@@ -75,11 +75,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     import kairos_gym  # noqa: F401  (registers the environments)
-    from kairos_gym.imagined.checkpoint import load_env_checkpoint
     from kairos_gym.errors import CheckpointError, DependencyNotInstalled
+    from kairos_gym.evaluation.real_vs_imagined import run_paired_episode
+    from kairos_gym.imagined.checkpoint import load_env_checkpoint
     from kairos_gym.imagined.env import ImaginedEnv
     from kairos_gym.policies.registry import make_policy
-    from kairos_gym.evaluation.real_vs_imagined import run_paired_episode
 
     if args.episodes < 1 or args.threads < 0 or (args.steps is not None and args.steps < 1) or args.noise < 0:
         print("error: --episodes and --steps must be >= 1, --threads and --noise >= 0", file=sys.stderr)

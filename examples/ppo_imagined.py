@@ -22,8 +22,8 @@ import numpy as np
 import torch
 
 import kairos_gym
-from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 from kairos_gym.errors import CheckpointError, missing_dependency
+from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 from kairos_gym.imagined.sb3 import to_sb3
 
 

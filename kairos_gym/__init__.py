@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from kairos_gym.envs.registration import register_all as _register_all
 from kairos_gym.imagined.env import ImaginedEnv
-from kairos_gym.model import WorldModel, WorldModelConfig, WorldState
 from kairos_gym.imagined.vector import make_vec
+from kairos_gym.model import WorldModel, WorldModelConfig, WorldState
 
 __version__ = "0.1.0"
 __all__ = ["ImaginedEnv", "WorldModel", "WorldModelConfig", "WorldState", "__version__", "make_vec"]

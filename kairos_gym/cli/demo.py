@@ -70,11 +70,11 @@ def run(args: argparse.Namespace) -> int:
     import torch
 
     import kairos_gym  # noqa: F401  (registers the environments)
-    from kairos_gym.imagined.checkpoint import load_env_checkpoint
     from kairos_gym.errors import CheckpointError, DependencyNotInstalled
+    from kairos_gym.evaluation.real_vs_imagined import StepRecord, run_paired_episode
+    from kairos_gym.imagined.checkpoint import load_env_checkpoint
     from kairos_gym.imagined.env import ImaginedEnv
     from kairos_gym.policies.registry import make_policy
-    from kairos_gym.evaluation.real_vs_imagined import StepRecord, run_paired_episode
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)

@@ -346,7 +346,7 @@ class EpisodeReader:
     def __enter__(self) -> EpisodeReader:
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.close()
 
     def close(self) -> None:

@@ -18,8 +18,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from kairos_gym.imagined.env import ImaginedEnv
 from kairos_gym.evaluation.metrics import psnr
+from kairos_gym.imagined.env import ImaginedEnv
 from kairos_gym.policies.base import Policy
 
 

@@ -36,9 +36,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 from kairos_gym.envs.common import check_action
 from kairos_gym.errors import ResetNeeded, ShapeError
+from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 from kairos_gym.model.sampler import SamplerSettings
 from kairos_gym.model.state import WorldState
 from kairos_gym.model.world_model import WorldModel

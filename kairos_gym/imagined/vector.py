@@ -38,9 +38,9 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space, create_empty_array
 
-from kairos_gym.imagined.checkpoint import EnvCheckpoint
 from kairos_gym.envs.common import check_action
 from kairos_gym.errors import InvalidAction, ResetNeeded, ShapeError
+from kairos_gym.imagined.checkpoint import EnvCheckpoint
 from kairos_gym.imagined.env import (
     RENDER_MODES,
     check_observation,

@@ -185,7 +185,7 @@ class WorldModelConfig:
 
     # --- presets and serialisation ---
     @classmethod
-    def preset(cls, name: str, **overrides: Any) -> "WorldModelConfig":
+    def preset(cls, name: str, **overrides: Any) -> WorldModelConfig:
         """A named preset (``tiny``, ``small``, ``base``, ``kairos-4b``), with field overrides."""
         if name not in PRESETS:
             raise ValueError(f"unknown preset {name!r}; choose one of {sorted(PRESETS)}")
@@ -196,7 +196,7 @@ class WorldModelConfig:
         return {f.name: _jsonable(getattr(self, f.name)) for f in dataclasses.fields(self)}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "WorldModelConfig":
+    def from_dict(cls, data: dict[str, Any]) -> WorldModelConfig:
         """Rebuild from :meth:`to_dict` output; unknown keys are an error, missing keys take defaults."""
         names = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(data) - names)

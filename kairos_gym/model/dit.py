@@ -12,7 +12,7 @@ levels and actions (the invariant, tested to 1e-4 in float32).
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn

@@ -9,7 +9,7 @@ Every temporal mixer has two entry points with one math: ``parallel`` over ``T``
 from __future__ import annotations
 
 import math
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F

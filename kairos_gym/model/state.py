@@ -17,7 +17,7 @@ Every tensor is bounded except the full-attention baseline's, so memory is flat 
 
 from __future__ import annotations
 
-from typing import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 
 import torch
 
@@ -55,11 +55,11 @@ class WorldState:
         """``(name, tensor)`` pairs."""
         return self._tensors.items()
 
-    def updated(self, **changes: torch.Tensor) -> "WorldState":
+    def updated(self, **changes: torch.Tensor) -> WorldState:
         """A new state with some tensors replaced (keyword names may not contain dots)."""
         return WorldState({**self._tensors, **changes})
 
-    def replace(self, changes: Mapping[str, torch.Tensor]) -> "WorldState":
+    def replace(self, changes: Mapping[str, torch.Tensor]) -> WorldState:
         """A new state with the tensors in ``changes`` replaced or added."""
         return WorldState({**self._tensors, **changes})
 
@@ -79,26 +79,26 @@ class WorldState:
         """``[B]`` index of the next latent frame per row."""
         return self._tensors["t"]
 
-    def clone(self) -> "WorldState":
+    def clone(self) -> WorldState:
         """A deep copy."""
         return WorldState({k: v.clone() for k, v in self._tensors.items()})
 
-    def select(self, rows: Sequence[int] | torch.Tensor) -> "WorldState":
+    def select(self, rows: Sequence[int] | torch.Tensor) -> WorldState:
         """The rows ``rows`` (indices or a bool mask), in that order."""
         index = _as_index(rows, self.batch_size, self.device)
         return WorldState({k: v.index_select(0, index) for k, v in self._tensors.items()})
 
-    def repeat(self, n: int) -> "WorldState":
+    def repeat(self, n: int) -> WorldState:
         """Fork: every row repeated ``n`` times consecutively (``[B] -> [B*n]``)."""
         if n < 1:
             raise ValueError(f"repeat needs n >= 1, got {n}")
         return WorldState({k: v.repeat_interleave(n, dim=0) for k, v in self._tensors.items()})
 
-    def to(self, device: torch.device | str) -> "WorldState":
+    def to(self, device: torch.device | str) -> WorldState:
         """The state on ``device``."""
         return WorldState({k: v.to(device) for k, v in self._tensors.items()})
 
-    def put_rows(self, rows: Sequence[int] | torch.Tensor, other: "WorldState") -> "WorldState":
+    def put_rows(self, rows: Sequence[int] | torch.Tensor, other: WorldState) -> WorldState:
         """A new state whose ``rows`` are replaced by the rows of ``other`` (in order).
 
         Raises:
@@ -117,7 +117,7 @@ class WorldState:
         return WorldState(out)
 
     @staticmethod
-    def concat(states: Sequence["WorldState"]) -> "WorldState":
+    def concat(states: Sequence[WorldState]) -> WorldState:
         """Stack the rows of several states with the same layout."""
         keys = set(states[0]._tensors)
         if any(set(s._tensors) != keys for s in states):

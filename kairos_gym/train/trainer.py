@@ -41,8 +41,8 @@ from tqdm.auto import tqdm
 from kairos_gym.data.dataset import ClipDataset
 from kairos_gym.data.reader import EpisodeReader
 from kairos_gym.data.spaces import EpisodeEnvSpec
-from kairos_gym.imagined.checkpoint import save_env_checkpoint, state_width
 from kairos_gym.errors import CheckpointError, DatasetError
+from kairos_gym.imagined.checkpoint import save_env_checkpoint, state_width
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.codec import ConvCodec
 from kairos_gym.model.world_model import WorldModel

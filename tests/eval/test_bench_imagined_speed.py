@@ -18,8 +18,8 @@ import torch
 
 import kairos_gym
 from kairos_gym.data.spaces import EpisodeEnvSpec
-from kairos_gym.imagined.checkpoint import load_env_checkpoint, save_env_checkpoint
 from kairos_gym.eval.bench_imagined_speed import main, real_env_kwargs
+from kairos_gym.imagined.checkpoint import load_env_checkpoint, save_env_checkpoint
 from kairos_gym.model import WorldModel, WorldModelConfig
 from tests.model.conftest import randomize_
 

@@ -14,8 +14,8 @@ import pytest
 import torch
 
 from kairos_gym.data.episodes import EpisodeWriter
-from kairos_gym.imagined.checkpoint import save_env_checkpoint
 from kairos_gym.eval.fidelity import main, table_steps
+from kairos_gym.imagined.checkpoint import save_env_checkpoint
 from kairos_gym.model import WorldModel, WorldModelConfig
 from tests.data.conftest import make_episode, make_spec
 from tests.model.conftest import randomize_

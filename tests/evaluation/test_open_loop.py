@@ -16,8 +16,13 @@ from kairos_gym.data.dataset import split_of
 from kairos_gym.data.episodes import EpisodeWriter
 from kairos_gym.errors import DatasetError, ShapeError
 from kairos_gym.evaluation.metrics import SSIM_C1
+from kairos_gym.evaluation.open_loop import (
+    PSNR_CAP_DB,
+    list_episodes,
+    load_episodes,
+    open_loop_eval,
+)
 from kairos_gym.model import WorldModel, WorldModelConfig
-from kairos_gym.evaluation.open_loop import PSNR_CAP_DB, list_episodes, load_episodes, open_loop_eval
 from tests.data.conftest import make_episode, make_spec
 from tests.model.conftest import randomize_
 

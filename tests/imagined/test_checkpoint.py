@@ -11,6 +11,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from kairos_gym.errors import CheckpointError
 from kairos_gym.imagined import checkpoint as env_checkpoint
 from kairos_gym.imagined.checkpoint import (
     RESET_NAME,
@@ -18,7 +19,6 @@ from kairos_gym.imagined.checkpoint import (
     load_env_checkpoint,
     save_env_checkpoint,
 )
-from kairos_gym.errors import CheckpointError
 from tests.imagined_helpers import (
     lift_spec,
     reset_observations,

@@ -13,8 +13,8 @@ from gymnasium.utils.env_checker import check_env
 
 import kairos_gym  # noqa: F401  (registers the ids)
 from kairos_gym.data.spaces import spaces_equal
-from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.errors import CheckpointError, InvalidAction, ResetNeeded, ShapeError
+from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.imagined.env import ImaginedEnv, ImaginedSnapshot
 from tests.imagined_helpers import (
     INSTRUCTION,

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 import kairos_gym
-from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.errors import DependencyNotInstalled
+from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.imagined.env import ImaginedEnv
 from kairos_gym.imagined.sb3 import to_sb3, unbatch_infos
 from tests.imagined_helpers import lift_spec, sample_actions, write_checkpoint

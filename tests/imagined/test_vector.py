@@ -10,8 +10,8 @@ from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
 import kairos_gym
 from kairos_gym.data.spaces import spaces_equal
-from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.errors import InvalidAction, ResetNeeded, ShapeError
+from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.imagined.env import ImaginedEnv
 from kairos_gym.imagined.vector import ImaginedVectorEnv, make_vec, observe_rows, step_rows
 from tests.imagined_helpers import sample_actions, write_checkpoint

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.errors import CheckpointError
+from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.train.checkpointing import PREVIOUS_NAME, STATE_NAME
 from kairos_gym.train.trainer import Trainer, load_config
