@@ -53,7 +53,8 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from kairos_gym.envs.common import check_action, validate_options
+from kairos_gym.envs.common import EpisodeLimit, check_action, validate_options
+from kairos_gym.envs.registration import ALOHA_LIMITS
 from kairos_gym.errors import ResetNeeded, missing_dependency
 
 try:
@@ -112,7 +113,7 @@ _SUPERSAMPLE = 2
 _STATE_SPEC = mujoco.mjtState.mjSTATE_INTEGRATION
 
 
-class AlohaEnv(gym.Env):
+class AlohaEnv(EpisodeLimit, gym.Env):
     """Bimanual ViperX (ALOHA) TransferCube / Insertion with 14-D joint-position actions.
 
     Observation: ``{"<camera>_image": uint8 [H, W, 3] (upright), "state": float32 [14]}``.
@@ -128,7 +129,8 @@ class AlohaEnv(gym.Env):
         cameras: camera names to observe (``()`` gives a state-only observation); any of
             ``top, angle, front_close, left_pillar, right_pillar, left_wrist, right_wrist``.
         image_size: side of the square images, or ``(height, width)``.
-        max_episode_steps: the episode is truncated after this many steps.
+        max_episode_steps: the episode is truncated after this many steps (default 400;
+            see :class:`~kairos_gym.envs.common.EpisodeLimit` for ``gym.make``).
         terminate_on_success: end the episode (``terminated=True``) on the first success.
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the first observed
             camera, or ``top`` when none is observed, at ``image_size``).
@@ -146,12 +148,14 @@ class AlohaEnv(gym.Env):
         *,
         cameras: tuple[str, ...] = ("top",),
         image_size: int | tuple[int, int] = 64,
-        max_episode_steps: int = 400,
+        max_episode_steps: int | None = None,
         terminate_on_success: bool = False,
         render_mode: str | None = None,
     ) -> None:
         if isinstance(cameras, str):
             cameras = (cameras,)
+        if max_episode_steps is None and task in ALOHA_LIMITS:
+            max_episode_steps = ALOHA_LIMITS[task]
         validate_options(
             family="ALOHA",
             task=task,
@@ -284,7 +288,8 @@ class AlohaEnv(gym.Env):
         stage = self._task.get_reward(self.physics)
         success = stage >= self._task.max_reward
         terminated = bool(success and self.terminate_on_success)
-        truncated = self._steps >= self.max_episode_steps and not terminated
+        limit = self.max_episode_steps
+        truncated = limit is not None and self._steps >= limit and not terminated
         self._episode_over = terminated or truncated
         self._obs = self._observation()
         return self._copy_obs(), float(stage), terminated, truncated, self._info(success=success)

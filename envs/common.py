@@ -12,22 +12,80 @@ same errors:
 - :func:`check_action` validates an action against a ``Box`` and returns it as float32,
   clipped to the bounds; errors are :class:`kairos_gym.errors.InvalidAction` naming the
   expected space (shape, bounds) and the value received.
+- :class:`EpisodeLimit` gives ``max_episode_steps`` one meaning whether an env is built
+  directly, by ``gym.make`` or by ``gym.make_vec``.
 
 Nothing here imports a simulator.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.envs.registration import EnvSpec
 
 from kairos_gym.errors import InvalidAction
 
-__all__ = ["EnvOptions", "check_action", "image_hw", "validate_options"]
+__all__ = ["EnvOptions", "EpisodeLimit", "check_action", "image_hw", "validate_options"]
+
+
+class EpisodeLimit:
+    """Mixin: ``max_episode_steps`` means the same thing however the env was built.
+
+    It is always "the episode is truncated after this many steps":
+
+    - built directly (``RobosuiteEnv("Lift", max_episode_steps=n)``), the env truncates its
+      episodes itself, at ``n`` or its default (:meth:`default_episode_limit`);
+    - built by ``gym.make(id, max_episode_steps=n)``, Gymnasium wraps the env in its
+      ``TimeLimit(n)`` (the registered default when ``n`` is not given: every kairos-gym id
+      registers one). Two limits would let the shorter win, so the env gives up its own
+      truncation when ``gym.make`` hands it its spec, and ``TimeLimit`` alone truncates;
+    - vector envs take ``max_episode_steps`` as a constructor argument (``gym.make_vec``
+      passes it, or the registered default).
+
+    The mixin must come before ``gymnasium.Env`` in the bases; the class provides a settable
+    ``max_episode_steps`` (``None``: no truncation of its own) and may override
+    :meth:`default_episode_limit`.
+    """
+
+    max_episode_steps: int | None
+
+    def default_episode_limit(self) -> int | None:
+        """The limit the env keeps when built directly (default: ``max_episode_steps``)."""
+        return self.max_episode_steps
+
+    @property
+    def spec(self) -> EnvSpec | None:
+        """The env's spec (set by ``gym.make``), or ``None`` when built directly."""
+        return self.__dict__.get("_env_spec")
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        self.__dict__["_env_spec"] = value
+        registered = gym.registry.get(value.id) if isinstance(value, EnvSpec) else None
+        # gym.make assigns a spec without a limit right before it wraps the env in
+        # TimeLimit(its max_episode_steps, or the registered one): that wrapper truncates.
+        if (
+            registered is None
+            or registered.max_episode_steps is None
+            or value.max_episode_steps is not None
+        ):
+            return
+        own = self.default_episode_limit()
+        if own is not None and own != registered.max_episode_steps:
+            warnings.warn(
+                f"{value.id} is registered with max_episode_steps={registered.max_episode_steps}, "
+                f"but this env's own limit is {own}: gym.make truncates at its "
+                f"max_episode_steps argument, else at {registered.max_episode_steps}; pass "
+                f"max_episode_steps={own} to keep the env's limit",
+                stacklevel=3,
+            )
+        self.max_episode_steps = None
 
 
 def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:

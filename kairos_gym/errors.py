@@ -1,11 +1,15 @@
 """The small exception hierarchy kairos-gym raises for bad input.
 
 Every class also derives from the builtin a caller would naturally catch (``ValueError``,
-``RuntimeError``, ``ImportError``), so ``except ValueError`` keeps working. Messages say
-what was expected and what arrived.
+``RuntimeError``, ``ImportError``), so ``except ValueError`` keeps working, and from
+Gymnasium's own class where Gymnasium has one (``gymnasium.error.ResetNeeded``,
+``InvalidAction``, ``DependencyNotInstalled``), so ``except gymnasium.error.ResetNeeded``
+catches ours however the env was built. Messages say what was expected and what arrived.
 """
 
 from __future__ import annotations
+
+from gymnasium import error as gym_error
 
 
 class KairosGymError(Exception):
@@ -16,11 +20,11 @@ class ShapeError(KairosGymError, ValueError):
     """A tensor or array has the wrong shape, dtype or contains NaN/inf."""
 
 
-class InvalidAction(KairosGymError, ValueError):
+class InvalidAction(KairosGymError, gym_error.InvalidAction, ValueError):
     """An action does not belong to the environment's action space."""
 
 
-class ResetNeeded(KairosGymError, RuntimeError):
+class ResetNeeded(KairosGymError, gym_error.ResetNeeded, RuntimeError):
     """``step`` (or ``render``) was called before ``reset``."""
 
 
@@ -32,7 +36,7 @@ class DatasetError(KairosGymError, ValueError):
     """An episode file is corrupt, truncated, or not in the expected layout."""
 
 
-class DependencyNotInstalled(KairosGymError, ImportError):
+class DependencyNotInstalled(KairosGymError, gym_error.DependencyNotInstalled, ImportError):
     """An optional dependency (a simulator, a GPU kernel package) is missing."""
 
 

@@ -27,6 +27,7 @@ For any other id, :func:`make_vec` delegates to
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -34,31 +35,18 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 import torch
-from gymnasium.utils import seeding
+from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode, VectorEnv
-from gymnasium.vector.utils import batch_space, create_empty_array
+from gymnasium.vector.utils import batch_space
 
-from kairos_gym.envs.common import check_action
-from kairos_gym.errors import InvalidAction, ResetNeeded, ShapeError
-from kairos_gym.imagined.checkpoint import EnvCheckpoint
-from kairos_gym.imagined.env import (
-    RENDER_MODES,
-    check_observation,
-    check_render_mode,
-    check_reset_index,
-    check_threshold,
-    draw_start,
-    episode_limit,
-    observations_from_outputs,
-    resolve_checkpoint,
-    sampler_settings,
-    stored_observation,
-)
-from kairos_gym.model.sampler import SamplerSettings
-from kairos_gym.model.state import WorldState
+from kairos_gym.errors import InvalidAction, ResetNeeded
+from kairos_gym.imagined.checkpoint import EnvCheckpoint, default_checkpoint
+from kairos_gym.imagined.core import CoreView, ImaginedCore, StartRequest
+from kairos_gym.imagined.env import RENDER_MODES, check_render_mode
+from kairos_gym.model import checkpoint as model_checkpoint
 from kairos_gym.model.world_model import WorldModel
 
-__all__ = ["IMAGINED_ID", "ImaginedVectorEnv", "make_vec", "observe_rows", "step_rows"]
+__all__ = ["IMAGINED_ID", "ImaginedVectorEnv", "make_vec"]
 
 IMAGINED_ID = "kairos_gym/Imagined-v0"
 _MODE_NAMES = {
@@ -66,7 +54,6 @@ _MODE_NAMES = {
     "same_step": AutoresetMode.SAME_STEP,
     "disabled": AutoresetMode.DISABLED,
 }
-VECTOR_RESET_OPTIONS = ("observation", "reset_index", "reset_mask")
 
 
 def make_vec(
@@ -76,22 +63,33 @@ def make_vec(
     autoreset_mode: str | AutoresetMode = "next_step",
     **kwargs: Any,
 ) -> VectorEnv:
-    """A vector env of ``num_envs`` copies of ``env_id``.
+    """A vector env of ``num_envs`` copies of ``env_id``, built by ``gymnasium.make_vec``.
 
     Args:
         env_id: ``"kairos_gym/Imagined-v0"`` builds an :class:`ImaginedVectorEnv` (one model,
-            one batched memory); any other id goes to ``gymnasium.make_vec`` in ``"sync"``
-            mode (e.g. ``make_vec("kairos_gym/Robosuite-Lift-v0", 2, cameras=("agentview",))``).
+            one batched memory) through the id's ``vector_entry_point``; any other id is
+            built in ``"sync"`` mode (e.g. ``make_vec("kairos_gym/Robosuite-Lift-v0", 2,
+            cameras=("agentview",))``).
         num_envs: number of sub-environments (rows).
         autoreset_mode: ``"next_step"`` (Gymnasium's default), ``"same_step"``, ``"disabled"``
             or a :class:`gymnasium.vector.AutoresetMode`.
         **kwargs: the env's constructor options (for the imagined env: ``checkpoint``,
             ``device``, ``max_episode_steps``, ``sample_steps``, ``render_mode``,
-            ``success_threshold``, ``done_threshold``).
+            ``success_threshold``, ``done_threshold``). Without ``max_episode_steps`` the
+            imagined env truncates at its checkpoint's limit (``gym.make_vec`` itself would
+            use the id's registered one).
+
+    Returns:
+        The vector env, with ``spec`` set as ``gymnasium.make_vec`` sets it.
     """
     mode = autoreset_mode_of(autoreset_mode)
     if env_id == IMAGINED_ID:
-        return ImaginedVectorEnv(num_envs=num_envs, autoreset_mode=mode, **kwargs)
+        if "max_episode_steps" not in kwargs:
+            kwargs["max_episode_steps"] = checkpoint_episode_limit(kwargs.get("checkpoint"))
+        return gym.make_vec(
+            env_id, num_envs=num_envs, vectorization_mode="vector_entry_point",
+            autoreset_mode=mode, **kwargs,
+        )
     return gym.make_vec(
         env_id,
         num_envs=num_envs,
@@ -99,6 +97,22 @@ def make_vec(
         vector_kwargs={"autoreset_mode": mode},
         **kwargs,
     )
+
+
+def checkpoint_episode_limit(checkpoint: str | os.PathLike | EnvCheckpoint | None) -> int | None:
+    """The episode limit of an environment checkpoint (read from its config, not loaded).
+
+    Raises:
+        CheckpointError: the config is missing or unreadable.
+    """
+    if isinstance(checkpoint, EnvCheckpoint):
+        return checkpoint.max_episode_steps
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        return None  # the constructor names the bad type
+    path = default_checkpoint() if checkpoint is None else checkpoint
+    env_spec = model_checkpoint.read_config(path).get("env_spec", {})
+    value = env_spec.get("env_kwargs", {}).get("max_episode_steps")
+    return int(value) if value is not None else None
 
 
 def autoreset_mode_of(value: str | AutoresetMode) -> AutoresetMode:
@@ -118,58 +132,11 @@ def autoreset_mode_of(value: str | AutoresetMode) -> AutoresetMode:
     )
 
 
-@torch.no_grad()
-def observe_rows(
-    model: WorldModel, frames: torch.Tensor, generators: Sequence[torch.Generator]
-) -> WorldState:
-    """Fresh memory rows that each committed one real frame (``WorldModel.observe``, per-row noise).
-
-    Args:
-        frames: uint8 ``[R, H, W, 3]``, one start frame per row.
-        generators: ``R`` torch generators; row ``i``'s context noise comes from ``generators[i]``,
-            exactly the draw ``model.observe(init_state(1), frames[i, None, None], generator=g)``
-            makes.
-
-    Returns:
-        A :class:`WorldState` of ``R`` rows at frame index 1.
-    """
-    if len(generators) != frames.shape[0]:
-        raise ValueError(f"{frames.shape[0]} frames but {len(generators)} generators")
-    return model.observe(model.init_state(len(generators)), frames[:, None], generator=list(generators))
-
-
-@torch.no_grad()
-def step_rows(
-    model: WorldModel,
-    state: WorldState,
-    actions: torch.Tensor,
-    generators: Sequence[torch.Generator],
-    settings: SamplerSettings,
-) -> tuple[torch.Tensor, dict[str, torch.Tensor], WorldState]:
-    """``WorldModel.step`` over ``R`` rows with each row's noise drawn from its own generator.
-
-    Row ``i`` consumes ``generators[i]`` exactly as ``model.step`` with batch size 1 would
-    (initial noise ``[1, C, h, w]``, then the commit noise), so a batched row reproduces a
-    single env's trajectory and never depends on the other rows.
-
-    Args:
-        state: memory of ``R`` rows.
-        actions: float32 ``[R, A]``, validated by the caller.
-        generators: ``R`` torch generators.
-        settings: sampler settings.
-
-    Returns:
-        ``(frames uint8 [R, H, W, 3], outcomes {reward, success, done[, state]} [R(, S)],
-        new state)``.
-    """
-    rows = state.batch_size
-    if len(generators) != rows:
-        raise ValueError(f"a state of {rows} rows but {len(generators)} generators")
-    return model.step(state, actions, generator=list(generators), settings=settings)
-
-
-class ImaginedVectorEnv(VectorEnv):
+class ImaginedVectorEnv(CoreView, VectorEnv):
     """``num_envs`` imagined episodes stepped by one batched world-model call.
+
+    The ``num_envs``-row view of an :class:`~kairos_gym.imagined.core.ImaginedCore`
+    (``envs.core``); it adds Gymnasium's vector conventions (autoreset, batched infos).
 
     Args:
         checkpoint: directory, loaded :class:`EnvCheckpoint` or ``None`` (embedded model).
@@ -199,44 +166,43 @@ class ImaginedVectorEnv(VectorEnv):
         done_threshold: float = 0.5,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     ) -> None:
-        if (
-            isinstance(num_envs, bool)
-            or not isinstance(num_envs, (int, np.integer))
-            or num_envs < 1
-        ):
+        if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         check_render_mode(render_mode)
         self.num_envs = int(num_envs)
         self.autoreset_mode = autoreset_mode_of(autoreset_mode)
-        self.success_threshold = check_threshold("success_threshold", success_threshold)
-        self.done_threshold = check_threshold("done_threshold", done_threshold)
-        self.checkpoint = resolve_checkpoint(checkpoint, device)
-        self.model: WorldModel = self.checkpoint.model
-        self.settings = sampler_settings(self.model, sample_steps)
-        self.max_episode_steps = episode_limit(self.checkpoint, max_episode_steps)
-        spec = self.checkpoint.env_spec
+        self.core = ImaginedCore(
+            checkpoint, self.num_envs, device=device, max_episode_steps=max_episode_steps,
+            sample_steps=sample_steps, success_threshold=success_threshold,
+            done_threshold=done_threshold,
+        )
+        self.checkpoint: EnvCheckpoint = self.core.checkpoint
+        self.model: WorldModel = self.core.model
         self.render_mode = render_mode
-        self.instruction = spec.instruction
-        self.control_freq = spec.control_freq
+        self.instruction = self.core.instruction
+        self.control_freq = self.core.control_freq
         self.metadata = {
             "render_modes": list(RENDER_MODES),
-            "render_fps": spec.control_freq,
+            "render_fps": self.control_freq,
             "autoreset_mode": self.autoreset_mode,
         }
-        self.single_observation_space = spec.observation_space
-        self.single_action_space = spec.action_space
+        self.single_observation_space = self.core.observation_space
+        self.single_action_space = self.core.action_space
         self.observation_space = batch_space(self.single_observation_space, self.num_envs)
         self.action_space = batch_space(self.single_action_space, self.num_envs)
 
-        n = self.num_envs
-        self._rngs = [seeding.np_random()[0] for _ in range(n)]
-        self._generators = [torch.Generator(device=self.model.device) for _ in range(n)]
-        self._state: WorldState | None = None
-        self._obs: dict[str, np.ndarray] = create_empty_array(
-            self.single_observation_space, n, fn=np.zeros
-        )
-        self._steps = np.zeros(n, dtype=np.int64)
-        self._ended = np.zeros(n, dtype=bool)  # finished rows awaiting an (auto)reset
+    @property
+    def spec(self) -> EnvSpec | None:
+        """The spec ``gym.make_vec`` / :func:`make_vec` set, its ``max_episode_steps`` the
+        limit this env truncates at (``None`` when built directly)."""
+        value = self.__dict__.get("_env_spec")
+        if value is None or value.max_episode_steps == self.max_episode_steps:
+            return value
+        return dataclasses.replace(value, max_episode_steps=self.max_episode_steps)
+
+    @spec.setter
+    def spec(self, value: EnvSpec | None) -> None:
+        self.__dict__["_env_spec"] = value
 
     # --- the Gymnasium VectorEnv API ---
     def reset(
@@ -255,7 +221,7 @@ class ImaginedVectorEnv(VectorEnv):
 
         Returns:
             ``(observations {key: [num_envs, ...]}, infos)``: infos in Gymnasium's dict-of-arrays
-            form with ``_key`` masks (``success``, ``instruction`` for the reset rows).
+            form with ``_key`` masks (``success``, ``is_success``, ``instruction`` for the reset rows).
 
         Raises:
             ValueError / TypeError / ShapeError: bad seeds or options; nothing changes.
@@ -263,26 +229,17 @@ class ImaginedVectorEnv(VectorEnv):
         """
         self._require_open()
         seeds = self._seed_list(seed)
-        mask, given, indices = self._parse_options(options)
-        if self._state is None and not mask.all():
+        mask, request = self._parse_options(options)
+        if not self.core.started.all() and not mask.all():
             raise ResetNeeded("reset every row (no reset_mask) before resetting some of them")
         if isinstance(seed, (int, np.integer)) and not isinstance(seed, bool):
             super().reset(seed=int(seed))
         rows = np.flatnonzero(mask)
-        starts, fresh = self._start_rows(rows, [seeds[i] for i in rows], given, indices)
-        self._state = (
-            fresh
-            if self._state is None or mask.all()
-            else self._state.put_rows(rows.tolist(), fresh)
-        )
-        for key, value in starts.items():
-            self._obs[key][rows] = value
-        self._steps[rows] = 0
-        self._ended[rows] = False
+        self.core.start(rows, seeds=[seeds[i] for i in rows], request=_subset(request, rows))
         infos: dict[str, Any] = {}
         for i in rows:
-            infos = self._add_info(infos, self._reset_info(), int(i))
-        return self._copy_obs(), infos
+            infos = self._add_info(infos, self.core.reset_info(), int(i))
+        return self.core.observations(), infos
 
     def step(
         self, actions: Any
@@ -295,8 +252,9 @@ class ImaginedVectorEnv(VectorEnv):
 
         Returns:
             ``(obs, rewards float64 [N], terminated bool [N], truncated bool [N], infos)``;
-            infos hold ``success``, ``success_prob``, ``done_prob``, ``instruction`` per row
-            (with ``_key`` masks), plus ``final_obs``/``final_info`` in ``SAME_STEP`` mode.
+            infos hold ``success``, ``is_success``, ``success_prob``, ``done_prob``,
+            ``instruction`` per row (with ``_key`` masks), plus ``final_obs``/``final_info``
+            in ``SAME_STEP`` mode.
 
         Raises:
             ResetNeeded: before ``reset``, after ``close``, or (``DISABLED``) a finished row.
@@ -304,107 +262,65 @@ class ImaginedVectorEnv(VectorEnv):
                 nothing changes.
         """
         self._require_open()
-        if self._state is None:
+        if not self.core.started.all():
             raise ResetNeeded("call reset() before step()")
         n, mode = self.num_envs, self.autoreset_mode
-        if mode == AutoresetMode.DISABLED and self._ended.any():
+        ended = self.core.ended
+        if mode == AutoresetMode.DISABLED and ended.any():
             raise ResetNeeded(
-                f"env(s) {np.flatnonzero(self._ended).tolist()} have ended; autoreset is "
+                f"env(s) {np.flatnonzero(ended).tolist()} have ended; autoreset is "
                 "disabled: call reset(options={'reset_mask': mask}) for them first"
             )
-        pending = self._ended.copy() if mode == AutoresetMode.NEXT_STEP else np.zeros(n, dtype=bool)
+        pending = ended if mode == AutoresetMode.NEXT_STEP else np.zeros(n, dtype=bool)
         stepping = np.flatnonzero(~pending)
         acts = self._check_actions(actions, stepping)
 
-        obs = {k: v.copy() for k, v in self._obs.items()}
         rewards = np.zeros(n, dtype=np.float64)
         terminated = np.zeros(n, dtype=bool)
         truncated = np.zeros(n, dtype=bool)
-        steps = self._steps.copy()
         step_infos: dict[int, dict[str, Any]] = {}
-        state = self._state
         if stepping.size:
-            everyone = stepping.size == n
-            generators = [self._generators[i] for i in stepping]
-            saved = [g.get_state() for g in generators]
-            try:
-                sub = state if everyone else state.select(stepping.tolist())
-                frames, out, sub = step_rows(
-                    self.model,
-                    sub,
-                    torch.from_numpy(acts[stepping]).to(self.model.device),
-                    generators,
-                    self.settings,
-                )
-            except BaseException:
-                # Leave every noise stream where it was, so a failed call changes nothing.
-                for g, s in zip(generators, saved):
-                    g.set_state(s)
-                raise
-            state = sub if everyone else state.put_rows(stepping.tolist(), sub)
-            new = observations_from_outputs(self.checkpoint, frames, out)
-            for key, value in new.items():
-                obs[key][stepping] = value
-            steps[stepping] += 1
-            rewards[stepping] = out["reward"].double().cpu().numpy()
-            success = out["success"].double().cpu().numpy()
-            done = out["done"].double().cpu().numpy()
-            terminated[stepping] = done > self.done_threshold
-            if self.max_episode_steps is not None:
-                truncated[stepping] = (steps[stepping] >= self.max_episode_steps) & ~terminated[
-                    stepping
-                ]
-            for j, i in enumerate(stepping):
-                step_infos[int(i)] = {
-                    "success": bool(success[j] > self.success_threshold),
-                    "success_prob": float(success[j]),
-                    "done_prob": float(done[j]),
-                    "instruction": self.instruction,
-                }
-        ended = terminated | truncated
-        resetting = pending | (
-            ended if mode == AutoresetMode.SAME_STEP else np.zeros(n, dtype=bool)
-        )
-        final_obs = {
-            int(i): {k: obs[k][i].copy() for k in obs} for i in np.flatnonzero(resetting & ended)
-        }
+            result = self.core.step(acts, stepping, checked=True)
+            rewards[stepping] = result.reward
+            terminated[stepping] = result.terminated
+            truncated[stepping] = result.truncated
+            step_infos = {int(i): result.info(j) for j, i in enumerate(stepping)}
+        finished = terminated | truncated
+        resetting = pending | (finished if mode == AutoresetMode.SAME_STEP else False)
+        final_rows = np.flatnonzero(resetting & finished)
+        final_obs = self.core.observations(final_rows) if final_rows.size else {}
         rows = np.flatnonzero(resetting)
         if rows.size:
-            starts, fresh = self._start_rows(rows, [None] * rows.size, None, None)
-            state = state.put_rows(rows.tolist(), fresh)
-            for key, value in starts.items():
-                obs[key][rows] = value
-            steps[rows] = 0
+            self.core.start(rows)
 
         # Infos in SyncVectorEnv's order and layout, so either vector env reads the same.
         infos: dict[str, Any] = {}
         for i in range(n):
             if resetting[i]:
-                if i in final_obs:
+                if i in final_rows:
+                    j = int(np.flatnonzero(final_rows == i)[0])
+                    last = {k: v[j] for k, v in final_obs.items()}
                     infos = self._add_info(
-                        infos, {"final_obs": final_obs[i], "final_info": step_infos[i]}, i
+                        infos, {"final_obs": last, "final_info": step_infos[i]}, i
                     )
-                infos = self._add_info(infos, self._reset_info(), i)
+                infos = self._add_info(infos, self.core.reset_info(), i)
             else:
                 infos = self._add_info(infos, step_infos[i], i)
-
-        self._state, self._obs, self._steps = state, obs, steps
-        self._ended = ended & ~resetting
-        return self._copy_obs(), rewards, terminated, truncated, infos
+        return self.core.observations(), rewards, terminated, truncated, infos
 
     def render(self) -> tuple[np.ndarray, ...] | None:
         """The last frame of every row (uint8 ``[H, W, 3]`` each); ``None`` unless ``rgb_array``."""
         if self.render_mode != "rgb_array":
             return None
         self._require_open()
-        if self._state is None:
+        if not self.core.started.all():
             raise ResetNeeded("call reset() before render()")
-        frames = self._obs[self.checkpoint.image_key]
-        return tuple(frame.copy() for frame in frames)
+        frames = self.core.observations()[self.core.image_key]
+        return tuple(frames)
 
     def close_extras(self, **kwargs: Any) -> None:
         """Drop the batched memory; the (possibly shared) model stays loaded."""
-        self._state = None
+        self.core.close()
 
     # --- attribute access as SyncVectorEnv offers it (rows share one object) ---
     def get_attr(self, name: str) -> tuple[Any, ...]:
@@ -432,28 +348,17 @@ class ImaginedVectorEnv(VectorEnv):
         setattr(self, name, values)
 
     @property
-    def world_state(self) -> WorldState | None:
-        """The batched memory (``num_envs`` rows; each row has its own frame counter ``t``)."""
-        return self._state
-
-    @property
     def episode_steps(self) -> np.ndarray:
         """``[num_envs]`` steps taken in each row's current episode (a copy)."""
-        return self._steps.copy()
+        return self.core.steps
 
     def __repr__(self) -> str:
         return f"ImaginedVectorEnv({str(self.checkpoint.path)!r}, num_envs={self.num_envs})"
 
     # --- helpers ---
-    def _reset_info(self) -> dict[str, Any]:
-        return {"success": False, "instruction": self.instruction}
-
     def _require_open(self) -> None:
         if self.closed:
             raise ResetNeeded("the environment is closed")
-
-    def _copy_obs(self) -> dict[str, np.ndarray]:
-        return {k: v.copy() for k, v in self._obs.items()}
 
     def _seed_list(self, seed: int | Sequence[int | None] | None) -> list[int | None]:
         n = self.num_envs
@@ -474,28 +379,17 @@ class ImaginedVectorEnv(VectorEnv):
                 raise ValueError(f"seeds must be non-negative ints or None, got {list(seed)!r}")
         return [None if s is None else int(s) for s in seed]
 
-    def _parse_options(
-        self, options: dict[str, Any] | None
-    ) -> tuple[np.ndarray, list[dict[str, np.ndarray]] | None, list[int] | None]:
-        """``(row mask, per-row start observations or None, per-row stored indices or None)``."""
+    def _parse_options(self, options: dict[str, Any] | None) -> tuple[np.ndarray, StartRequest]:
+        """``(row mask, the start request for all num_envs rows)``; validates everything."""
         n = self.num_envs
         mask = np.ones(n, dtype=bool)
         if options is None:
-            return mask, None, None
+            return mask, StartRequest()
         if not isinstance(options, dict):
             raise TypeError(f"reset options must be a dict or None, got {type(options).__name__}")
-        unknown = sorted(set(options) - set(VECTOR_RESET_OPTIONS))
-        if unknown:
-            raise ValueError(
-                f"unknown reset option(s) {unknown}; the imagined vector env takes "
-                f"{list(VECTOR_RESET_OPTIONS)}"
-            )
-        if "observation" in options and "reset_index" in options:
-            raise ValueError(
-                "give either options['observation'] or options['reset_index'], not both"
-            )
-        if "reset_mask" in options:
-            mask = options["reset_mask"]
+        rest = dict(options)
+        if "reset_mask" in rest:
+            mask = rest.pop("reset_mask")
             if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
                 raise TypeError(f"options['reset_mask'] must be a numpy bool array, got {mask!r}")
             if mask.shape != (n,):
@@ -503,79 +397,20 @@ class ImaginedVectorEnv(VectorEnv):
             if not mask.any():
                 raise ValueError("options['reset_mask'] must select at least one env")
             mask = mask.copy()
-        given = indices = None
-        if "observation" in options:
-            batch = options["observation"]
-            space = self.single_observation_space
-            if not isinstance(batch, dict) or set(batch) != set(space.spaces):
-                raise ShapeError(
-                    f"options['observation'] must be a dict with keys {list(space.spaces)} of "
-                    f"[{n}, ...] arrays (one row per env)"
-                )
-            for key, sub in space.spaces.items():
-                shape = np.shape(batch[key])
-                if shape != (n, *sub.shape):
-                    raise ShapeError(
-                        f"options['observation'][{key!r}] must have shape {(n, *sub.shape)} "
-                        f"(one row per env), got {shape}"
-                    )
-            given = [
-                check_observation(
-                    {k: np.asarray(v)[i] for k, v in batch.items()},
-                    space,
-                    what=f"options['observation'] row {i}",
-                )
-                if mask[i]
-                else {}
-                for i in range(n)
-            ]
-        if "reset_index" in options:
-            index = options["reset_index"]
-            count = self.checkpoint.num_resets
-            if isinstance(index, (list, tuple, np.ndarray)):
-                if len(index) != n:
-                    raise ValueError(
-                        f"options['reset_index'] needs one index per env ({n}), got {len(index)}"
-                    )
-                indices = [
-                    check_reset_index(v.item() if isinstance(v, np.generic) else v, count)
-                    for v in index
-                ]
-            else:
-                indices = [check_reset_index(index, count)] * n
-        return mask, given, indices
-
-    def _start_rows(
-        self,
-        rows: np.ndarray,
-        seeds: list[int | None],
-        given: list[dict[str, np.ndarray]] | None,
-        indices: list[int] | None,
-    ) -> tuple[dict[str, np.ndarray], WorldState]:
-        """Draw the starts of ``rows`` (as ``ImaginedEnv.reset`` does) and commit their frames.
-
-        Returns ``({key: [R, ...]} start observations, fresh memory of R rows)``.
-        """
-        starts = []
-        generators = []
-        for i, seed in zip(rows.tolist(), seeds):
-            if seed is not None:
-                self._rngs[i] = seeding.np_random(seed)[0]
-            drawn, torch_seed = draw_start(self._rngs[i], self.checkpoint.num_resets)
-            if given is not None:
-                starts.append(given[i])
-            else:
-                starts.append(
-                    stored_observation(self.checkpoint, drawn if indices is None else indices[i])
-                )
-            self._generators[i] = torch.Generator(device=self.model.device).manual_seed(torch_seed)
-            generators.append(self._generators[i])
-        batch = {k: np.stack([s[k] for s in starts]) for k in self.single_observation_space.spaces}
-        frames = torch.from_numpy(batch[self.checkpoint.image_key]).to(self.model.device)
-        return batch, observe_rows(self.model, frames, generators)
+        try:
+            request = self.core.parse_start(rest, n, batched=True, mask=mask)
+        except ValueError as exc:
+            if "unknown reset option" in str(exc):
+                unknown = sorted(set(rest) - {"observation", "reset_index"})
+                raise ValueError(
+                    f"unknown reset option(s) {unknown}; the imagined vector env takes "
+                    "['observation', 'reset_index', 'reset_mask']"
+                ) from None
+            raise
+        return mask, request
 
     def _check_actions(self, actions: Any, rows: np.ndarray) -> np.ndarray:
-        """Float32 ``[num_envs, A]`` actions, the rows in ``rows`` checked and clipped."""
+        """Float32 actions of ``rows`` (``[len(rows), A]``) from a ``[num_envs, A]`` batch."""
         arr = np.asarray(actions)
         expected = (self.num_envs, *self.single_action_space.shape)
         if arr.dtype.kind not in "fiu":
@@ -587,10 +422,13 @@ class ImaginedVectorEnv(VectorEnv):
                 f"actions must have shape {expected} (num_envs={self.num_envs} rows of "
                 f"{self.single_action_space}), got shape {arr.shape}"
             )
-        out = arr.astype(np.float32)
-        for i in rows.tolist():
-            try:
-                out[i] = check_action(arr[i], self.single_action_space)
-            except InvalidAction as exc:
-                raise InvalidAction(f"env {i}: {exc}") from None
-        return out
+        return self.core.check_actions(arr[rows], rows.size, labels=rows)
+
+
+def _subset(request: StartRequest, rows: np.ndarray) -> StartRequest:
+    """The entries of a per-env request for ``rows``."""
+    return StartRequest(
+        observations=None if request.observations is None
+        else tuple(request.observations[i] for i in rows),
+        indices=None if request.indices is None else tuple(request.indices[i] for i in rows),
+    )

@@ -133,11 +133,27 @@ class WorldModel(nn.Module):
             for video codecs); outcomes ``reward`` ``[B]``, probabilities ``success``/``done`` ``[B]``
             and, when the config has ``state_dim > 0``, the predicted proprioception ``state`` ``[B, S]``.
         """
+        latent, out, state = self.step_latent(state, actions, generator, settings)
+        return self.decode(latent), out, state
+
+    @torch.no_grad()
+    def step_latent(self, state: WorldState, actions: Any, generator: Generators = None,
+                    settings: SamplerSettings | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], WorldState]:
+        """:meth:`step` without decoding: ``(latent [B, C, h, w], outcomes, new state)``.
+
+        Planners that score many candidates by their predicted outcomes skip the decoder this
+        way; :meth:`decode` turns the latents into the same frames :meth:`step` returns.
+        """
         a = self._actions(actions, state.batch_size, None).reshape(state.batch_size, -1)
         latent, features, state = sample_frame(self.dit, state, a, settings or self.sampler, generator)
-        frames = self.codec.decode(latent[:, None])
-        frames = frames[:, 0] if self.config.temporal_compression == 1 else frames
-        return frames, self.outcomes(features), state
+        return latent, self.outcomes(features), state
+
+    @torch.no_grad()
+    def decode(self, latents: torch.Tensor) -> torch.Tensor:
+        """Frames of imagined latents ``[B, C, h, w]``: uint8 ``[B, H, W, 3]`` (``[B, tc, H, W, 3]``
+        for video codecs)."""
+        frames = self.codec.decode(latents[:, None])
+        return frames[:, 0] if self.config.temporal_compression == 1 else frames
 
     @torch.no_grad()
     def rollout(self, state: WorldState, actions: Any, generator: Generators = None,

@@ -56,6 +56,7 @@ def assert_same_obs(a, b):
         np.testing.assert_array_equal(a[key], b[key], err_msg=key)
 
 
+@pytest.mark.filterwarnings("ignore:kairos_gym/Imagined-v0 is registered")
 def test_gym_make_passes_options_and_spaces_are_the_real_envs(ckpt_dir, ckpt):
     env = gym.make(
         "kairos_gym/Imagined-v0",
@@ -64,14 +65,15 @@ def test_gym_make_passes_options_and_spaces_are_the_real_envs(ckpt_dir, ckpt):
         sample_steps=3,
         success_threshold=0.25,
         done_threshold=0.75,
-        max_episode_steps=None,
     )
     base = env.unwrapped
     assert isinstance(base, ImaginedEnv)
     assert (
         base.settings.steps == 3 and base.success_threshold == 0.25 and base.done_threshold == 0.75
     )
-    assert base.render_mode == "rgb_array" and base.max_episode_steps == LIMIT
+    assert base.render_mode == "rgb_array"
+    # gym.make's TimeLimit truncates (at the registered limit): the env keeps none of its own.
+    assert base.max_episode_steps is None and env.spec.max_episode_steps == 80
     spec = lift_spec()
     assert spaces_equal(env.observation_space, spec.observation_space)
     assert spaces_equal(env.action_space, spec.action_space)
@@ -96,7 +98,7 @@ def test_reset_returns_stored_or_given_observation_exactly(ckpt):
     for i in range(ckpt.num_resets):
         obs, info = env.reset(options={"reset_index": i})
         assert_same_obs(obs, {k: v[i] for k, v in stored.items()})
-        assert info == {"success": False, "instruction": INSTRUCTION}
+        assert info == {"success": False, "is_success": False, "instruction": INSTRUCTION}
     given = {
         "agentview_image": np.full((16, 16, 3), 7, np.uint8),
         "state": np.arange(8, dtype=np.float64),
@@ -174,10 +176,10 @@ def test_bad_reset_options_raise_and_lose_nothing(ckpt, options, error, match):
     with pytest.raises(error, match=match):
         env.reset(seed=1, options=options)
     after = env.snapshot()
-    assert after.steps == 1 and not after.episode_over
+    assert after.steps == (1,) and after.ended == (False,)
     assert_same_obs(dict(after.observation), dict(before.observation))
-    assert torch.equal(after.generator_state, before.generator_state)
-    assert after.np_random_state == before.np_random_state
+    assert torch.equal(after.generator_states[0], before.generator_states[0])
+    assert after.rng_states == before.rng_states
 
 
 def test_same_seed_same_frames_and_different_seed_differs(ckpt):
@@ -205,7 +207,7 @@ def test_step_is_the_models_prediction_in_the_real_layout(ckpt):
     action = sample_actions(1)[0]
     obs, reward, terminated, truncated, info = env.step(action)
     generator = torch.Generator().manual_seed(0)
-    generator.set_state(snap.generator_state)
+    generator.set_state(snap.generator_states[0])
     frames, out, _ = ckpt.model.step(
         snap.state, torch.from_numpy(action)[None], generator=generator
     )
@@ -217,7 +219,7 @@ def test_step_is_the_models_prediction_in_the_real_layout(ckpt):
     assert info["success"] == (info["success_prob"] > 0.5) and terminated == (
         info["done_prob"] > 0.5
     )
-    assert set(info) == {"success", "success_prob", "done_prob", "instruction"} and not truncated
+    assert set(info) == {"success", "is_success", "success_prob", "done_prob", "instruction"} and not truncated
     assert env.observation_space.contains(obs)
     assert obs["state"].dtype == np.float32 and obs["agentview_image"].dtype == np.uint8
 
@@ -245,7 +247,7 @@ def test_state_head_is_split_over_several_keys_and_clipped_into_bounds(tmp_path)
     assert list(obs) == ["aa_joints", "agentview_image", "gripper", "touch"]
     assert env.observation_space.contains(obs)
     generator = torch.Generator()
-    generator.set_state(snap.generator_state)
+    generator.set_state(snap.generator_states[0])
     _, out, _ = ckpt.model.step(
         snap.state, torch.from_numpy(sample_actions(1))[:1], generator=generator
     )
@@ -341,10 +343,10 @@ def test_snapshot_restore_reproduces_and_forks(ckpt):
     for a in actions[:2]:
         env.step(a)
     snap = env.snapshot()
-    assert isinstance(snap, ImaginedSnapshot) and snap.steps == 2
+    assert isinstance(snap, ImaginedSnapshot) and snap.steps == (2,)
     first = [env.step(a) for a in actions[2:]]
     restored = env.restore(snap)
-    assert_same_obs(restored, dict(snap.observation))
+    assert_same_obs(restored, {k: v[0] for k, v in snap.observation.items()})
     second = [env.step(a) for a in actions[2:]]
     for x, y in zip(first, second):
         assert_same_obs(x[0], y[0])
@@ -394,15 +396,16 @@ def test_snapshot_errors(ckpt, tmp_path):
         env.restore({"state": None})
     other = tiny_model(state_dim=8)
     other_state = dataclasses.replace(env.snapshot(), state=other.init_state(2))
-    with pytest.raises(ValueError, match="memory layout"):
+    with pytest.raises(ValueError, match="memory .2 rows. does not fit 1 rows"):
         env.restore(other_state)
 
 
 def _held_bytes(env: ImaginedEnv) -> int:
-    """Bytes of the arrays, tensors and memories the env holds besides its shared checkpoint."""
+    """Bytes of the arrays, tensors and memories the env's core holds besides its shared
+    checkpoint (its per-row generator lists have one entry per row, whatever the episode)."""
     total = 0
-    for name, value in vars(env).items():
-        if name in ("checkpoint", "model"):
+    for name, value in vars(env.core).items():
+        if name in ("checkpoint", "model", "_rngs", "_generators"):
             continue
         values = value.values() if isinstance(value, dict) else [value]
         for v in values:

@@ -99,11 +99,12 @@ def test_vec_env_api_over_the_imagined_vector_env(ckpt, mode):
         16,
         3,
     )
-    assert venv.reset_infos[0] == {"success": False, "instruction": "lift the red cube"}
+    assert venv.reset_infos[0] == {"success": False, "is_success": False, "instruction": "lift the red cube"}
     obs, rewards, dones, infos = venv.step(sample_actions(1, N)[0])
     assert rewards.dtype == np.float32 and dones.dtype == bool and not dones.any()
     assert len(infos) == N and set(infos[0]) == {
         "success",
+        "is_success",
         "success_prob",
         "done_prob",
         "instruction",

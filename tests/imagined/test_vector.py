@@ -13,7 +13,7 @@ from kairos_gym.data.spaces import spaces_equal
 from kairos_gym.errors import InvalidAction, ResetNeeded, ShapeError
 from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.imagined.env import ImaginedEnv
-from kairos_gym.imagined.vector import ImaginedVectorEnv, make_vec, observe_rows, step_rows
+from kairos_gym.imagined.vector import ImaginedVectorEnv, make_vec
 from tests.imagined_helpers import sample_actions, write_checkpoint
 
 N = 3
@@ -77,6 +77,8 @@ def test_make_vec_builds_one_batched_env(ckpt):
     assert set(infos) == {
         "success",
         "_success",
+        "is_success",
+        "_is_success",
         "success_prob",
         "_success_prob",
         "done_prob",
@@ -110,31 +112,6 @@ def test_rows_match_single_envs_with_the_same_seeds(ckpt):
             assert infos["done_prob"][i] == pytest.approx(info["done_prob"], abs=1e-5)
     np.testing.assert_array_equal(obs["agentview_image"][0], obs["agentview_image"][2])
     assert not np.array_equal(obs["agentview_image"][0], obs["agentview_image"][1])
-
-
-def test_row_primitives_consume_noise_like_the_models_batch_of_one(ckpt):
-    model = ckpt.model
-    frames = torch.from_numpy(ckpt.reset_observations["agentview_image"][:2])
-    actions = torch.from_numpy(sample_actions(1, 2)[0])
-    gens = [torch.Generator().manual_seed(s) for s in (1, 2)]
-    state = observe_rows(model, frames, gens)
-    out_frames, out, _ = step_rows(model, state, actions, gens, model.sampler)
-    for i, seed in enumerate((1, 2)):
-        g = torch.Generator().manual_seed(seed)
-        single = model.observe(model.init_state(1), frames[i, None, None], generator=g)
-        torch.testing.assert_close(
-            state.select([i])["blocks.3.state"], single["blocks.3.state"], atol=1e-5, rtol=0
-        )
-        f, o, _ = model.step(single, actions[i, None], generator=g)
-        assert (f[0].int() - out_frames[i].int()).abs().max() <= 1
-        torch.testing.assert_close(o["state"][0], out["state"][i], atol=1e-4, rtol=0)
-    # A row's result does not depend on the other rows of the batch.
-    gens = [torch.Generator().manual_seed(s) for s in (1, 9)]
-    other_state = observe_rows(model, frames, gens)
-    other_frames, _, _ = step_rows(model, other_state, actions, gens, model.sampler)
-    assert (other_frames[0].int() - out_frames[0].int()).abs().max() <= 1
-    with pytest.raises(ValueError, match="2 frames but 1 generators"):
-        observe_rows(model, frames, gens[:1])
 
 
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
@@ -178,7 +155,9 @@ def test_next_step_autoreset_semantics(ckpt):
     # The next step resets both rows; their actions are ignored (even NaN).
     obs, rewards, terminated, truncated, infos = envs.step(np.full((2, 7), np.nan, np.float32))
     assert rewards.tolist() == [0.0, 0.0] and not terminated.any() and not truncated.any()
-    assert set(infos) == {"success", "_success", "instruction", "_instruction"}
+    assert set(infos) == {
+        "success", "_success", "is_success", "_is_success", "instruction", "_instruction"
+    }
     stored = ckpt.reset_observations["state"]
     for i in range(2):
         assert any(np.array_equal(obs["state"][i], s) for s in stored)
@@ -196,6 +175,8 @@ def test_terminated_rows_and_same_step_final_info(ckpt):
     assert set(infos["final_info"]) == {
         "success",
         "_success",
+        "is_success",
+        "_is_success",
         "success_prob",
         "_success_prob",
         "done_prob",
