@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -271,3 +275,15 @@ def test_per_row_generators_consume_noise_like_a_batch_of_one(ckpt):
     assert (other_frames[0].int() - out_frames[0].int()).abs().max() <= 1
     with pytest.raises(ValueError, match="1 generators for a batch of 2 rows"):
         model.observe(model.init_state(2), frames[:, None], generator=gens[:1])
+
+
+def test_random_shooting_example_runs(ckpt_dir):
+    script = Path(__file__).resolve().parents[2] / "examples" / "plan_random_shooting.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--checkpoint", str(ckpt_dir), "--candidates", "4",
+         "--horizon", "2", "--steps", "3", "--threads", "1"],
+        check=False, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "predicted return over 3 steps: planned" in done.stdout
+    assert "24 imagined candidate steps" in done.stdout
