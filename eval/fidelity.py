@@ -4,7 +4,8 @@ For each episode the model observes the first real frame(s), then imagines ``--h
 steps from the episode's recorded actions, never seeing another real frame; every imagined
 frame is scored against the real one (PSNR, SSIM) beside the "repeat the last context frame"
 baseline, and the heads against the recorded labels (success accuracy, reward and state
-errors). See :mod:`kairos_gym.evaluation.open_loop` for the exact alignment.
+errors). See :mod:`kairos_gym.evaluation.open_loop` for the exact alignment. The state
+scored is the checkpoint's observation keys (every non-image key, in space order).
 
 Episodes come from ``--split`` of the episode files, assigned exactly as the trainer's
 ``ClipDataset`` does (``--val-fraction``, ``--split-seed``), so ``--split val`` scores
@@ -36,14 +37,10 @@ from typing import Any
 
 import torch
 
+from kairos_gym.data.loading import list_episodes, load_episodes
 from kairos_gym.data.reader import EpisodeReader
 from kairos_gym.errors import KairosGymError
-from kairos_gym.evaluation.open_loop import (
-    OpenLoopResult,
-    list_episodes,
-    load_episodes,
-    open_loop_eval,
-)
+from kairos_gym.evaluation.open_loop import OpenLoopResult, open_loop_eval
 from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 
 TABLE_STEPS = (1, 2, 4, 8, 16, 32, 64)

@@ -14,8 +14,9 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from kairos_gym.data.keys import ObservationKeys
 from kairos_gym.data.spaces import EpisodeEnvSpec
-from kairos_gym.imagined.checkpoint import save_env_checkpoint, state_width
+from kairos_gym.imagined.checkpoint import save_env_checkpoint
 from kairos_gym.model import WorldModel, WorldModelConfig
 from tests.model.conftest import randomize_
 
@@ -88,7 +89,8 @@ def write_checkpoint(
 ) -> Path:
     """Write a tiny environment checkpoint for ``spec`` (default :func:`lift_spec`)."""
     spec = spec or lift_spec()
-    model = tiny_model(state_dim=state_width(spec), image_size=spec.image_size[0], seed=seed)
+    width = ObservationKeys.from_spec(spec).state_width
+    model = tiny_model(state_dim=width, image_size=spec.image_size[0], seed=seed)
     save_env_checkpoint(
         directory,
         model,

@@ -16,7 +16,6 @@ was produced by ``actions[j - 1]``; its labels are what that step returned:
 from __future__ import annotations
 
 import bisect
-import hashlib
 import os
 from collections.abc import Sequence
 from typing import Any
@@ -24,29 +23,14 @@ from typing import Any
 import numpy as np
 import torch
 
+from kairos_gym.data.keys import ObservationKeys
+from kairos_gym.data.loading import SPLITS, check_split, resolve_image_key, split_of
 from kairos_gym.data.reader import Episode, EpisodeReader
 from kairos_gym.errors import DatasetError
 
-SPLITS = ("train", "val", "all")
+__all__ = ["IMAGE_TRANSFORMS", "SPLITS", "ClipDataset", "split_of"]
 
-# Default proprioception keys when a file has no "state" observation.
-_STATE_KEYS_BY_LAYOUT = {
-    "libero": ("ee_states", "gripper_states"),
-    "robomimic": ("robot0_eef_pos", "robot0_eef_quat", "robot0_gripper_qpos"),
-}
 IMAGE_TRANSFORMS = ("none", "vflip", "rot180")
-
-
-def split_of(file_path: str, episode: str, *, val_fraction: float, seed: int) -> str:
-    """``"train"`` or ``"val"`` for one episode: a seeded hash of ``(file name, episode name)``.
-
-    Hashing each episode on its own (rather than shuffling the list) keeps the split of
-    existing episodes fixed when a file grows by resumed collection, so held-out episodes
-    never leak into training.
-    """
-    key = f"{seed}:{os.path.basename(file_path)}:{episode}".encode()
-    u = int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "little") / 2.0**64
-    return "val" if u < val_fraction else "train"
 
 
 class ClipDataset(torch.utils.data.Dataset):
@@ -69,8 +53,8 @@ class ClipDataset(torch.utils.data.Dataset):
         done         bool    [T]       the episode terminated at frame t. An episode cut by its
                                        time limit (kairos-gym files record ``truncated``) did
                                        not terminate: its last ``dones`` flag is not a label.
-        state        float32 [T, S]    proprioception of frame t (obs "state", or the layout's
-                                       default keys; see ``state_keys``).
+        state        float32 [T, S]    state of frame t: its state keys flattened and
+                                       concatenated in space order (``observation_keys``).
         sim_state    float32 [T, S']   only with ``sim_state=True``: simulator state of frame t.
         episode      int64   []        index of the episode in ``dataset.episodes``.
         start        int64   []        frame index of the clip's first frame in its episode.
@@ -87,15 +71,23 @@ class ClipDataset(torch.utils.data.Dataset):
             :func:`split_of` (deterministic, disjoint, covering, stable when files grow).
         val_fraction: expected fraction of episodes held out in ``"val"``.
         seed: seed of the split.
-        state_keys: obs keys concatenated into ``state``; default ``("state",)`` for
-            kairos-gym files and the layout's usual proprioception otherwise.
+        state_keys: obs keys concatenated (in space order) into ``state``; default: each
+            file's :meth:`ObservationKeys.from_reader` state keys: every non-image key of a
+            kairos-gym file's env spec (what an environment checkpoint's state head
+            predicts), and for LIBERO / robomimic files, which have no env spec, the
+            layout's proprioception (:data:`~kairos_gym.data.keys.LAYOUT_STATE_KEYS`).
         sim_state: also return ``sim_state``.
         image_transform: ``"none"``, ``"vflip"`` or ``"rot180"``, applied to frames (LIBERO
             and robomimic files store images upside down as rendered; kairos-gym files are upright).
         in_memory: keep every episode read in memory (per worker) instead of re-reading.
 
+    Attributes:
+        observation_keys: per file, the :class:`ObservationKeys` whose state keys make up
+            ``state`` (``observation_keys[i].state_width`` is ``S`` for file ``i``).
+
     Raises:
-        DatasetError: unreadable file, missing camera key, or no clip at all in the split.
+        DatasetError: unreadable file, missing camera or state key, or no clip at all in
+            the split.
         ValueError: bad arguments.
 
     h5py handles are opened lazily and cached per process, so DataLoader workers each open
@@ -126,10 +118,7 @@ class ClipDataset(torch.utils.data.Dataset):
         for name, value in (("clip_len", clip_len), ("frame_stride", frame_stride), ("clip_step", clip_step)):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if split not in SPLITS:
-            raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        if not 0.0 <= val_fraction <= 1.0:
-            raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction!r}")
+        check_split(split, val_fraction)
         if image_transform not in IMAGE_TRANSFORMS:
             raise ValueError(f"image_transform must be one of {IMAGE_TRANSFORMS}, got {image_transform!r}")
         self.clip_len = int(clip_len)
@@ -147,9 +136,9 @@ class ClipDataset(torch.utils.data.Dataset):
         self.in_memory = bool(in_memory)
         self._user_state_keys = None if state_keys is None else tuple(state_keys)
 
-        # Per file: resolved image keys and state keys. Per episode: (file, name, frames).
+        # Per file: resolved image keys and observation keys. Per episode: (file, name, frames).
         self._image_keys: list[list[str]] = []
-        self._state_keys: list[tuple[str, ...]] = []
+        self.observation_keys: list[ObservationKeys] = []
         self.episodes: list[tuple[int, str, int]] = []
         counts: list[int] = []
         span = (self.clip_len - 1) * self.frame_stride + 1
@@ -180,26 +169,17 @@ class ClipDataset(torch.utils.data.Dataset):
         obs_keys = set(reader[0].obs_keys) if len(reader) else set()
         image_keys = []
         for cam in self.cameras:
-            candidates = [cam, f"{cam}_image", f"{cam}_rgb"]
-            found = next((c for c in candidates if c in obs_keys), None)
-            if found is None and len(reader):
-                raise DatasetError(
-                    f"{reader.path}: no image key for camera {cam!r} "
-                    f"(tried {candidates}; obs keys: {sorted(obs_keys)})"
-                )
-            image_keys.append(found or f"{cam}_image")
+            if len(reader):
+                image_keys.append(resolve_image_key(obs_keys, cam, reader.path))
+            else:
+                image_keys.append(f"{cam}_image")  # no episode to check: nothing is read
         self._image_keys.append(image_keys)
-        if self._user_state_keys is not None:
-            state_keys = self._user_state_keys
-        elif "state" in obs_keys or not len(reader):
-            state_keys = ("state",)
-        else:
-            state_keys = tuple(k for k in _STATE_KEYS_BY_LAYOUT.get(reader.layout, ()) if k in obs_keys)
-        self._state_keys.append(state_keys)
+        self.observation_keys.append(ObservationKeys.from_reader(reader, self._user_state_keys))
 
     def _check_episode(self, ep: Episode, file_index: int) -> None:
         keys = set(ep.obs_keys)
-        missing = [k for k in self._image_keys[file_index] + list(self._state_keys[file_index]) if k not in keys]
+        wanted = self._image_keys[file_index] + list(self.observation_keys[file_index].state_keys)
+        missing = [k for k in wanted if k not in keys]
         if missing:
             raise DatasetError(f"{ep.reader.path}: episode {ep.name!r} lacks obs keys {missing}")
         if self.with_sim_state:
@@ -319,15 +299,15 @@ class ClipDataset(torch.utils.data.Dataset):
     def _state(
         self, ep: Episode, file_index: int, data: dict[str, np.ndarray] | None, start: int, stop: int
     ) -> np.ndarray:
-        keys = self._state_keys[file_index]
+        keys = self.observation_keys[file_index]
         s = self.frame_stride
-        if not keys:
+        if not keys.state_keys:
             return np.zeros((self.clip_len, 0), dtype=np.float32)
-        parts = []
-        for key in keys:
-            arr = data[key][start:stop:s] if data is not None else ep.frames(key, start, stop, s)
-            parts.append(np.asarray(arr, dtype=np.float32).reshape(self.clip_len, -1))
-        return np.concatenate(parts, axis=1)
+        parts = {
+            key: data[key][start:stop:s] if data is not None else ep.frames(key, start, stop, s)
+            for key in keys.state_keys
+        }
+        return keys.concat_state(parts)
 
     def _sim_state(self, ep: Episode, start: int, stop: int) -> np.ndarray:
         T_ep = ep.num_samples
@@ -347,7 +327,8 @@ class ClipDataset(torch.utils.data.Dataset):
             return cached
         n = ep.num_frames
         arrays: dict[str, np.ndarray] = {}
-        for obs_key in set(self._image_keys[file_index]) | set(self._state_keys[file_index]):
+        state_keys = self.observation_keys[file_index].state_keys
+        for obs_key in set(self._image_keys[file_index]) | set(state_keys):
             arrays[obs_key] = ep.frames(obs_key, 0, n)
         arrays["actions"] = ep.actions
         arrays["rewards"] = ep.rewards

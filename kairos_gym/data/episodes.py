@@ -48,7 +48,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
@@ -56,6 +56,9 @@ import numpy as np
 from kairos_gym.data.reader import Episode, EpisodeReader, _demo_index, open_episodes, open_h5
 from kairos_gym.data.spaces import EpisodeEnvSpec
 from kairos_gym.errors import DatasetError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 __all__ = ["Episode", "EpisodeReader", "EpisodeWriter", "open_episodes"]
 
@@ -199,7 +202,7 @@ class EpisodeWriter:
             self.seeds = [reader[n].seed for n in reader.episodes]
             self.successes = [bool(reader[n].attrs.get("success", False)) for n in reader.episodes]
 
-    def __enter__(self) -> EpisodeWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,7 +16,7 @@ import os
 import re
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
 import h5py
@@ -24,6 +24,9 @@ import numpy as np
 
 from kairos_gym.data.spaces import EpisodeEnvSpec
 from kairos_gym.errors import DatasetError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
 
 _DEMO_RE = re.compile(r"^demo_(\d+)$")
 # A commit holds the file's lock for tens of milliseconds; waiting this long for it to be
@@ -287,7 +290,7 @@ class EpisodeReader:
                 f"{self.path} has no 'data' group: not a robomimic/LIBERO/kairos-gym episode file"
             ) from None
         try:
-            names = [n for n in data.keys() if _DEMO_RE.match(n)]
+            names = [n for n in data if _DEMO_RE.match(n)]
             self._attrs = {k: _decode_attr(v) for k, v in data.attrs.items()}
         except (OSError, RuntimeError) as exc:
             raise DatasetError(f"{self.path}: cannot list episodes ({exc}); the file is corrupt") from None
@@ -343,7 +346,7 @@ class EpisodeReader:
             return "libero"
         return "robomimic"
 
-    def __enter__(self) -> EpisodeReader:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

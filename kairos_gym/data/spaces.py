@@ -308,7 +308,8 @@ class EpisodeEnvSpec:
         except json.JSONDecodeError as exc:
             raise ValueError(f"env spec is not valid JSON ({exc}): {text[:200]!r}") from None
         if not isinstance(data, dict):
-            raise ValueError(f"env spec must be a JSON object, got {text[:200]!r}")
+            # Malformed file content, not a wrong argument: a ValueError like every bad spec.
+            raise ValueError(f"env spec must be a JSON object, got {text[:200]!r}")  # noqa: TRY004
         return cls.from_dict(data)
 
     @classmethod

@@ -4,8 +4,9 @@ For every episode the model observes the first ``context_frames`` real frames, t
 ``horizon`` steps from the episode's recorded actions without ever seeing another real frame
 (open loop); each imagined frame is scored against the real one::
 
+    from kairos_gym.data import load_episodes
+    from kairos_gym.evaluation.open_loop import open_loop_eval
     from kairos_gym.imagined.checkpoint import load_env_checkpoint
-    from kairos_gym.evaluation.open_loop import load_episodes, open_loop_eval
 
     ckpt = load_env_checkpoint("runs/lift")
     episodes = load_episodes(["lift.hdf5"], ckpt.image_key, split="val", min_steps=64,
@@ -19,11 +20,13 @@ An episode is a mapping of arrays (``T`` steps, ``T + 1`` frames; numpy or torch
     actions  float   [T, A]            actions[j] leads from frame j into frame j + 1
     rewards  float   [T]               reward of step j: the label of frame j + 1
     success  bool    [T]               info["success"] after step j: the label of frame j + 1
-    state    float   [T + 1, S]        optional: proprioception of frame j (state-head targets)
+    state    float   [T + 1, S]        optional: state of frame j (state-head targets; the
+                                       concatenation of ObservationKeys.concat_state)
     name     str                       optional: reported in the results
 
 which is the alignment of :class:`~kairos_gym.data.dataset.ClipDataset` (frame ``j``'s labels
-are those of the step that led into it). :func:`load_episodes` reads them from episode files.
+are those of the step that led into it). :func:`kairos_gym.data.load_episodes` reads them
+from episode files.
 
 Imagined step ``k`` (1-based) produces frame ``c - 1 + k`` (``c = context_frames``) from
 ``actions[c - 2 + k]``, and is scored against ``frames[c - 1 + k]``, ``rewards[c - 2 + k]``,
@@ -33,7 +36,6 @@ Imagined step ``k`` (1-based) produces frame ``c - 1 + k`` (``c = context_frames
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -42,220 +44,16 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from kairos_gym.data.dataset import SPLITS, split_of
-from kairos_gym.data.reader import Episode, EpisodeReader
-from kairos_gym.errors import DatasetError, ShapeError
+from kairos_gym.errors import ShapeError
 from kairos_gym.evaluation.metrics import psnr, ssim
 from kairos_gym.model.world_model import WorldModel
 
-__all__ = [
-    "PSNR_CAP_DB",
-    "EpisodeRef",
-    "OpenLoopResult",
-    "list_episodes",
-    "load_episodes",
-    "open_loop_eval",
-]
+__all__ = ["PSNR_CAP_DB", "OpenLoopResult", "open_loop_eval"]
 
 PSNR_CAP_DB = 100.0
 """PSNR counted for identical frames (``inf``) in means and JSON. Any two 8-bit frames that
 differ at all score below ``10 log10(255^2 H W 3)`` dB (89 dB at 64x64), so the cap never
 touches a real difference; it only keeps means and JSON finite."""
-
-
-# --- episodes from files ---------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class EpisodeRef:
-    """One episode of an episode file, without its data.
-
-    Attributes:
-        path: the episode file.
-        name: the episode's group name (``"demo_3"``).
-        steps: actions with a following frame: ``num_frames - 1`` (the last action of files
-            without a final observation, such as LIBERO's, has no frame to score).
-    """
-
-    path: str
-    name: str
-    steps: int
-
-    @property
-    def label(self) -> str:
-        """``"<file name>:<episode>"``, the name used in results."""
-        return f"{os.path.basename(self.path)}:{self.name}"
-
-
-def _as_paths(paths: str | os.PathLike | Sequence[str | os.PathLike]) -> list[str]:
-    if isinstance(paths, (str, os.PathLike)):
-        paths = [paths]
-    out = [os.fspath(p) for p in paths]
-    if not out:
-        raise ValueError("need at least one episode file, got none")
-    return out
-
-
-def list_episodes(
-    paths: str | os.PathLike | Sequence[str | os.PathLike],
-    *,
-    split: str = "val",
-    val_fraction: float = 0.1,
-    seed: int = 0,
-) -> list[EpisodeRef]:
-    """The episodes of ``split`` in ``paths``, in file then episode order (metadata only).
-
-    Args:
-        paths: one episode file or several (kairos-gym, LIBERO or robomimic layout).
-        split: ``"train"``, ``"val"`` or ``"all"``; assigned by
-            :func:`kairos_gym.data.dataset.split_of`, exactly as :class:`ClipDataset` does,
-            so ``split="val"`` with the trainer's ``val_fraction`` and ``seed`` is the held-out set.
-        val_fraction: expected fraction of episodes in ``"val"``.
-        seed: seed of the split.
-
-    Raises:
-        DatasetError: an unreadable file.
-        ValueError: bad arguments.
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if not 0.0 <= val_fraction <= 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction!r}")
-    refs = []
-    for path in _as_paths(paths):
-        with EpisodeReader(path) as reader:
-            for ep in reader:
-                if (
-                    split != "all"
-                    and split_of(path, ep.name, val_fraction=val_fraction, seed=seed) != split
-                ):
-                    continue
-                refs.append(EpisodeRef(path, ep.name, ep.num_frames - 1))
-    return refs
-
-
-def _image_key(ep: Episode, camera: str) -> str:
-    """The obs key of ``camera``: itself, ``<camera>_image``, or LIBERO's ``<camera>_rgb``."""
-    keys = ep.obs_keys
-    for key in (camera, f"{camera}_image", f"{camera}_rgb"):
-        if key in keys:
-            return key
-    raise DatasetError(
-        f"{ep.reader.path}: episode {ep.name!r} has no image for camera {camera!r} "
-        f"(obs keys: {keys})"
-    )
-
-
-def _default_state_keys(reader: EpisodeReader) -> tuple[str, ...]:
-    """kairos-gym files: every non-image observation key in space order (what an env
-    checkpoint's state head predicts); other layouts: none."""
-    if reader.layout != "kairos":
-        return ()
-    spec = reader.env_spec
-    images = set(spec.image_keys)
-    return tuple(k for k in spec.observation_space.spaces if k not in images)
-
-
-def _read_episode(
-    ep: Episode, camera: str, steps: int, state_keys: Sequence[str]
-) -> dict[str, Any]:
-    """The first ``steps`` steps (``steps + 1`` frames) of ``ep``, as open_loop_eval takes them."""
-    window = slice(0, steps)
-    out: dict[str, Any] = {
-        "name": f"{os.path.basename(ep.reader.path)}:{ep.name}",
-        "frames": ep.frames(_image_key(ep, camera), 0, steps + 1),
-        "actions": np.asarray(ep.read("actions", window), dtype=np.float32),
-        "rewards": np.asarray(ep.read("rewards", window), dtype=np.float32),
-        # LIBERO / robomimic files have no success column: their dones mark success.
-        "success": np.asarray(ep.read("success" if ep.has("success") else "dones", window)).astype(
-            bool
-        ),
-    }
-    if state_keys:
-        missing = [k for k in state_keys if k not in ep.obs_keys]
-        if missing:
-            raise DatasetError(f"{ep.reader.path}: episode {ep.name!r} lacks state keys {missing}")
-        parts = [
-            np.asarray(ep.frames(k, 0, steps + 1), dtype=np.float32).reshape(steps + 1, -1)
-            for k in state_keys
-        ]
-        out["state"] = np.concatenate(parts, axis=1)
-    return out
-
-
-def load_episodes(
-    paths: str | os.PathLike | Sequence[str | os.PathLike],
-    camera: str,
-    *,
-    split: str = "val",
-    val_fraction: float = 0.1,
-    seed: int = 0,
-    min_steps: int = 1,
-    max_steps: int | None = None,
-    max_episodes: int | None = None,
-    state_keys: Sequence[str] | None = None,
-) -> list[dict[str, Any]]:
-    """Read held-out episodes for :func:`open_loop_eval`.
-
-    Args:
-        paths: one episode file or several.
-        camera: camera name (``"agentview"``) or full obs key (``"agentview_image"``).
-        split, val_fraction, seed: which episodes, as in :func:`list_episodes`.
-        min_steps: skip episodes with fewer steps (pass the horizon plus ``context_frames - 1``).
-        max_steps: read only the first ``max_steps`` steps of each episode (``None``: all).
-        max_episodes: at most this many, taken round-robin over the files in episode order
-            (stable when files grow by resumed collection); ``None``: all.
-        state_keys: obs keys concatenated into ``state``; default: every non-image key of a
-            kairos-gym file's env spec (what an environment checkpoint's state head predicts),
-            no state for other layouts; ``()``: no state.
-
-    Returns:
-        Episode dicts (see the module docstring): ``frames`` uint8 ``[T + 1, H, W, 3]``,
-        ``actions`` float32 ``[T, A]``, ``rewards`` float32 ``[T]``, ``success`` bool ``[T]``,
-        ``state`` float32 ``[T + 1, S]`` (when there are state keys), ``name``.
-
-    Raises:
-        DatasetError: unreadable files, a missing camera or state key, or no episode of
-            ``split`` with ``min_steps`` steps (the message gives the counts).
-    """
-    if min_steps < 1:
-        raise ValueError(f"min_steps must be >= 1, got {min_steps}")
-    if max_steps is not None and max_steps < min_steps:
-        raise ValueError(f"max_steps ({max_steps}) must be >= min_steps ({min_steps})")
-    if max_episodes is not None and max_episodes < 1:
-        raise ValueError(f"max_episodes must be >= 1 or None, got {max_episodes}")
-    paths = _as_paths(paths)
-    refs = list_episodes(paths, split=split, val_fraction=val_fraction, seed=seed)
-    long_enough = [r for r in refs if r.steps >= min_steps]
-    if not long_enough:
-        longest = max((r.steps for r in refs), default=0)
-        raise DatasetError(
-            f"no episode of split {split!r} in {paths} has >= {min_steps} steps "
-            f"({len(refs)} episodes in the split, longest {longest} steps)"
-        )
-    # Round-robin over files so a small max_episodes still samples every file.
-    per_file = [[r for r in long_enough if r.path == p] for p in paths]
-    chosen: list[EpisodeRef] = []
-    for i in range(max(len(f) for f in per_file)):
-        chosen += [f[i] for f in per_file if i < len(f)]
-    if max_episodes is not None:
-        chosen = chosen[:max_episodes]
-    episodes = []
-    for path in paths:
-        mine = [r for r in chosen if r.path == path]
-        if not mine:
-            continue
-        with EpisodeReader(path) as reader:
-            keys = _default_state_keys(reader) if state_keys is None else tuple(state_keys)
-            for ref in mine:
-                steps = ref.steps if max_steps is None else min(ref.steps, max_steps)
-                episodes.append(
-                    (chosen.index(ref), _read_episode(reader[ref.name], camera, steps, keys))
-                )
-    return [ep for _, ep in sorted(episodes, key=lambda pair: pair[0])]
-
-
-# --- the evaluation --------------------------------------------------------------------------
 
 
 @dataclasses.dataclass

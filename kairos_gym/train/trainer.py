@@ -39,10 +39,13 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from kairos_gym.data.dataset import ClipDataset
+from kairos_gym.data.keys import ObservationKeys
+from kairos_gym.data.loading import list_episodes, load_episodes
 from kairos_gym.data.reader import EpisodeReader
 from kairos_gym.data.spaces import EpisodeEnvSpec
 from kairos_gym.errors import CheckpointError, DatasetError
-from kairos_gym.imagined.checkpoint import save_env_checkpoint, state_width
+from kairos_gym.evaluation.open_loop import open_loop_eval
+from kairos_gym.imagined.checkpoint import save_env_checkpoint
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.codec import ConvCodec
 from kairos_gym.model.world_model import WorldModel
@@ -103,8 +106,10 @@ def restrict_to_camera(spec: EpisodeEnvSpec, camera: str) -> EpisodeEnvSpec:
 
 
 def model_defaults_from_data(spec: EpisodeEnvSpec) -> dict[str, Any]:
-    """Model fields the data decides: frame size, action size and state-head width."""
-    return {"image_size": tuple(spec.image_size), "action_dim": spec.action_dim, "state_dim": state_width(spec)}
+    """Model fields the data decides: frame size, action size and state-head width (the
+    :class:`ObservationKeys` state width of ``spec``: every non-image key)."""
+    return {"image_size": tuple(spec.image_size), "action_dim": spec.action_dim,
+            "state_dim": ObservationKeys.from_spec(spec).state_width}
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
@@ -151,6 +156,9 @@ class Trainer:
         self.evaluate_open_loop = evaluate_open_loop
         self.log = MetricsLog(self.output / METRICS_NAME, enabled=self.dist.is_main)
         self.spec = read_env_spec(config.data.paths, config.data.camera)
+        # The state the model learns is the state the env checkpoint splits: every non-image
+        # key of the spec, whatever the files' layout would choose by default.
+        self.keys = ObservationKeys.from_spec(self.spec)
         needed = model_defaults_from_data(self.spec)
         have = {"image_size": tuple(config.model.image_size), "action_dim": config.model.action_dim,
                 "state_dim": config.model.state_dim}
@@ -194,7 +202,8 @@ class Trainer:
     def _dataset(self, clip_len: int, split: str) -> ClipDataset:
         d = self.config.data
         return ClipDataset(list(d.paths), clip_len=clip_len, cameras=d.camera, split=split,
-                           val_fraction=d.val_fraction, seed=d.split_seed, in_memory=True)
+                           val_fraction=d.val_fraction, seed=d.split_seed,
+                           state_keys=self.keys.state_keys, in_memory=True)
 
     def _indices(self, stage: str, step: int, n: int, batch: int) -> np.ndarray:
         """This rank's share of the global batch of ``step``."""
@@ -371,15 +380,14 @@ class Trainer:
 
     def _open_loop(self, model: WorldModel) -> dict[str, float]:
         """Open-loop PSNR/SSIM, the repeat-last-frame baseline and head accuracy on held-out episodes."""
-        from kairos_gym.evaluation.open_loop import load_episodes, open_loop_eval
-
         cfg, d = self.config.world_model, self.config.data
         if cfg.eval_episodes == 0:
             return {}
         try:
             episodes = load_episodes(list(d.paths), d.camera, split="val", val_fraction=d.val_fraction,
                                      seed=d.split_seed, min_steps=cfg.eval_horizon, max_steps=cfg.eval_horizon,
-                                     max_episodes=cfg.eval_episodes)
+                                     max_episodes=cfg.eval_episodes,
+                                     state_keys=self.keys.state_keys)
             if not episodes:
                 return {}
             r = open_loop_eval(model, episodes, horizon=cfg.eval_horizon, seed=self.config.seed, progress=False)
@@ -410,8 +418,6 @@ class Trainer:
 
     def _reset_observations(self) -> dict[str, np.ndarray]:
         """First observations of the first ``data.reset_observations`` training episodes."""
-        from kairos_gym.evaluation.open_loop import list_episodes
-
         d = self.config.data
         refs = list_episodes(list(d.paths), split="train", val_fraction=d.val_fraction,
                              seed=d.split_seed)[: d.reset_observations]

@@ -59,6 +59,54 @@ def make_episode(T: int, seed: int = 0, image_size: int = H) -> dict[str, Any]:
     }
 
 
+MULTIKEY_STATE = {"eef_pos": (3,), "gripper": (2,), "joints": (2, 2), "n_contacts": ()}
+"""State keys of :func:`make_multikey_spec`, in space order: 3 + 2 + 4 + 1 = 10 values."""
+
+
+def make_multikey_spec(image_size: int = H) -> EpisodeEnvSpec:
+    """A spec whose observation has one camera and several non-image keys, as LIBERO-style
+    envs have: ``eef_pos`` float32 [3], ``gripper`` float32 [2] in [-1, 1], ``joints``
+    float32 [2, 2] and ``n_contacts`` int64 [] in [0, 4]."""
+    obs = gym.spaces.Dict(
+        {
+            "agentview_image": gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+            "eef_pos": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+            "gripper": gym.spaces.Box(-1.0, 1.0, (2,), np.float32),
+            "joints": gym.spaces.Box(-np.inf, np.inf, (2, 2), np.float32),
+            "n_contacts": gym.spaces.Box(0, 4, (), np.int64),
+        }
+    )
+    return EpisodeEnvSpec(
+        env_id="kairos_gym/Robosuite-Lift-v0",
+        env_kwargs={"cameras": ("agentview",), "image_size": image_size, "max_episode_steps": 50},
+        observation_space=obs,
+        action_space=gym.spaces.Box(-1.0, 1.0, (7,), np.float32),
+        control_freq=20.0,
+        instruction="lift the cube",
+        cameras=("agentview",),
+        image_size=(image_size, image_size),
+    )
+
+
+def make_multikey_episode(T: int, seed: int = 0, image_size: int = H) -> dict[str, Any]:
+    """:func:`make_episode` for :func:`make_multikey_spec`: the same frames, actions and
+    labels; ``eef_pos[:, 0]`` holds the frame index and the other keys are random."""
+    ep = make_episode(T, seed=seed, image_size=image_size)
+    rng = np.random.default_rng(1000 + seed)
+    eef = rng.standard_normal((T + 1, 3)).astype(np.float32)
+    eef[:, 0] = np.arange(T + 1)
+    state = {
+        "eef_pos": eef,
+        "gripper": rng.uniform(-1, 1, (T + 1, 2)).astype(np.float32),
+        "joints": rng.standard_normal((T + 1, 2, 2)).astype(np.float32),
+        "n_contacts": rng.integers(0, 5, T + 1).astype(np.int64),
+    }
+    image = ep["obs"]["agentview_image"], ep["final_obs"]["agentview_image"]
+    ep["obs"] = {"agentview_image": image[0], **{k: v[:T] for k, v in state.items()}}
+    ep["final_obs"] = {"agentview_image": image[1], **{k: v[T] for k, v in state.items()}}
+    return ep
+
+
 @pytest.fixture
 def spec() -> EpisodeEnvSpec:
     return make_spec()

@@ -116,7 +116,7 @@ def test_split_is_deterministic_disjoint_and_covering(tmp_path, spec, episode_fa
     with EpisodeWriter(path, spec) as writer:
         for i in range(40):
             writer.write_episode(**episode_factory(3, seed=i))
-    kwargs = dict(clip_len=2, cameras="agentview", val_fraction=0.25, seed=3)
+    kwargs = {"clip_len": 2, "cameras": "agentview", "val_fraction": 0.25, "seed": 3}
     train = ClipDataset(path, split="train", **kwargs)
     val = ClipDataset(path, split="val", **kwargs)
     every = ClipDataset(path, split="all", **kwargs)
@@ -188,3 +188,36 @@ def test_a_time_limit_is_not_a_termination_label(tmp_path):
         last = [ds[ds._cumulative[e] - 1]["done"] for e in range(2)]
         assert last[0].tolist() == [False, False, True]  # terminated at its last frame
         assert last[1].tolist() == [False, False, False]  # cut by the time limit
+
+
+def test_state_is_the_concatenation_of_every_non_image_key(tmp_path):
+    from kairos_gym.data.keys import ObservationKeys
+    from tests.data.conftest import make_multikey_episode, make_multikey_spec
+
+    path = str(tmp_path / "multi.hdf5")
+    with EpisodeWriter(path, make_multikey_spec()) as writer:
+        for i in range(2):
+            writer.write_episode(**make_multikey_episode(7, seed=i))
+    keys = ObservationKeys.from_spec(make_multikey_spec())
+    for in_memory in (False, True):
+        ds = ClipDataset(path, clip_len=3, frame_stride=2, in_memory=in_memory)
+        assert ds.observation_keys == [keys]
+        for index in range(len(ds)):
+            item = ds[index]
+            episode, start = ds.locate(index)
+            raw = make_multikey_episode(7, seed=episode)
+            frames = {
+                k: np.concatenate([raw["obs"][k], raw["final_obs"][k][None]]) for k in raw["obs"]
+            }
+            ids = np.arange(start, start + 5, 2)
+            want = keys.concat_state({k: v[ids] for k, v in frames.items()})
+            assert item["state"].shape == (3, 10) and item["state"].dtype == torch.float32
+            np.testing.assert_array_equal(item["state"].numpy(), want)
+            split = keys.split_state(item["state"].numpy())
+            np.testing.assert_array_equal(split["joints"], frames["joints"][ids])
+            np.testing.assert_array_equal(split["n_contacts"], frames["n_contacts"][ids])
+    picked = ClipDataset(path, clip_len=2, state_keys=["n_contacts", "eef_pos"])
+    assert picked.observation_keys[0].state_keys == ("eef_pos", "n_contacts")
+    assert picked[0]["state"].shape == (2, 4)
+    with pytest.raises(DatasetError, match=r"no observation keys \['state'\] to use as state"):
+        ClipDataset(path, clip_len=2, state_keys=["state"])

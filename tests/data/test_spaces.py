@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -102,7 +103,7 @@ def test_env_spec_validates(spec):
 
 
 class _FakeEnv(gym.Env):
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 20.0}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 20.0}
 
     def __init__(self, cameras=("agentview",), image_size=8):
         self.cameras = tuple(cameras)

@@ -139,3 +139,25 @@ def test_sample_steps_override_is_used_and_recorded(files, tmp_path, capsys):
     assert json.loads((tmp_path / "x.json").read_text())["model_config"]["sample_steps"] == 3
     assert main([*base, "--sample-steps", "0"]) == 2
     assert "--sample-steps must be in 1..50" in capsys.readouterr().err
+
+
+def test_the_state_of_several_observation_keys_is_scored(tmp_path):
+    from kairos_gym.data import ObservationKeys
+    from tests.data.conftest import make_multikey_episode, make_multikey_spec
+
+    spec = make_multikey_spec()
+    width = ObservationKeys.from_spec(spec).state_width
+    torch.manual_seed(0)
+    model = randomize_(WorldModel(WorldModelConfig.preset("tiny", state_dim=width))).eval()
+    resets = make_multikey_episode(2)["obs"]
+    ckpt = save_env_checkpoint(tmp_path / "ckpt", model, spec, resets)
+    data = str(tmp_path / "multi.hdf5")
+    with EpisodeWriter(data, spec) as writer:
+        for i in range(2):
+            writer.write_episode(**make_multikey_episode(6, seed=i), seed=i)
+    out = tmp_path / "f.json"
+    argv = ["--checkpoint", str(ckpt), "--data", data, "--split", "all", "--episodes", "2",
+            "--horizon", "3", "--threads", "1", "--output", str(out), "--no-progress"]
+    assert main(argv) == 0
+    report = json.loads(out.read_text())
+    assert report["model_config"]["state_dim"] == 10 and np.isfinite(report["state_mae"])

@@ -1,6 +1,7 @@
 """Tests of kairos_gym.evaluation.open_loop: alignment of frames, actions and labels (with an oracle model
-that knows the synthetic episodes' pixel code), loading held-out episodes from files, and the
-evaluation of a real tiny world model (determinism, batching, mode restore, errors)."""
+that knows the synthetic episodes' pixel code), scoring episodes loaded from files, and the
+evaluation of a real tiny world model (determinism, batching, mode restore, errors). Loading
+itself is tested in tests/data/test_loading.py."""
 
 from __future__ import annotations
 
@@ -12,18 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-from kairos_gym.data.dataset import split_of
+from kairos_gym.data import ObservationKeys, load_episodes
 from kairos_gym.data.episodes import EpisodeWriter
-from kairos_gym.errors import DatasetError, ShapeError
+from kairos_gym.errors import ShapeError
 from kairos_gym.evaluation.metrics import SSIM_C1
-from kairos_gym.evaluation.open_loop import (
-    PSNR_CAP_DB,
-    list_episodes,
-    load_episodes,
-    open_loop_eval,
-)
+from kairos_gym.evaluation.open_loop import PSNR_CAP_DB, open_loop_eval
 from kairos_gym.model import WorldModel, WorldModelConfig
-from tests.data.conftest import make_episode, make_spec
+from tests.data.conftest import make_episode, make_multikey_episode, make_multikey_spec, make_spec
 from tests.model.conftest import randomize_
 
 STATE_DIM = 9  # make_spec's "state" width
@@ -147,41 +143,26 @@ def _write_file(path: str, lengths: list[int]) -> str:
     return path
 
 
-def test_load_episodes_aligns_like_the_clip_dataset(tmp_path):
-    path = _write_file(str(tmp_path / "a.hdf5"), [12, 4, 9])
-    eps = load_episodes(path, "agentview", split="all", min_steps=5, max_steps=6)
-    assert [e["name"] for e in eps] == ["a.hdf5:demo_0", "a.hdf5:demo_2"]  # demo_1 is too short
-    raw = make_episode(12, seed=0)
-    ep = eps[0]
-    assert ep["frames"].shape == (7, 16, 16, 3) and ep["frames"].dtype == np.uint8
-    assert [int(f[0, 0, 0]) for f in ep["frames"]] == list(range(7))
-    assert np.array_equal(ep["actions"], raw["actions"][:6]) and ep["actions"].dtype == np.float32
-    assert np.array_equal(ep["rewards"], raw["rewards"][:6]) and ep["success"].dtype == bool
-    assert np.array_equal(ep["state"], raw["obs"]["state"][:7])
-    # Whole episode: the final observation is the last frame.
+def test_episodes_loaded_from_a_file_keep_the_alignment(tmp_path):
+    path = _write_file(str(tmp_path / "a.hdf5"), [12, 4])
     full = load_episodes(path, "agentview_image", split="all", min_steps=12)[0]
-    assert full["frames"].shape[0] == 13 and full["state"][12, 0] == 12
-    assert "state" not in load_episodes(path, "agentview", split="all", state_keys=())[0]
-    # An oracle scores the loaded episodes perfectly: the file round trip keeps the alignment.
     res = open_loop_eval(Oracle(12), [full], horizon=12, progress=False)
     assert (res.psnr == PSNR_CAP_DB).all() and res.reward_mae == 0.0 and res.success_accuracy == 1.0
 
 
-def test_load_episodes_uses_the_dataset_split_and_round_robins_files(tmp_path):
-    a = _write_file(str(tmp_path / "a.hdf5"), [6] * 10)
-    b = _write_file(str(tmp_path / "b.hdf5"), [6] * 10)
-    val = list_episodes([a, b], split="val", val_fraction=0.5, seed=3)
-    train = list_episodes([a, b], split="train", val_fraction=0.5, seed=3)
-    assert 0 < len(val) < 20 and len(val) + len(train) == 20
-    assert all(split_of(r.path, r.name, val_fraction=0.5, seed=3) == "val" for r in val)
-    eps = load_episodes([a, b], "agentview", split="all", max_episodes=3)
-    assert [e["name"] for e in eps] == ["a.hdf5:demo_0", "b.hdf5:demo_0", "a.hdf5:demo_1"]
-    with pytest.raises(
-        DatasetError, match=r"has >= 7 steps \(20 episodes in the split, longest 6 steps\)"
-    ):
-        load_episodes([a, b], "agentview", split="all", min_steps=7)
-    with pytest.raises(DatasetError, match="no image for camera 'wrist'"):
-        load_episodes(a, "wrist", split="all")
+def test_a_state_head_as_wide_as_the_observation_keys_is_scored(tmp_path):
+    path = str(tmp_path / "multi.hdf5")
+    with EpisodeWriter(path, make_multikey_spec()) as writer:
+        writer.write_episode(**make_multikey_episode(6))
+    width = ObservationKeys.from_spec(make_multikey_spec()).state_width
+    torch.manual_seed(0)
+    model = randomize_(WorldModel(WorldModelConfig.preset("tiny", state_dim=width))).eval()
+    episodes = load_episodes(path, "agentview", split="all", min_steps=3)
+    res = open_loop_eval(model, episodes, horizon=3, progress=False)
+    assert res.state_error.shape == (1, 3) and np.isfinite(res.state_mae)
+    narrow = randomize_(WorldModel(WorldModelConfig.preset("tiny", state_dim=9))).eval()
+    with pytest.raises(ShapeError, match=r"state must be \[>= 4, 9\] .*got \(7, 10\)"):
+        open_loop_eval(narrow, episodes, horizon=3, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -257,17 +238,3 @@ def test_bad_input_is_rejected():
         open_loop_eval(model, [ep], horizon=0, progress=False)
     with pytest.raises(ValueError, match="at least one episode"):
         open_loop_eval(model, [], horizon=2, progress=False)
-
-
-def test_load_episodes_reads_libero_files_without_a_final_observation(tmp_path):
-    from tests.data.conftest import write_libero_file
-
-    path = str(tmp_path / "libero_demo.hdf5")
-    write_libero_file(path, num_demos=2, T=12)
-    eps = load_episodes(path, "agentview", split="all", min_steps=11)
-    # 12 observations and no final one: 11 scoreable steps, the last action is dropped.
-    assert len(eps) == 2 and eps[0]["frames"].shape == (12, 16, 16, 3)
-    assert eps[0]["actions"].shape == (11, 7) and "state" not in eps[0]
-    assert eps[0]["success"].tolist() == [False] * 11  # dones stand in for success (last step only)
-    with pytest.raises(DatasetError, match="longest 11 steps"):
-        load_episodes(path, "agentview", split="all", min_steps=12)

@@ -69,6 +69,30 @@ def test_round_trip(tmp_path, model):
     assert load_env_checkpoint(unlimited).max_episode_steps is None
 
 
+def test_several_state_keys_share_one_state_head(tmp_path):
+    from kairos_gym.data.keys import ObservationKeys
+
+    spec = lift_spec(
+        state_spaces={
+            "joints": gym.spaces.Box(-np.inf, np.inf, (2, 2), np.float32),
+            "eef_pos": gym.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+            "touch": gym.spaces.Box(0, 3, (), np.int64),
+        }
+    )
+    keys = ObservationKeys.from_spec(spec)
+    assert keys.state_width == 8
+    loaded = load_env_checkpoint(write_checkpoint(tmp_path / "ck", spec))
+    assert loaded.state_keys == ("eef_pos", "joints", "touch") == keys.state_keys
+    assert loaded.observation_keys == keys and loaded.model.config.state_dim == 8
+    narrow = tiny_model(state_dim=7)
+    with pytest.raises(
+        CheckpointError,
+        match=r"\['eef_pos', 'joints', 'touch'\] have 8 values but the model's state head "
+        r"predicts 7",
+    ):
+        save_env_checkpoint(tmp_path / "bad", narrow, spec, reset_observations(spec))
+
+
 def test_embedded_default(tmp_path, monkeypatch, model):
     monkeypatch.setattr(env_checkpoint, "DEFAULT_CHECKPOINT", tmp_path / "assets" / "lift")
     with pytest.raises(

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from kairos_gym.data.episodes import EpisodeWriter
-from tests.data.conftest import make_episode, make_spec
+from tests.data.conftest import make_episode, make_multikey_episode, make_multikey_spec, make_spec
 
 TINY_MODEL = """
 [model]
@@ -15,12 +15,18 @@ preset = "tiny"
 """
 
 
-def write_data(path: Path, episodes: int = 6, steps: int = 12) -> Path:
-    """An episode file of ``episodes`` synthetic 16 px episodes (noisy frames so the codec learns)."""
-    spec = make_spec()
+def write_data(path: Path, episodes: int = 6, steps: int = 12, multikey: bool = False) -> Path:
+    """An episode file of ``episodes`` synthetic 16 px episodes (noisy frames so the codec learns).
+
+    Args:
+        multikey: use ``make_multikey_spec`` (several non-image keys, 10 state values)
+            instead of ``make_spec`` (one ``state`` key of 9).
+    """
+    spec = make_multikey_spec() if multikey else make_spec()
+    episode = make_multikey_episode if multikey else make_episode
     with EpisodeWriter(str(path), spec) as writer:
         for i in range(episodes):
-            ep = make_episode(steps, seed=i)
+            ep = episode(steps, seed=i)
             rng = np.random.default_rng(100 + i)
             noise = rng.integers(0, 40, ep["obs"]["agentview_image"].shape, dtype=np.uint8)
             ep["obs"]["agentview_image"] = ep["obs"]["agentview_image"] + noise
