@@ -29,8 +29,9 @@ import gymnasium as gym
 import numpy as np
 
 import kairos_gym  # noqa: F401  (registers the environment ids)
-from kairos_gym.policies import as_chunk, make_policy
+from kairos_gym.policies import make_policy
 from kairos_gym.policies.registry import EXPERTS
+from kairos_gym.rollout import run_episode
 
 
 @dataclass
@@ -93,24 +94,12 @@ def run_expert(
     env, note = make_eval_env(env_id, max_episode_steps)
     try:
         policy = make_policy("expert", env, noise=noise)
-        action_dim = int(np.prod(env.action_space.shape))
         rows: list[tuple[int, bool, int]] = []
         start = time.perf_counter()
-        for episode in range(episodes):
-            episode_seed = seed + episode
-            obs, info = env.reset(seed=episode_seed)
-            policy.reset(seed=episode_seed, env=env)
-            success, steps, done = bool(info["success"]), 0, False
-            while not (done or success):
-                chunk = as_chunk(policy.act(obs, info["instruction"]), action_dim)
-                for action in chunk:
-                    obs, _, terminated, truncated, info = env.step(action)
-                    steps += 1
-                    success = success or bool(info["success"])
-                    done = terminated or truncated
-                    if done or success:
-                        break
-            rows.append((episode_seed, success, steps))
+        for k in range(episodes):
+            # The env terminates at the first success; stop_on_success says so for any env.
+            episode = run_episode(env, policy, seed=seed + k, stop_on_success=True)
+            rows.append((seed + k, episode.success, episode.length))
         seconds = time.perf_counter() - start
     finally:
         env.close()
@@ -132,8 +121,10 @@ def run_expert(
 def format_table(results: list[ExpertResult]) -> str:
     """Markdown table of results, one row per environment."""
     lines = [
-        "| env | episodes | successes | success rate | mean steps | mean steps (success) "
-        "| seconds |",
+        (
+            "| env | episodes | successes | success rate | mean steps | mean steps (success) "
+            "| seconds |"
+        ),
         "|---|---|---|---|---|---|---|",
     ]
     for r in results:

@@ -2,10 +2,11 @@
 
 For each policy and each seed, the real env (built from the checkpoint's env spec) and the
 imagined env start from the same real reset; the policy acts on the real observations and
-every action goes to both (``kairos_gym.evaluation.real_vs_imagined``). Reported per policy, averaged
-over episodes: PSNR of imagined against real frames (and of "the first frame repeated"),
-per-step success agreement, whether each episode's success agrees, the real and the
-predicted return, and the error of the first-success step.
+every action goes to both (``kairos_gym.rollout.run_paired``; the figures come from
+``kairos_gym.evaluation.real_vs_imagined``). Reported per policy, averaged over episodes:
+PSNR of imagined against real frames (and of "the first frame repeated"), per-step success
+agreement, whether each episode's success agrees, the real and the predicted return, and the
+error of the first-success step.
 
 The random policy probes what a model does away from expert data: a model that ignores its
 actions imagines the expert's motion anyway and predicts rewards the real env never gives.
@@ -33,7 +34,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from kairos_gym.evaluation.real_vs_imagined import aggregate, summarize
+
+__all__ = ["add_arguments", "aggregate", "main", "run"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,24 +54,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default="results/real_vs_imagined.json", help="JSON output path")
 
 
-def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
-    """Means over per-episode summaries (``PairedEpisode.summary()``)."""
-    def mean(key: str) -> float:
-        return float(np.mean([e[key] for e in episodes]))
-
-    both = [e for e in episodes if e["first_success_real"] is not None and e["first_success_imagined"] is not None]
-    agree = [(e["first_success_real"] is not None) == (e["first_success_imagined"] is not None) for e in episodes]
-    return {
-        "episodes": len(episodes), "psnr": mean("psnr_mean"), "baseline_psnr": mean("baseline_psnr_mean"),
-        "success_step_agreement": mean("success_agreement"), "success_episode_agreement": float(np.mean(agree)),
-        "real_success_rate": float(np.mean([e["first_success_real"] is not None for e in episodes])),
-        "imagined_success_rate": float(np.mean([e["first_success_imagined"] is not None for e in episodes])),
-        "return": mean("return"), "imagined_return": mean("imagined_return"), "reward_mae": mean("reward_mae"),
-        "first_success_step_error": (float(np.mean([abs(e["first_success_real"] - e["first_success_imagined"])
-                                                     for e in both])) if both else None),
-    }
-
-
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Run every policy's episodes, print the table, write the JSON; returns an exit status."""
     import gymnasium as gym
@@ -76,10 +61,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     import kairos_gym  # noqa: F401  (registers the environments)
     from kairos_gym.errors import CheckpointError, DependencyNotInstalled
-    from kairos_gym.evaluation.real_vs_imagined import run_paired_episode
     from kairos_gym.imagined.checkpoint import load_env_checkpoint
     from kairos_gym.imagined.env import ImaginedEnv
     from kairos_gym.policies.registry import make_policy
+    from kairos_gym.rollout import run_paired
 
     if args.episodes < 1 or args.threads < 0 or (args.steps is not None and args.steps < 1) or args.noise < 0:
         print("error: --episodes and --steps must be >= 1, --threads and --noise >= 0", file=sys.stderr)
@@ -100,9 +85,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         policy = make_policy(name, real, noise=args.noise if name == "expert" else 0.0)
         episodes = []
         for k in range(args.episodes):
-            episode = run_paired_episode(real, imagined, policy, seed=args.seed + k, steps=steps,
-                                         image_key=ckpt.image_key)
-            episodes.append(episode.summary())
+            episode = run_paired(real, imagined, policy, seed=args.seed + k, max_steps=steps,
+                                 image_key=ckpt.image_key)
+            episodes.append(summarize(episode))
             print(f"  {name} seed {args.seed + k}: PSNR {episodes[-1]['psnr_mean']:.2f} dB, return "
                   f"{episodes[-1]['return']:.1f} real / {episodes[-1]['imagined_return']:.1f} imagined", flush=True)
         results[name] = {"summary": aggregate(episodes), "episodes": episodes}

@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -25,6 +26,8 @@ import kairos_gym
 from kairos_gym.errors import CheckpointError, missing_dependency
 from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 from kairos_gym.imagined.sb3 import to_sb3
+from kairos_gym.policies import Policy
+from kairos_gym.rollout import run_batched
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,6 +72,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class AgentPolicy(Policy):
+    """An SB3 agent as a kairos-gym policy: ``act_batch`` is one ``agent.predict`` call."""
+
+    def __init__(self, agent) -> None:
+        self.agent = agent
+
+    def act(self, observation: dict[str, np.ndarray], instruction: str = "") -> np.ndarray:
+        return self.act_batch({k: v[None] for k, v in observation.items()})[0]
+
+    def act_batch(
+        self, observations: Mapping[str, np.ndarray], instructions: str | Sequence[str] = ""
+    ) -> np.ndarray:
+        actions, _ = self.agent.predict(dict(observations), deterministic=True)
+        return actions
+
+
 def mean_predicted_return(
     agent,
     checkpoint: EnvCheckpoint,
@@ -84,16 +103,11 @@ def mean_predicted_return(
         max_episode_steps=horizon,
         sample_steps=sample_steps,
     )
-    obs, _ = envs.reset(seed=seed)
-    returns = np.zeros(episodes)
-    running = np.ones(episodes, dtype=bool)
-    while running.any():
-        actions, _ = agent.predict(obs, deterministic=True)
-        obs, rewards, terminated, truncated, _ = envs.step(actions)
-        returns += np.where(running, rewards, 0.0)  # count each row's first episode only
-        running &= ~(terminated | truncated)
-    envs.close()
-    return float(returns.mean())
+    try:
+        rollouts = run_batched(envs, AgentPolicy(agent), episodes=episodes, seed=seed)
+    finally:
+        envs.close()
+    return float(np.mean([episode.total_reward for episode in rollouts]))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -25,7 +25,10 @@ import dataclasses
 import json
 import sys
 import time
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from kairos_gym.rollout import Episode, Transition
 
 PROG = "kairos-gym collect"
 
@@ -162,43 +165,47 @@ def _env_kwargs(env: Any) -> dict[str, Any]:
     return kwargs
 
 
-class EpisodeResult(NamedTuple):
-    """How a rolled-out episode ended; its steps are buffered in the writer."""
+def collect_episode(
+    env: Any, policy: Any, writer: Any, *, seed: int, execute: int | None = None
+) -> tuple[Episode, Any]:
+    """Roll one episode into the writer's buffer (not committed: end or discard it after).
 
-    success: bool
-    steps: int
-    final_obs: dict[str, Any]
-    final_state: Any
-    terminated: bool
-    truncated: bool
+    The episode loop is :func:`kairos_gym.rollout.run_episode` (action chunks executed
+    ``execute`` at a time, whole chunks by default); each step is buffered with the
+    simulator state in which its observation was seen (``env.unwrapped.get_sim_state()``
+    after the reset, then after every step), so a step can be replayed from the file.
 
+    Args:
+        env: a real-simulator env (its unwrapped env has ``get_sim_state()``).
+        policy: a :class:`~kairos_gym.policies.Policy` (``[A]`` or chunks ``[H, A]``).
+        writer: an :class:`~kairos_gym.data.episodes.EpisodeWriter` with no episode in progress.
+        seed: the reset seed (the policy's too).
+        execute: actions executed per chunk before asking the policy again.
 
-def _run_episode(env: Any, policy: Any, writer: Any, seed: int) -> EpisodeResult:
-    """Roll one episode, executing whole action chunks, into the writer's buffer (not committed)."""
-    from kairos_gym.policies import as_chunk
+    Returns:
+        ``(episode, final_state)``: the :class:`~kairos_gym.rollout.Episode` and the simulator
+        state after its last step; both (with ``episode.final_observation``) go to
+        ``writer.end_episode`` when the episode is kept.
+    """
+    from kairos_gym.rollout import run_episode
 
     base = env.unwrapped
-    action_dim = int(env.action_space.shape[0])
-    obs, info = env.reset(seed=seed)
-    policy.reset(seed=seed, env=env)
-    instruction = info.get("instruction", getattr(base, "instruction", ""))
-    writer.begin_episode(seed=seed, instruction=instruction)
-    success = False
-    steps = 0
-    terminated = truncated = False
-    while not (terminated or truncated):
-        chunk = as_chunk(policy.act(obs, instruction), action_dim)
-        for action in chunk:
-            state = base.get_sim_state()
-            next_obs, reward, terminated, truncated, info = env.step(action)
-            ok = bool(info.get("success", False))
-            success = success or ok
-            writer.add_step(obs, action, reward, terminated or truncated, ok, state)
-            obs = next_obs
-            steps += 1
-            if terminated or truncated:
-                break
-    return EpisodeResult(success, steps, obs, base.get_sim_state(), bool(terminated), bool(truncated))
+    state: list[Any] = [None]  # the state the next step starts from
+
+    def after_reset(obs: dict[str, Any], info: dict[str, Any]) -> None:
+        instruction = info.get("instruction", getattr(base, "instruction", ""))
+        writer.begin_episode(seed=seed, instruction=instruction)
+        state[0] = base.get_sim_state()
+
+    def after_step(t: Transition) -> None:
+        done, success = t.terminated or t.truncated, bool(t.info.get("success", False))
+        writer.add_step(t.observation, t.action, t.reward, done, success, state[0])
+        state[0] = base.get_sim_state()
+
+    episode = run_episode(
+        env, policy, seed=seed, execute=execute, on_reset=after_reset, on_step=after_step
+    )
+    return episode, state[0]
 
 
 def _collection_attrs(args: argparse.Namespace) -> dict[str, Any]:
@@ -280,18 +287,18 @@ def _collect(args: argparse.Namespace) -> int:
                 seed = next_seed
                 next_seed += 1
                 attempts += 1
-                result = _run_episode(env, policy, writer, seed)
-                if args.only_success and not result.success:
+                episode, final_state = collect_episode(env, policy, writer, seed=seed)
+                if args.only_success and not episode.success:
                     writer.discard_episode()
                 else:
                     writer.end_episode(
-                        result.final_obs,
-                        final_state=result.final_state,
-                        attrs={"terminated": result.terminated, "truncated": result.truncated},
+                        episode.final_observation,
+                        final_state=final_state,
+                        attrs={"terminated": episode.terminated, "truncated": episode.truncated},
                     )
                     new += 1
-                    new_steps += result.steps
-                    kept_success += result.success
+                    new_steps += episode.length
+                    kept_success += episode.success
                     bar.update(1)
                 total = writer.num_episodes
                 postfix = {"success": f"{kept_success / total:.0%}" if total else "-"}

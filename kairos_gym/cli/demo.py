@@ -71,10 +71,11 @@ def run(args: argparse.Namespace) -> int:
 
     import kairos_gym  # noqa: F401  (registers the environments)
     from kairos_gym.errors import CheckpointError, DependencyNotInstalled
-    from kairos_gym.evaluation.real_vs_imagined import StepRecord, run_paired_episode
+    from kairos_gym.evaluation.real_vs_imagined import summarize
     from kairos_gym.imagined.checkpoint import load_env_checkpoint
     from kairos_gym.imagined.env import ImaginedEnv
     from kairos_gym.policies.registry import make_policy
+    from kairos_gym.rollout import PairedStep, run_paired
 
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -98,13 +99,13 @@ def run(args: argparse.Namespace) -> int:
           f"real vs imagined ({ckpt.path})")
     print(f"{'step':>4} {'PSNR dB':>8} {'repeat-first dB':>15} {'reward real/imag':>17} {'success real/imag':>18}")
 
-    def show(r: StepRecord) -> None:
+    def show(r: PairedStep) -> None:
         if r.step == 1 or r.step % 10 == 0 or r.step == steps:
             print(f"{r.step:>4} {r.psnr:>8.2f} {r.baseline_psnr:>15.2f} {r.reward:>8.2f}/{r.imagined_reward:<8.2f} "
                   f"{r.success!s:>9}/{r.imagined_success!s:<8}")
 
-    episode = run_paired_episode(real, imagined, expert, seed=args.seed, steps=steps, image_key=image_key,
-                                 keep_frames=True, on_step=show)
+    episode = run_paired(real, imagined, expert, seed=args.seed, max_steps=steps,
+                         image_key=image_key, keep_frames=True, on_step=show)
     real.close()
     if episode.ended_by:
         print(f"episode over at step {len(episode.steps)} ({', '.join(episode.ended_by)})")
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
     video = [_panel(r, i, step, score, args.scale)
              for step, ((r, i), score) in enumerate(zip(episode.frames, scores))]
     imageio.mimwrite(args.output, video, fps=spec.control_freq, macro_block_size=1)
-    summary = {"checkpoint": str(ckpt.path), "env_id": spec.env_id, **episode.summary(),
+    summary = {"checkpoint": str(ckpt.path), "env_id": spec.env_id, **summarize(episode),
                "seconds": time.perf_counter() - started, "video": os.path.abspath(args.output)}
     print(f"\nPSNR real vs imagined: mean {summary['psnr_mean']:.2f} dB over {summary['steps']} steps "
           f"(first 10: {summary['psnr_first_10']:.2f}, last 10: {summary['psnr_last_10']:.2f}); "

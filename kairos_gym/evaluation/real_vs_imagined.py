@@ -1,132 +1,94 @@
-"""One policy's actions in the real simulator and in imagination, compared step by step.
+"""Real-vs-imagined agreement figures from paired episodes.
 
-The real env and the imagined env start from the same real reset observation; the policy
-acts on the *real* observations and every action goes to both. Each step records the PSNR
-of the imagined frame against the real one (and of the first frame against the real one,
-the "nothing moves" baseline), both rewards and both success flags. This is what
-``kairos-gym demo`` shows for one episode and what ``kairos_gym.eval.real_vs_imagined``
-aggregates over many.
+:func:`kairos_gym.rollout.run_paired` runs the episode: the real env and the imagined env
+start from the same real reset observation, the policy acts on the *real* observations and
+every action goes to both; each step records the PSNR of the imagined frame against the real
+one (and of the reset frame against the real one, the "nothing moves" baseline), both
+rewards and both success flags. This module turns those records into the figures that
+``kairos-gym demo`` prints for one episode (:func:`summarize`) and that
+``kairos_gym.eval.real_vs_imagined`` reports over many (:func:`aggregate`).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import gymnasium as gym
 import numpy as np
 
-from kairos_gym.evaluation.metrics import psnr
-from kairos_gym.imagined.env import ImaginedEnv
-from kairos_gym.policies.base import Policy
+from kairos_gym.rollout import PairedEpisode, PairedStep
+
+__all__ = ["PairedEpisode", "PairedStep", "aggregate", "summarize"]
 
 
-@dataclass
-class StepRecord:
-    """One step of a paired episode."""
+def summarize(episode: PairedEpisode) -> dict[str, Any]:
+    """One paired episode's figures.
 
-    step: int
-    psnr: float
-    baseline_psnr: float
-    reward: float
-    imagined_reward: float
-    success: bool
-    imagined_success: bool
-    imagined_success_prob: float
+    Returns:
+        ``seed``, ``steps``; ``psnr_mean`` (and over the first and last 10 steps),
+        ``baseline_psnr_mean``; ``success_agreement`` (fraction of steps whose success flags
+        agree); ``return`` / ``imagined_return`` and ``reward_mae``; ``first_success_real`` /
+        ``first_success_imagined`` (1-based steps or ``None``); steps per second of each env;
+        ``ended_by``.
 
-
-@dataclass
-class PairedEpisode:
-    """A policy's episode in the real env and in imagination.
-
-    Attributes:
-        seed: the real env's reset seed (the imagined env's noise seed too).
-        steps: one :class:`StepRecord` per step.
-        frames: ``(real, imagined)`` uint8 ``[H, W, 3]`` pairs, reset first, when kept.
-        ended_by: why the episode stopped early (``"real: terminated"``...), or ``[]``.
-        real_seconds, imagined_seconds: time spent stepping each env.
+    Raises:
+        ValueError: the episode has no steps.
     """
-
-    seed: int
-    steps: list[StepRecord] = field(default_factory=list)
-    frames: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    ended_by: list[str] = field(default_factory=list)
-    real_seconds: float = 0.0
-    imagined_seconds: float = 0.0
-
-    def summary(self) -> dict[str, Any]:
-        """Mean PSNR (and of the baseline), success agreement, returns, first successes, speed."""
-        scores = np.array([s.psnr for s in self.steps])
-        first_real = next((s.step for s in self.steps if s.success), None)
-        first_imagined = next((s.step for s in self.steps if s.imagined_success), None)
-        n = len(self.steps)
-        return {
-            "seed": self.seed, "steps": n,
-            "psnr_mean": float(scores.mean()), "psnr_first_10": float(scores[:10].mean()),
-            "psnr_last_10": float(scores[-10:].mean()),
-            "baseline_psnr_mean": float(np.mean([s.baseline_psnr for s in self.steps])),
-            "success_agreement": float(np.mean([s.success == s.imagined_success for s in self.steps])),
-            "return": float(sum(s.reward for s in self.steps)),
-            "imagined_return": float(sum(s.imagined_reward for s in self.steps)),
-            "reward_mae": float(np.mean([abs(s.reward - s.imagined_reward) for s in self.steps])),
-            "first_success_real": first_real, "first_success_imagined": first_imagined,
-            "real_steps_per_s": n / self.real_seconds if self.real_seconds else None,
-            "imagined_steps_per_s": n / self.imagined_seconds if self.imagined_seconds else None,
-            "ended_by": self.ended_by,
-        }
+    steps = episode.steps
+    if not steps:
+        raise ValueError(f"the paired episode of seed {episode.seed} has no steps to summarize")
+    scores = np.array([s.psnr for s in steps])
+    n = len(steps)
+    return {
+        "seed": episode.seed,
+        "steps": n,
+        "psnr_mean": float(scores.mean()),
+        "psnr_first_10": float(scores[:10].mean()),
+        "psnr_last_10": float(scores[-10:].mean()),
+        "baseline_psnr_mean": float(np.mean([s.baseline_psnr for s in steps])),
+        "success_agreement": float(np.mean([s.success == s.imagined_success for s in steps])),
+        "return": float(sum(s.reward for s in steps)),
+        "imagined_return": float(sum(s.imagined_reward for s in steps)),
+        "reward_mae": float(np.mean([abs(s.reward - s.imagined_reward) for s in steps])),
+        "first_success_real": next((s.step for s in steps if s.success), None),
+        "first_success_imagined": next((s.step for s in steps if s.imagined_success), None),
+        "real_steps_per_s": n / episode.real_seconds if episode.real_seconds else None,
+        "imagined_steps_per_s": n / episode.imagined_seconds if episode.imagined_seconds else None,
+        "ended_by": episode.ended_by,
+    }
 
 
-def run_paired_episode(
-    real: gym.Env, imagined: ImaginedEnv, policy: Policy, *, seed: int, steps: int, image_key: str,
-    keep_frames: bool = False, on_step: Callable[[StepRecord], None] | None = None,
-) -> PairedEpisode:
-    """Run ``policy`` for ``steps`` steps in ``real`` and the same actions in ``imagined``.
+def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """Means over per-episode summaries (:func:`summarize`) of one policy.
 
-    Args:
-        real: the real environment (a kairos-gym env with the checkpoint's spec).
-        imagined: the imagined environment.
-        policy: acts on the real observations; reset with ``seed`` (and the real env, which
-            scripted experts read).
-        seed: reset seed of the real env and noise seed of the imagined one.
-        steps: at most this many steps; the episode stops when either env ends.
-        image_key: the generated camera's observation key.
-        keep_frames: keep every ``(real, imagined)`` frame pair (for videos).
-        on_step: called with each step's record (progress printing).
+    Returns:
+        ``episodes``; mean ``psnr`` and ``baseline_psnr``; ``success_step_agreement``;
+        ``success_episode_agreement`` (episodes where both or neither env ever succeeded);
+        both success rates; mean returns and ``reward_mae``; ``first_success_step_error``
+        (mean absolute difference over episodes where both succeeded, else ``None``).
+
+    Raises:
+        ValueError: no episodes.
     """
-    obs, _ = real.reset(seed=seed)
-    policy.reset(seed=seed, env=real)
-    imagined_obs, _ = imagined.reset(seed=seed, options={"observation": obs})
-    first = obs[image_key].copy()
-    episode = PairedEpisode(seed=seed)
-    if keep_frames:
-        episode.frames.append((obs[image_key].copy(), imagined_obs[image_key].copy()))
-    for step in range(1, steps + 1):
-        action = policy.act(obs, getattr(imagined, "instruction", ""))
-        t0 = time.perf_counter()
-        obs, reward, terminated, truncated, info = real.step(action)
-        t1 = time.perf_counter()
-        imagined_obs, imagined_reward, imagined_term, imagined_trunc, imagined_info = imagined.step(action)
-        t2 = time.perf_counter()
-        episode.real_seconds += t1 - t0
-        episode.imagined_seconds += t2 - t1
-        record = StepRecord(
-            step=step, psnr=float(psnr(imagined_obs[image_key], obs[image_key])),
-            baseline_psnr=float(psnr(first, obs[image_key])), reward=float(reward),
-            imagined_reward=float(imagined_reward), success=bool(info["success"]),
-            imagined_success=bool(imagined_info["success"]),
-            imagined_success_prob=float(imagined_info["success_prob"]))
-        episode.steps.append(record)
-        if keep_frames:
-            episode.frames.append((obs[image_key].copy(), imagined_obs[image_key].copy()))
-        if on_step is not None:
-            on_step(record)
-        flags = (("real: terminated", terminated), ("real: truncated", truncated),
-                 ("imagined: terminated", imagined_term), ("imagined: truncated", imagined_trunc))
-        ended = [name for name, flag in flags if flag]
-        if ended:
-            if step < steps:
-                episode.ended_by = ended
-            break
-    return episode
+    if not episodes:
+        raise ValueError("aggregate needs at least one episode summary")
+
+    def mean(key: str) -> float:
+        return float(np.mean([e[key] for e in episodes]))
+
+    real_won = [e["first_success_real"] is not None for e in episodes]
+    imagined_won = [e["first_success_imagined"] is not None for e in episodes]
+    both = [e for e, r, i in zip(episodes, real_won, imagined_won) if r and i]
+    errors = [abs(e["first_success_real"] - e["first_success_imagined"]) for e in both]
+    return {
+        "episodes": len(episodes),
+        "psnr": mean("psnr_mean"),
+        "baseline_psnr": mean("baseline_psnr_mean"),
+        "success_step_agreement": mean("success_agreement"),
+        "success_episode_agreement": float(np.mean([r == i for r, i in zip(real_won, imagined_won)])),
+        "real_success_rate": float(np.mean(real_won)),
+        "imagined_success_rate": float(np.mean(imagined_won)),
+        "return": mean("return"),
+        "imagined_return": mean("imagined_return"),
+        "reward_mae": mean("reward_mae"),
+        "first_success_step_error": float(np.mean(errors)) if errors else None,
+    }

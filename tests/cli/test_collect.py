@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from kairos_gym.cli import main
@@ -92,6 +93,43 @@ def test_bad_camera_and_only_success_budget(tmp_path, capsys):
     assert "only 0 successful episodes in 1 attempts" in capsys.readouterr().err
     with open_episodes(path) as reader:
         assert len(reader) == 0
+
+
+@pytest.mark.sim
+def test_collect_episode_runs_a_chunking_policy_and_records_replayable_states(tmp_path):
+    """The collector's loop executes chunks ``[H, A]``; each step's state replays the file."""
+    pytest.importorskip("robosuite")
+    from kairos_gym.cli.collect import _env_kwargs, collect_episode, make_env
+    from kairos_gym.data.episodes import EpisodeWriter
+    from kairos_gym.data.spaces import EpisodeEnvSpec
+    from kairos_gym.policies import RandomPolicy
+
+    env = make_env(LIFT, cameras=("agentview",), image_size=32, max_steps=7)
+    try:
+        policy = RandomPolicy(env.action_space, horizon=5)
+        chunks = []
+        act = policy.act
+        policy.act = lambda obs, text="": chunks.append(act(obs, text)) or chunks[-1]
+        path = str(tmp_path / "chunks.hdf5")
+        writer = EpisodeWriter(path, EpisodeEnvSpec.from_env(env, env_kwargs=_env_kwargs(env)))
+        episode, final_state = collect_episode(env, policy, writer, seed=3)
+        writer.end_episode(episode.final_observation, final_state=final_state)
+        assert len(chunks) == 2 and episode.length == 7 and episode.truncated
+        np.testing.assert_array_equal(episode.actions, np.concatenate(chunks)[:7])
+        with open_episodes(path) as reader:
+            (stored,) = list(reader)
+            actions, states = stored.actions, stored.states
+            assert stored.seed == 3 and stored.dones.tolist() == [False] * 6 + [True]
+            np.testing.assert_array_equal(stored.final_state, final_state)
+        np.testing.assert_array_equal(actions, episode.actions)
+        # Replaying the actions from the same reset passes through the recorded states.
+        env.reset(seed=3)
+        for t in range(7):
+            np.testing.assert_array_equal(env.unwrapped.get_sim_state(), states[t])
+            env.step(actions[t])
+        np.testing.assert_array_equal(env.unwrapped.get_sim_state(), final_state)
+    finally:
+        env.close()
 
 
 def test_unknown_env_id(tmp_path, capsys):

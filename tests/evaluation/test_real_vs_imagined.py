@@ -1,4 +1,5 @@
-"""The real-vs-imagined benchmark: both policies, aggregation, JSON, errors."""
+"""Real-vs-imagined figures (summarize, aggregate) and the benchmark: both policies, JSON,
+errors. The paired loop itself is tested in ``tests/test_rollout.py``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ import json
 import pytest
 
 from kairos_gym.eval.real_vs_imagined import aggregate, main
+from kairos_gym.evaluation.real_vs_imagined import summarize
+from kairos_gym.rollout import PairedEpisode, PairedStep
 from tests.imagined_helpers import lift_spec, write_checkpoint
 
 
@@ -14,6 +17,30 @@ def _episode(first_real, first_imagined, psnr=20.0):
     return {"psnr_mean": psnr, "baseline_psnr_mean": 15.0, "success_agreement": 0.5, "return": 2.0,
             "imagined_return": 3.0, "reward_mae": 0.1, "first_success_real": first_real,
             "first_success_imagined": first_imagined}
+
+
+def test_summarize_one_paired_episode():
+    def step(t, psnr, success, imagined_success, reward=0.0):
+        return PairedStep(step=t, psnr=psnr, baseline_psnr=10.0, reward=reward, imagined_reward=0.5,
+                          success=success, imagined_success=imagined_success,
+                          imagined_success_prob=float(imagined_success))
+
+    episode = PairedEpisode(seed=3, steps=[step(1, 20.0, False, False), step(2, 30.0, False, True),
+                                           step(3, 40.0, True, True, reward=1.0)],
+                            real_seconds=0.5, imagined_seconds=0.0, ended_by=["real: terminated"])
+    s = summarize(episode)
+    assert s["seed"] == 3 and s["steps"] == 3
+    assert s["psnr_mean"] == s["psnr_first_10"] == s["psnr_last_10"] == 30.0
+    assert s["success_agreement"] == pytest.approx(2 / 3)
+    assert s["first_success_real"] == 3 and s["first_success_imagined"] == 2
+    assert s["return"] == 1.0 and s["imagined_return"] == 1.5
+    assert s["reward_mae"] == pytest.approx(0.5)
+    assert s["real_steps_per_s"] == 6.0 and s["imagined_steps_per_s"] is None
+    assert s["ended_by"] == ["real: terminated"]
+    with pytest.raises(ValueError, match="seed 4 has no steps"):
+        summarize(PairedEpisode(seed=4))
+    with pytest.raises(ValueError, match="at least one episode"):
+        aggregate([])
 
 
 def test_aggregate_counts_success_agreement_and_first_success_error():
