@@ -728,23 +728,13 @@ class ImaginedCore:
             self._stale[stale] = False
 
     def _write_state_keys(self, idx: np.ndarray, outcomes: Mapping[str, torch.Tensor]) -> None:
-        """Split the state head's ``[R, S]`` over the non-image keys, in space order."""
-        keys = self.checkpoint.state_keys
-        if not keys:
+        """Split the state head's ``[R, S]`` over the non-image keys (clipped into bounds)."""
+        keys = self.checkpoint.observation_keys
+        if not keys.state_keys:
             return
         state = outcomes["state"].detach().float().cpu().numpy()
-        offset = 0
-        for key in keys:
-            sub = self.observation_space[key]
-            size = int(np.prod(sub.shape))
-            part = state[:, offset : offset + size].reshape(len(state), *sub.shape)
-            offset += size
-            # Bounds are usually infinite (proprioception); finite ones are enforced so an
-            # imagined observation always belongs to the space.
-            part = np.clip(part, sub.low, sub.high)
-            if np.dtype(sub.dtype).kind in "iub":
-                part = np.rint(part)
-            self._obs[key][idx] = part.astype(sub.dtype)
+        for key, value in keys.split_state(state).items():
+            self._obs[key][idx] = value
 
     def _parse_observations(
         self, given: Any, rows: int, batched: bool, mask: np.ndarray | None
