@@ -1,4 +1,4 @@
-"""The gated delta rule: recurrent reference, chunked PyTorch form, and the Triton fast path.
+"""The gated delta rule: recurrent reference, chunked PyTorch form, and the dispatcher.
 
 Per head, with a state ``S`` of shape ``[Dk, Dv]``, decay ``alpha_t = exp(g_t)`` and write
 strength ``beta_t``::
@@ -7,22 +7,30 @@ strength ``beta_t``::
     o_t = S_t^T (scale * q_t)
 
 which is one step of online gradient descent on ``||S^T k - v||^2`` with forgetting. The
-layout ``[Dk, Dv]`` and the argument order ``(q, k, v, g, beta)`` match
-flash-linear-attention, so its kernels are drop-in.
+layout ``[Dk, Dv]`` and the tensor shapes match flash-linear-attention, so its kernels are
+drop-in.
 
 - :func:`gated_delta_rule_recurrent` loops over tokens: the readable ground truth.
 - :func:`gated_delta_rule_chunked` is exact too but processes chunks of tokens with matrix
   products (the WY/UT form: a unit-lower-triangular solve per chunk); it is the CPU path.
-- :func:`gated_delta_rule` picks flash-linear-attention's ``chunk_gated_delta_rule`` on CUDA
-  when the package is installed, else the chunked PyTorch form.
+- :func:`gated_delta_rule` picks flash-linear-attention's Triton kernels on CUDA when the
+  package is installed (the adapter lives in :mod:`.gated_delta_fla`), else the chunked
+  PyTorch form.
 """
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import torch.nn.functional as F
+
+from kairos_gym.model.ops.gated_delta_fla import fla_available, gated_delta_rule_fla
+
+__all__ = [
+    "fla_available",
+    "gated_delta_rule",
+    "gated_delta_rule_chunked",
+    "gated_delta_rule_recurrent",
+]
 
 
 def gated_delta_rule_recurrent(
@@ -111,23 +119,6 @@ def gated_delta_rule_chunked(
     return o.transpose(1, 2), state
 
 
-@functools.lru_cache(maxsize=1)
-def _fla_kernels():
-    try:
-        from fla.ops.gated_delta_rule import (
-            chunk_gated_delta_rule,
-            fused_recurrent_gated_delta_rule,
-        )
-    except Exception:  # ImportError, or Triton failing to find a driver
-        return None
-    return chunk_gated_delta_rule, fused_recurrent_gated_delta_rule
-
-
-def fla_available(device: torch.device) -> bool:
-    """Whether flash-linear-attention's Triton kernels can run on ``device``."""
-    return device.type == "cuda" and _fla_kernels() is not None
-
-
 def gated_delta_rule(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, beta: torch.Tensor,
     scale: float | None = None, initial_state: torch.Tensor | None = None, backend: str = "auto",
@@ -135,10 +126,17 @@ def gated_delta_rule(
     """Gated delta rule through the best available implementation.
 
     Args:
-        backend: ``"auto"`` (fla on CUDA when installed, else chunked PyTorch), ``"fla"``,
+        q, k, v, g, beta, scale, initial_state: as :func:`gated_delta_rule_recurrent`.
+        backend: ``"auto"`` (flash-linear-attention on CUDA when installed, else chunked
+            PyTorch), ``"fla"`` (see :func:`.gated_delta_fla.gated_delta_rule_fla`),
             ``"chunked"`` or ``"recurrent"``.
 
-    Shapes and returns as :func:`gated_delta_rule_recurrent`; the output keeps ``v``'s dtype.
+    Returns:
+        ``(o [B, L, H, Dv] in v's dtype, final_state [B, H, Dk, Dv] float32)``.
+
+    Raises:
+        ValueError: unknown ``backend``.
+        RuntimeError: ``backend="fla"`` without flash-linear-attention or off CUDA.
     """
     if backend == "auto":
         backend = "fla" if fla_available(q.device) else "chunked"
@@ -149,16 +147,14 @@ def gated_delta_rule(
         chunk = min(64, 1 << max(q.shape[1] - 1, 0).bit_length())
         o, state = gated_delta_rule_chunked(q, k, v, g, beta, scale, initial_state, chunk_size=chunk)
     elif backend == "fla":
-        kernels = _fla_kernels()
-        if kernels is None or q.device.type != "cuda":
-            raise RuntimeError("backend='fla' needs flash-linear-attention and a CUDA device")
-        chunk, fused = kernels
-        kernel = fused if q.shape[1] <= 64 else chunk
-        o, state = kernel(
-            q, k, v, g.float(), beta, scale=scale,
-            initial_state=None if initial_state is None else initial_state.float(),
-            output_final_state=True,
-        )
+        if q.device.type != "cuda":
+            raise RuntimeError(
+                f"the gated delta 'fla' backend runs on CUDA tensors, got device {q.device}"
+            )
+        o, state = gated_delta_rule_fla(q, k, v, g, beta, scale, initial_state)
     else:
-        raise ValueError(f"unknown gated delta backend {backend!r}")
+        raise ValueError(
+            f"unknown gated delta backend {backend!r}; expected 'auto', 'fla', 'chunked' or "
+            "'recurrent'"
+        )
     return o.to(v.dtype), state
