@@ -19,6 +19,11 @@ here runs with numpy's global state swapped for a per-environment ``RandomState`
 from ``reset(seed=...)``, and swapped back afterwards, so seeded resets are reproducible and
 the caller's global RNG is neither read nor disturbed.
 
+Rendering: every robosuite env owns an offscreen GL context, but robosuite 1.4 renders into,
+and frees its GL objects in, whichever context is current. Each render here binds this env's
+own context and releases it afterwards, and ``close`` frees the env inside its own context,
+so creating, closing or dropping other envs in the process never changes this env's images.
+
 Usage::
 
     import gymnasium as gym, kairos_gym
@@ -34,7 +39,7 @@ import math
 import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 # Headless rendering must be chosen before mujoco (imported by robosuite) is first imported.
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -132,6 +137,52 @@ def _import_robosuite() -> Any:
     return robosuite
 
 
+def _gl_context(env: Any) -> Any | None:
+    """The GL context (robosuite's ``EGLGLContext``, ...) of a robosuite env, or None."""
+    sim = getattr(env, "sim", None)
+    render_context = getattr(sim, "_render_context_offscreen", None)
+    return getattr(render_context, "gl_ctx", None)
+
+
+def _release_gl(gl_ctx: Any) -> None:
+    """Leave no GL context current on this thread (EGL only; other backends keep theirs)."""
+    if type(gl_ctx).__module__ == "robosuite.renderers.context.egl_context":
+        from mujoco.egl import egl_ext
+
+        # Releases the current context whatever client API the thread has bound; robosuite's
+        # own free() does the same.
+        egl_ext.eglReleaseThread()
+
+
+@contextlib.contextmanager
+def _own_gl_context(env: Any) -> Iterator[None]:
+    """Make a robosuite env's own GL context current for the block, then release it.
+
+    robosuite 1.4's ``MjSim.render`` draws into whatever context is current, and frees its
+    GL objects (framebuffers, textures) in whatever context is current too. Each env owns a
+    context, left current when it is created; freeing one releases the thread's current
+    context. So an env must bind its own context to render, and must not leave it bound
+    afterwards: another env freed meanwhile (closed, or garbage-collected unclosed) would
+    delete this env's GL objects, which have the same names, and this env would render
+    garbage from then on.
+    """
+    gl_ctx = _gl_context(env)
+    if gl_ctx is None:
+        yield
+        return
+    gl_ctx.make_current()
+    try:
+        yield
+    finally:
+        _release_gl(gl_ctx)
+
+
+def _close_robosuite(env: Any) -> None:
+    """Close a robosuite env with its own GL context current, so it frees only its own."""
+    with _own_gl_context(env):
+        env.close()
+
+
 class RobosuiteEnv(gym.Env):
     """A robosuite 1.4 task (Panda, ``OSC_POSE``, 20 Hz) with kairos-gym's shared spaces.
 
@@ -153,7 +204,7 @@ class RobosuiteEnv(gym.Env):
         control_freq: control rate in Hz (20).
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
 
     def __init__(
         self,
@@ -209,10 +260,14 @@ class RobosuiteEnv(gym.Env):
                 hard_reset=False,
                 **spec.kwargs,
             )
+        gl_ctx = _gl_context(self._env)
+        if gl_ctx is not None:
+            # robosuite leaves the new context current; see _own_gl_context for why not.
+            _release_gl(gl_ctx)
         available = tuple(self._env.sim.model.camera_names)
         unknown = [c for c in cameras if c not in available]
         if unknown:
-            self._env.close()
+            _close_robosuite(self._env)
             raise ValueError(
                 f"unknown camera(s) {unknown} for task {task!r}; available: {available}"
             )
@@ -294,9 +349,9 @@ class RobosuiteEnv(gym.Env):
 
         Returns ``None`` unless ``render_mode="rgb_array"``.
         """
+        self._require_open()
         if self.render_mode != "rgb_array":
             return None
-        self._require_open()
         if self._obs is None:
             raise ResetNeeded("call reset() before render()")
         if self.cameras:
@@ -304,12 +359,24 @@ class RobosuiteEnv(gym.Env):
         return self._render_camera(DEFAULT_RENDER_CAMERA)
 
     def close(self) -> None:
-        """Free the simulator and its rendering context; safe to call more than once."""
-        if not self._closed and getattr(self, "_env", None) is not None:
-            self._env.close()
+        """Free the simulator and its rendering context; safe to call more than once.
+
+        Every later ``reset``, ``step``, ``render``, ``get_sim_state`` or ``privileged``
+        raises :class:`~kairos_gym.errors.ResetNeeded`; other environments are unaffected.
+        """
+        if not getattr(self, "_closed", False) and getattr(self, "_env", None) is not None:
+            _close_robosuite(self._env)
         self._closed = True
         self._raw = None
         self._obs = None
+
+    def __del__(self) -> None:
+        # Left to robosuite, an env dropped without close() is freed in whichever GL context
+        # is current at collection time, deleting that context's objects (another renderer's,
+        # e.g. the mujoco.Renderer ALOHA uses): free it here, in its own context. A finalizer
+        # must not raise, and at interpreter exit EGL may already be terminated.
+        with contextlib.suppress(Exception):
+            self.close()
 
     def get_sim_state(self) -> np.ndarray:
         """Flat MuJoCo state ``[1 + nq + nv]`` float64: ``[time, qpos, qvel]``.
@@ -367,16 +434,26 @@ class RobosuiteEnv(gym.Env):
 
     @property
     def robosuite_env(self) -> Any:
-        """The wrapped robosuite environment (for inspection; stepping it bypasses the checks)."""
+        """The wrapped robosuite environment (for inspection; stepping it bypasses the checks).
+
+        Rendering through it directly draws into whichever GL context is current; use
+        :meth:`render` or the observation's images instead.
+        """
+        self._require_open()
         return self._env
 
     def _require_open(self) -> None:
         if self._closed:
-            raise ResetNeeded("the environment is closed")
+            raise ResetNeeded(
+                f"the Robosuite-{self.task} environment is closed; reset() cannot reopen it, "
+                "make a new environment"
+            )
 
     def _render_camera(self, camera: str) -> np.ndarray:
         h, w = self.image_hw
-        frame = self._env.sim.render(width=w, height=h, camera_name=camera)
+        # Creating or freeing another env changes the current GL context: bind ours.
+        with _own_gl_context(self._env):
+            frame = self._env.sim.render(width=w, height=h, camera_name=camera)
         # OpenGL's origin is bottom-left: flip rows to get an upright image.
         return np.ascontiguousarray(frame[::-1], dtype=np.uint8)
 

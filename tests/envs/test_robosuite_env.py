@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import warnings
 
 import numpy as np
@@ -224,3 +225,108 @@ def test_bench_sim_speed_runs_and_skips_unknown_cameras():
     assert ok.skipped == "" and ok.steps == 2 and ok.steps_per_s > 0
     bad = time_steps("kairos_gym/Robosuite-Lift-v0", ("nocam",), 32, steps=2, warmup=1, seed=0)
     assert "unknown camera" in bad.skipped and np.isnan(bad.steps_per_s)
+
+
+def _lift_64() -> RobosuiteEnv:
+    return RobosuiteEnv("Lift", cameras=("agentview",), image_size=64, render_mode="rgb_array")
+
+
+def _seeded_frames(env: RobosuiteEnv) -> np.ndarray:
+    """``[4, 64, 64, 3]`` frames of one seeded reset and three fixed actions."""
+    actions = np.linspace(-0.6, 0.6, 21, dtype=np.float32).reshape(3, 7)
+    frames = [env.reset(seed=4)[0]["agentview_image"]]
+    frames += [env.step(a)[0]["agentview_image"] for a in actions]
+    return np.stack(frames)
+
+
+def test_creating_or_closing_other_envs_never_changes_an_envs_images():
+    # Each robosuite env owns a GL context; robosuite renders into, and frees GL objects in,
+    # whichever context is current. The images of `env` must not depend on what other envs
+    # in the process do (check_env, for one, builds and closes envs of its own). Same
+    # context, same sim state, same draw calls: the frames must match bit for bit, as
+    # seeded resets already do.
+    env, twin = _lift_64(), _lift_64()
+    try:
+        reference = _seeded_frames(env)
+        assert reference.std() > 10  # a real scene, not a blank buffer
+        np.testing.assert_array_equal(_seeded_frames(twin), reference)
+        twin.close()
+        np.testing.assert_array_equal(_seeded_frames(env), reference)
+
+        third = _lift_64()
+        third.reset(seed=0)
+        third.close()
+        np.testing.assert_array_equal(_seeded_frames(env), reference)
+
+        # Never closed: robosuite frees it during garbage collection, in whichever context
+        # is current then.
+        dropped = _lift_64()
+        dropped.reset(seed=0)
+        del dropped
+        gc.collect()
+        np.testing.assert_array_equal(_seeded_frames(env), reference)
+
+        # A bare robosuite env, closed by robosuite alone, frees its GL objects in whichever
+        # context is current: never `env`'s between two of its renders.
+        import robosuite
+
+        bare = robosuite.make(
+            "Lift", robots="Panda", has_renderer=False, use_camera_obs=False, hard_reset=False
+        )
+        np.testing.assert_array_equal(_seeded_frames(env), reference)
+        bare.close()
+        np.testing.assert_array_equal(_seeded_frames(env), reference)
+    finally:
+        env.close()
+        twin.close()
+
+
+def test_an_env_dropped_unclosed_leaves_other_renderers_intact():
+    import mujoco
+
+    # mujoco.Renderer (ALOHA's renderer) keeps its own GL context current between renders.
+    model = mujoco.MjModel.from_xml_string(
+        '<mujoco><worldbody><light pos="0 0 3"/><geom type="plane" size="1 1 .1"/>'
+        '<geom type="box" size=".1 .1 .1" pos="0 0 .1" rgba="1 0 0 1"/></worldbody></mujoco>'
+    )
+    data = mujoco.MjData(model)
+    mujoco.mj_forward(model, data)
+    with mujoco.Renderer(model, 32, 32) as renderer:
+        renderer.update_scene(data)
+        before = renderer.render().copy()
+        env = RobosuiteEnv("Lift", cameras=("agentview",), image_size=SIZE)
+        env.reset(seed=0)
+        renderer.update_scene(data)
+        np.testing.assert_array_equal(renderer.render(), before)
+        del env
+        gc.collect()
+        renderer.update_scene(data)
+        np.testing.assert_array_equal(renderer.render(), before)
+    assert before.std() > 10
+
+
+def test_a_closed_env_raises_reset_needed_everywhere():
+    env = RobosuiteEnv("Lift", cameras=("agentview",), image_size=SIZE, render_mode="rgb_array")
+    env.reset(seed=0)
+    env.close()
+    env.close()  # closing twice is safe
+    calls = {
+        "reset": lambda: env.reset(seed=0),
+        "step": lambda: env.step(np.zeros(7, np.float32)),
+        "render": env.render,
+        "get_sim_state": env.get_sim_state,
+        "privileged": env.privileged,
+        "robosuite_env": lambda: env.robosuite_env,
+    }
+    for name, call in calls.items():
+        with pytest.raises(
+            ResetNeeded,
+            match=r"^the Robosuite-Lift environment is closed; reset\(\) cannot reopen it, "
+            "make a new environment$",
+        ):
+            call()
+            pytest.fail(f"{name}() on a closed env did not raise")
+    state_only = RobosuiteEnv("Lift", cameras=())
+    state_only.close()
+    with pytest.raises(ResetNeeded, match="closed"):
+        state_only.render()  # even without a render mode
