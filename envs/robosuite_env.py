@@ -48,7 +48,8 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 import gymnasium as gym
 import numpy as np
 
-from kairos_gym.envs.common import check_action, validate_options
+from kairos_gym.envs.common import EpisodeLimit, check_action, validate_options
+from kairos_gym.envs.registration import ROBOSUITE_LIMITS
 from kairos_gym.errors import ResetNeeded, missing_dependency
 
 ACTION_DIM = 7
@@ -64,15 +65,12 @@ class TaskSpec:
     Attributes:
         env_name: robosuite environment name passed to ``robosuite.make``.
         instruction: natural-language instruction reported in ``info`` and ``env.instruction``.
-        max_episode_steps: default truncation length (steps at 20 Hz); the scripted expert
-            needs well under this.
         objects: privileged name -> robosuite observation key, copied by ``privileged()``.
         kwargs: extra keyword arguments for ``robosuite.make``.
     """
 
     env_name: str
     instruction: str
-    max_episode_steps: int
     objects: dict[str, str]
     kwargs: dict[str, Any] = field(default_factory=dict)
 
@@ -81,13 +79,11 @@ TASKS: dict[str, TaskSpec] = {
     "Lift": TaskSpec(
         "Lift",
         "lift the red cube",
-        200,
         {"cube_pos": "cube_pos", "cube_quat": "cube_quat"},
     ),
     "Stack": TaskSpec(
         "Stack",
         "stack the red cube on the green cube",
-        300,
         {
             "cubeA_pos": "cubeA_pos",
             "cubeA_quat": "cubeA_quat",
@@ -98,13 +94,11 @@ TASKS: dict[str, TaskSpec] = {
     "PickPlaceCan": TaskSpec(
         "PickPlaceCan",
         "pick the can and place it in its bin",
-        400,
         {"can_pos": "Can_pos", "can_quat": "Can_quat"},
     ),
     "Door": TaskSpec(
         "Door",
         "open the door",
-        300,
         {
             "door_pos": "door_pos",
             "handle_pos": "handle_pos",
@@ -183,7 +177,7 @@ def _close_robosuite(env: Any) -> None:
         env.close()
 
 
-class RobosuiteEnv(gym.Env):
+class RobosuiteEnv(EpisodeLimit, gym.Env):
     """A robosuite 1.4 task (Panda, ``OSC_POSE``, 20 Hz) with kairos-gym's shared spaces.
 
     Args:
@@ -193,7 +187,8 @@ class RobosuiteEnv(gym.Env):
             observation then only holds ``state``).
         image_size: side of the square images, or ``(H, W)``.
         max_episode_steps: truncation length; ``None`` picks the task's default
-            (Lift 200, Stack 300, PickPlaceCan 400, Door 300).
+            (Lift 200, Stack 300, PickPlaceCan 400, Door 300; the registered limits). See
+            :class:`~kairos_gym.envs.common.EpisodeLimit` for ``gym.make``.
         terminate_on_success: end the episode (``terminated=True``) on the first success.
         reward_shaping: robosuite's dense shaped reward instead of its sparse one.
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the first camera's
@@ -218,7 +213,7 @@ class RobosuiteEnv(gym.Env):
         render_mode: str | None = None,
     ) -> None:
         if max_episode_steps is None and task in TASKS:
-            max_episode_steps = TASKS[task].max_episode_steps
+            max_episode_steps = ROBOSUITE_LIMITS[task]
         validate_options(
             family="robosuite",
             task=task,
@@ -340,7 +335,8 @@ class RobosuiteEnv(gym.Env):
         self._obs = self._make_obs()
         info = self._info()
         terminated = self.terminate_on_success and info["success"]
-        truncated = self._steps >= self.max_episode_steps and not terminated
+        limit = self.max_episode_steps
+        truncated = limit is not None and self._steps >= limit and not terminated
         self._episode_over = terminated or truncated
         return self._copy_obs(), float(reward), bool(terminated), bool(truncated), info
 

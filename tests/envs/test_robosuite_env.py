@@ -207,9 +207,11 @@ def test_task_defaults_and_instructions():
         "PickPlaceCan": "pick the can and place it in its bin",
         "Door": "open the door",
     }
+    assert RobosuiteEnv("Door", cameras=()).max_episode_steps == 300
     env = gym.make("kairos_gym/Robosuite-Door-v0", cameras=())
     try:
-        assert env.unwrapped.max_episode_steps == TASKS["Door"].max_episode_steps
+        # gym.make's TimeLimit (the registered limit) truncates; the env keeps none of its own.
+        assert env.spec.max_episode_steps == 300 and env.unwrapped.max_episode_steps is None
         env.reset(seed=0)
         priv = env.unwrapped.privileged()
         assert {"handle_pos", "hinge_qpos", "latch_axis", "hinge_anchor"} <= set(priv)
@@ -330,3 +332,25 @@ def test_a_closed_env_raises_reset_needed_everywhere():
     state_only.close()
     with pytest.raises(ResetNeeded, match="closed"):
         state_only.render()  # even without a render mode
+
+
+@pytest.mark.parametrize("limit", [3, 6])
+def test_max_episode_steps_means_the_same_via_gym_make_and_directly(limit, monkeypatch):
+    # The registered default is lowered to 4 so a limit above it stays a short test.
+    monkeypatch.setattr(gym.registry["kairos_gym/Robosuite-Lift-v0"], "max_episode_steps", 4)
+    made = gym.make("kairos_gym/Robosuite-Lift-v0", cameras=(), max_episode_steps=limit)
+    direct = RobosuiteEnv("Lift", cameras=(), max_episode_steps=limit)
+    default = gym.make("kairos_gym/Robosuite-Lift-v0", cameras=())
+    try:
+        lengths = []
+        for env in (made, direct, default):
+            env.reset(seed=0)
+            for n in range(1, 20):
+                _, _, terminated, truncated, _ = env.step(np.zeros(7, np.float32))
+                if terminated or truncated:
+                    break
+            lengths.append(n)
+        assert lengths == [limit, limit, 4]
+    finally:
+        for env in (made, direct, default):
+            env.close()
