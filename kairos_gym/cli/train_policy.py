@@ -1,0 +1,82 @@
+"""``kairos-gym train-policy``: behaviour-clone an observation-only policy from episode files.
+
+Example (a Lift policy from 40 expert episodes, 2000 steps)::
+
+    kairos-gym train-policy --data data/lift/expert10.hdf5 --output runs/bc/lift \\
+        --episodes 40 --steps 2000
+
+The result is a :class:`~kairos_gym.policies.learned.BCPolicy` directory
+(``policy.json`` + ``policy.safetensors``) that sees only the camera image and the state
+keys, so it runs unchanged in the real simulator and in imagination
+(``BCPolicy.load(dir)``; ``bc:DIR`` in ``eval/agreement.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+
+PROG = "kairos-gym train-policy"
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``kairos-gym train-policy``."""
+    from kairos_gym.policies.learned import BCConfig
+
+    defaults = BCConfig()
+    add = parser.add_argument
+    add("--data", required=True, nargs="+", metavar="HDF5", help="episode files to clone")
+    add("--output", required=True, metavar="DIR", help="policy directory to write")
+    add("--camera", default=defaults.camera, help=f"camera the policy sees (default: {defaults.camera})")
+    add("--episodes", type=_positive, default=None, metavar="N",
+        help="train on N episodes of a seeded shuffle (default: all)")
+    add("--steps", type=_positive, default=defaults.steps, metavar="N",
+        help=f"optimiser steps (default: {defaults.steps})")
+    add("--chunk", type=_positive, default=defaults.chunk, metavar="H",
+        help=f"actions predicted per query (default: {defaults.chunk})")
+    add("--batch-size", type=_positive, default=defaults.batch_size, metavar="B",
+        help=f"samples per step (default: {defaults.batch_size})")
+    add("--lr", type=float, default=defaults.lr, help=f"learning rate (default: {defaults.lr})")
+    add("--seed", type=int, default=defaults.seed, help="seed (default: 0)")
+    add("--threads", type=_positive, default=None, metavar="N", help="torch CPU threads")
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Train and save; returns a process exit code (2: bad arguments, 1: bad data)."""
+    import torch
+
+    from kairos_gym.errors import DatasetError
+    from kairos_gym.policies.learned import BCConfig, train_bc
+
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    try:
+        config = BCConfig(camera=args.camera, chunk=args.chunk, steps=args.steps,
+                          batch_size=args.batch_size, lr=args.lr, max_episodes=args.episodes,
+                          seed=args.seed)
+    except ValueError as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    try:
+        policy = train_bc(args.data, config, progress=not args.no_progress)
+    except (DatasetError, OSError) as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
+    path = policy.save(args.output)
+    print(f"policy written to {path} ({time.perf_counter() - started:.1f} s; "
+          f"{dataclasses.asdict(config)})")
+    return 0
