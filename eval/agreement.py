@@ -1,0 +1,198 @@
+"""Benchmark: do policies score the same in imagination as in the real simulator?
+
+``--mode closed`` (default): every policy runs ``--episodes`` episodes closed-loop in the real
+simulator and closed-loop in imagination, from the same real resets (episode ``k`` uses seed
+``--seed + k`` on both sides; the imagined env starts from the real reset observation and the
+policy then sees only imagined observations). ``--mode paired``: the policy acts on the real
+observations and every action also goes to imagination (for policies that read privileged
+state, such as the scripted expert). Reported per policy: real and imagined success rates
+with Wilson 95% intervals, mean returns and first-success steps; across policies: Pearson,
+Spearman, MMRV and the mean absolute success gap. Writes JSON and a scatter PNG.
+
+Policy specs (``--policies``), each ``BASE[+MOD...]``:
+
+- ``bc:DIR`` a :class:`~kairos_gym.policies.learned.BCPolicy` (``kairos-gym train-policy``);
+  ``random`` uniform actions; ``zero`` the arm never moves; ``expert`` the scripted expert
+  (privileged: paired mode only);
+- modifiers: ``+noise=S`` Gaussian execution noise of std ``S``; ``+open`` the gripper never
+  closes; ``+execute=K`` re-plan after ``K`` actions of a chunk.
+
+Run::
+
+    python -m kairos_gym.eval.agreement --checkpoint kairos_gym/assets/lift --episodes 10 \\
+        --policies bc:runs/bc/a bc:runs/bc/a+noise=0.3 bc:runs/bc/a+open random zero \\
+        --output results/lift/agreement.json
+"""
+
+from __future__ import annotations
+
+import os
+
+# Headless MuJoCo rendering; must be set before robosuite (or mujoco) is first imported.
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
+
+import argparse
+import json
+import platform
+import shlex
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+
+def parse_policy(spec: str, env: Any) -> tuple[Any, int | None]:
+    """Build the policy named by ``spec`` for ``env``; returns ``(policy, execute)``.
+
+    Raises:
+        ValueError: an unknown base or modifier, or a malformed value.
+    """
+    from kairos_gym.policies import RandomPolicy, make_policy
+    from kairos_gym.policies.learned import BCPolicy
+    from kairos_gym.policies.wrappers import ConstantPolicy, GripperOverride, NoisyPolicy
+
+    base, *mods = spec.split("+")
+    if base.startswith("bc:"):
+        policy = BCPolicy.load(base[3:])
+    elif base == "random":
+        policy = RandomPolicy(env.action_space)
+    elif base == "zero":
+        policy = ConstantPolicy([0.0] * env.action_space.shape[0])
+    elif base == "expert":
+        policy = make_policy("expert", env)
+    else:
+        raise ValueError(f"unknown policy {base!r} in {spec!r}; use bc:DIR, random, zero or expert")
+    execute = None
+    for mod in mods:
+        name, _, value = mod.partition("=")
+        try:
+            if name == "noise":
+                policy = NoisyPolicy(policy, float(value))
+            elif name == "open" and not value:
+                policy = GripperOverride(policy, -1.0)
+            elif name == "execute":
+                execute = int(value)
+                if execute < 1:
+                    raise ValueError
+            else:
+                raise ValueError
+        except ValueError:
+            raise ValueError(
+                f"bad modifier {mod!r} in {spec!r}; use noise=S, open or execute=K"
+            ) from None
+    return policy, execute
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Command-line options."""
+    add = parser.add_argument
+    add("--checkpoint", default=None, help="environment checkpoint (default: the embedded model)")
+    add("--policies", nargs="+", required=True, metavar="SPEC", help="policy specs (see above)")
+    add("--mode", choices=("closed", "paired"), default="closed", help="protocol (default: closed)")
+    add("--episodes", type=int, default=10, help="episodes per policy and side (default 10)")
+    add("--seed", type=int, default=100, help="episode k uses seed + k (default 100)")
+    add("--steps", type=int, default=None, help="steps per episode (default: the episode limit)")
+    add("--sample-steps", type=int, default=None, help="Euler steps per imagined frame")
+    add("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    add("--output", default="results/agreement.json", help="JSON path (the PNG goes beside it)")
+    add("--no-plot", action="store_true", help="skip the scatter PNG")
+
+
+def run(args: argparse.Namespace, argv: list[str]) -> int:
+    """Run the protocol, print the table, write JSON (+ PNG); returns an exit status."""
+    import gymnasium as gym
+    import torch
+
+    from kairos_gym import ImaginedEnv, load_env_checkpoint
+    from kairos_gym.errors import CheckpointError, DependencyNotInstalled
+    from kairos_gym.evaluation.agreement import (
+        agreement_stats,
+        run_agreement,
+        run_paired_agreement,
+        scatter_plot,
+    )
+
+    if args.episodes < 1 or args.threads < 0 or (args.steps is not None and args.steps < 1):
+        print("error: --episodes and --steps must be >= 1, --threads >= 0", file=sys.stderr)
+        return 2
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        ckpt = load_env_checkpoint(args.checkpoint)
+        imagined = ImaginedEnv(ckpt, sample_steps=args.sample_steps)
+        real = gym.make(ckpt.env_spec.env_id, **ckpt.env_spec.env_kwargs)
+        built = {spec: parse_policy(spec, real) for spec in args.policies}
+    except (CheckpointError, ValueError, DependencyNotInstalled, gym.error.Error) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    if args.mode == "closed" and any(s.split("+")[0] == "expert" for s in args.policies):
+        print("error: the scripted expert reads the real simulator; use --mode paired",
+              file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    policies = {spec: policy for spec, (policy, _) in built.items()}
+    if args.mode == "closed":
+        rows = []
+        for spec, (policy, execute) in built.items():
+            rows += run_agreement({spec: policy}, real, imagined, episodes=args.episodes,
+                                  seed=args.seed, max_steps=args.steps, execute=execute)
+    else:
+        rows = run_paired_agreement(policies, real, imagined, episodes=args.episodes,
+                                    image_key=ckpt.image_key, seed=args.seed, max_steps=args.steps)
+    real.close()
+    stats = agreement_stats(rows) if len(rows) >= 2 else {}
+    summaries = [row.summary() for row in rows]
+    print(f"\n{ckpt.env_spec.env_id}, {args.mode} loop, {args.episodes} episodes per policy")
+    print(f"{'policy':<44} {'real':>6} {'imagined':>9} {'gap':>6} {'ret real':>9} {'ret imag':>9}")
+    for s in summaries:
+        r, i = s["real"], s["imagined"]
+        print(f"{s['name'][-44:]:<44} {r['success_rate']:>6.2f} {i['success_rate']:>9.2f} "
+              f"{s['gap']:>+6.2f} {r['mean_return']:>9.2f} {i['mean_return']:>9.2f}")
+    if stats:
+        print(f"Pearson {stats['pearson']:.3f}, Spearman {stats['spearman']:.3f}, "
+              f"MMRV {stats['mmrv']:.3f}, mean |gap| {stats['mean_abs_gap']:.3f}, "
+              f"episode agreement {stats['episode_agreement']:.3f}")
+    report = {
+        "benchmark": "agreement",
+        "command": shlex.join(["python", "-m", "kairos_gym.eval.agreement", *argv]),
+        "mode": args.mode,
+        "checkpoint": str(ckpt.path),
+        "env_id": ckpt.env_spec.env_id,
+        "episodes": args.episodes,
+        "seed": args.seed,
+        "sample_steps": imagined.settings.steps,
+        "torch_threads": torch.get_num_threads(),
+        "cpu": platform.machine(),
+        "seconds": time.perf_counter() - started,
+        "stats": stats,
+        "policies": summaries,
+        "episodes_detail": [
+            {"name": row.name, "real": row.real, "imagined": row.imagined,
+             "real_first_success": row.real_first_success,
+             "imagined_first_success": row.imagined_first_success}
+            for row in rows
+        ],
+    }
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+    print(f"wrote {out}")
+    if stats and not args.no_plot:
+        scatter_plot(rows, stats, str(out.with_suffix(".png")))
+        print(f"wrote {out.with_suffix('.png')}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m kairos_gym.eval.agreement``."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="\n".join(__doc__.splitlines()[1:]))
+    add_arguments(parser)
+    return run(parser.parse_args(argv), argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

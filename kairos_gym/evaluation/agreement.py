@@ -1,0 +1,302 @@
+"""Does a policy score the same in imagination as in the real simulator? The agreement protocol.
+
+Each policy runs ``N`` episodes closed-loop in the real simulator and ``N`` closed-loop in
+imagination from the same real resets (the imagined env starts from the real reset
+observation and the policy then sees only imagined observations). Per policy the report
+gives real and imagined success rates with Wilson 95% intervals, mean returns and the mean
+first-success step; across policies the Pearson and Spearman correlations of the success
+rates, MMRV (mean maximum rank violation, as SIMPLER defines it) and the mean absolute
+success gap::
+
+    from kairos_gym.evaluation.agreement import agreement_stats, PolicyScores
+
+    rows = [PolicyScores("expert", real=[True, True], imagined=[True, False]), ...]
+    stats = agreement_stats(rows)     # {"pearson", "spearman", "mmrv", "mean_abs_gap", ...}
+
+:func:`run_agreement` runs the episodes (through :mod:`kairos_gym.rollout`);
+``eval/agreement.py`` is the benchmark script that writes the JSON and the scatter plot.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from kairos_gym.policies.base import Policy
+
+__all__ = [
+    "PolicyScores",
+    "agreement_stats",
+    "mmrv",
+    "pearson",
+    "run_agreement",
+    "run_paired_agreement",
+    "scatter_plot",
+    "spearman",
+    "wilson_interval",
+]
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """The Wilson score interval of a success rate (95% for ``z=1.96``); ``(0, 1)`` for n=0.
+
+    Unlike the normal approximation it stays inside [0, 1] and is sensible at 0/n and n/n,
+    which small benchmark runs hit often.
+    """
+    if n <= 0:
+        return 0.0, 1.0
+    p = successes / n
+    denom = 1.0 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def pearson(x: Sequence[float], y: Sequence[float]) -> float:
+    """Pearson correlation; NaN when either side is constant (correlation is undefined)."""
+    a, b = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    if len(a) != len(b) or len(a) < 2:
+        raise ValueError(f"need two equally long sequences of >= 2 values, got {len(a)} and {len(b)}")
+    a, b = a - a.mean(), b - b.mean()
+    denom = math.sqrt(float((a * a).sum() * (b * b).sum()))
+    return float((a * b).sum() / denom) if denom > 0 else float("nan")
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks 1..n with ties given their average rank."""
+    order = np.argsort(values, kind="mergesort")
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.arange(1, len(values) + 1)
+    for value in np.unique(values):
+        tied = values == value
+        ranks[tied] = ranks[tied].mean()
+    return ranks
+
+
+def spearman(x: Sequence[float], y: Sequence[float]) -> float:
+    """Spearman rank correlation (Pearson of average ranks); NaN when a side is constant."""
+    return pearson(_ranks(np.asarray(x, dtype=np.float64)), _ranks(np.asarray(y, dtype=np.float64)))
+
+
+def mmrv(real: Sequence[float], imagined: Sequence[float]) -> float:
+    """Mean maximum rank violation: for each policy ``i``, the largest real-rate gap
+    ``|r_i - r_j|`` to a policy ``j`` the imagined rates order the other way round; averaged.
+
+    0 means imagination orders every pair as reality does; a violation between two policies
+    with nearly equal real rates costs almost nothing.
+    """
+    r, s = np.asarray(real, dtype=np.float64), np.asarray(imagined, dtype=np.float64)
+    if len(r) != len(s) or len(r) < 2:
+        raise ValueError(f"need two equally long sequences of >= 2 values, got {len(r)} and {len(s)}")
+    violated = (s[:, None] < s[None, :]) != (r[:, None] < r[None, :])
+    gaps = np.abs(r[:, None] - r[None, :]) * violated
+    return float(gaps.max(axis=1).mean())
+
+
+@dataclasses.dataclass
+class PolicyScores:
+    """One policy's episodes on both sides.
+
+    Attributes:
+        name: the policy's name.
+        real, imagined: per episode, whether it succeeded (``info["success"]`` at some step).
+        real_returns, imagined_returns: per episode, the summed reward (real or predicted).
+        real_first_success, imagined_first_success: per episode, the first success step or None.
+    """
+
+    name: str
+    real: list[bool]
+    imagined: list[bool]
+    real_returns: list[float] = dataclasses.field(default_factory=list)
+    imagined_returns: list[float] = dataclasses.field(default_factory=list)
+    real_first_success: list[int | None] = dataclasses.field(default_factory=list)
+    imagined_first_success: list[int | None] = dataclasses.field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        """Success rates with Wilson intervals, mean returns and first-success steps, both sides."""
+        out: dict[str, Any] = {"name": self.name}
+        for side in ("real", "imagined"):
+            flags = getattr(self, side)
+            n, k = len(flags), int(sum(flags))
+            firsts = [s for s in getattr(self, f"{side}_first_success") if s is not None]
+            returns = getattr(self, f"{side}_returns")
+            out[side] = {
+                "episodes": n,
+                "successes": k,
+                "success_rate": k / n if n else float("nan"),
+                "ci95": list(wilson_interval(k, n)),
+                "mean_return": float(np.mean(returns)) if returns else None,
+                "mean_first_success_step": float(np.mean(firsts)) if firsts else None,
+            }
+        out["gap"] = out["imagined"]["success_rate"] - out["real"]["success_rate"]
+        return out
+
+
+def agreement_stats(policies: Sequence[PolicyScores]) -> dict[str, Any]:
+    """Across policies: Pearson, Spearman, MMRV and the mean absolute gap of success rates,
+    plus per-episode agreement (the fraction of paired episodes whose outcomes agree).
+
+    Raises:
+        ValueError: fewer than two policies.
+    """
+    if len(policies) < 2:
+        raise ValueError(f"agreement needs at least two policies, got {len(policies)}")
+    real = [float(np.mean(p.real)) for p in policies]
+    imagined = [float(np.mean(p.imagined)) for p in policies]
+    paired = [a == b for p in policies for a, b in zip(p.real, p.imagined)]
+    return {
+        "policies": len(policies),
+        "pearson": pearson(real, imagined),
+        "spearman": spearman(real, imagined),
+        "mmrv": mmrv(real, imagined),
+        "mean_abs_gap": float(np.mean(np.abs(np.subtract(imagined, real)))),
+        "episode_agreement": float(np.mean(paired)) if paired else float("nan"),
+        "real_success_rates": real,
+        "imagined_success_rates": imagined,
+    }
+
+
+def run_agreement(
+    policies: Mapping[str, Policy],
+    real: gym.Env,
+    imagined: gym.Env,
+    *,
+    episodes: int,
+    seed: int = 0,
+    max_steps: int | None = None,
+    execute: int | None = None,
+    progress: bool = True,
+) -> list[PolicyScores]:
+    """Run every policy closed-loop in ``real`` and in ``imagined`` from the same real resets.
+
+    Episode ``k`` of every policy resets the real env with seed ``seed + k``; the imagined
+    env starts from that reset observation (``options={"observation": obs}``) with the same
+    seed, and from then on the policy sees only imagined observations. Both sides stop at
+    the first success (the outcome being scored), or when the env ends the episode or after
+    ``max_steps``.
+
+    Args:
+        policies: name -> an observation-only policy (scripted experts that read the real
+            simulator cannot act in imagination: use the paired protocol for them).
+        real: the real env (e.g. ``gym.make(spec.env_id, **spec.env_kwargs)``).
+        imagined: the imagined env (``kairos_gym.ImaginedEnv`` or ``gym.make`` of the id).
+        episodes: ``N`` episodes per policy and side.
+        seed: seed of the first episode.
+        max_steps: at most this many steps per episode (``None``: the envs' limits).
+        execute: actions executed per chunk before asking the policy again.
+        progress: a progress bar over episodes.
+
+    Returns:
+        One :class:`PolicyScores` per policy, in the order given.
+    """
+    from tqdm import tqdm
+
+    from kairos_gym.rollout import run_episode
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    scores = []
+    bar = tqdm(total=len(policies) * episodes, desc="agreement", unit="ep", disable=not progress)
+    try:
+        for name, policy in policies.items():
+            row = PolicyScores(name, real=[], imagined=[])
+            for k in range(episodes):
+                starts: list[dict[str, np.ndarray]] = []
+                outcome = run_episode(
+                    real, policy, seed=seed + k, max_steps=max_steps, execute=execute,
+                    stop_on_success=True, on_reset=lambda obs, info, keep=starts: keep.append(obs),
+                )
+                dream = run_episode(
+                    imagined, policy, seed=seed + k, options={"observation": starts[0]},
+                    max_steps=max_steps, execute=execute, stop_on_success=True,
+                )
+                for side, episode in (("real", outcome), ("imagined", dream)):
+                    getattr(row, side).append(bool(episode.success))
+                    getattr(row, f"{side}_returns").append(float(episode.total_reward))
+                    getattr(row, f"{side}_first_success").append(episode.first_success)
+                bar.update(1)
+                bar.set_postfix(policy=name, refresh=False)
+            scores.append(row)
+    finally:
+        bar.close()
+    return scores
+
+
+def run_paired_agreement(
+    policies: Mapping[str, Policy],
+    real: gym.Env,
+    imagined: gym.Env,
+    *,
+    episodes: int,
+    image_key: str,
+    seed: int = 0,
+    max_steps: int | None = None,
+    progress: bool = True,
+) -> list[PolicyScores]:
+    """The paired protocol per policy: the policy acts on the real observations and every
+    action also goes to the imagined env (:func:`kairos_gym.rollout.run_paired`); a side
+    succeeds when its ``info["success"]`` is true at some step. For policies that read
+    privileged simulator state (scripted experts), which cannot run closed-loop in imagination.
+    """
+    from tqdm import tqdm
+
+    from kairos_gym.rollout import run_paired
+
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    scores = []
+    bar = tqdm(total=len(policies) * episodes, desc="paired", unit="ep", disable=not progress)
+    try:
+        for name, policy in policies.items():
+            row = PolicyScores(name, real=[], imagined=[])
+            for k in range(episodes):
+                paired = run_paired(real, imagined, policy, seed=seed + k, image_key=image_key,
+                                    max_steps=max_steps)
+                for side, flag, reward in (("real", "success", "reward"),
+                                           ("imagined", "imagined_success", "imagined_reward")):
+                    first = next((st.step for st in paired.steps if getattr(st, flag)), None)
+                    getattr(row, side).append(first is not None)
+                    getattr(row, f"{side}_returns").append(
+                        float(sum(getattr(st, reward) for st in paired.steps)))
+                    getattr(row, f"{side}_first_success").append(first)
+                bar.update(1)
+            scores.append(row)
+    finally:
+        bar.close()
+    return scores
+
+
+def scatter_plot(policies: Sequence[PolicyScores], stats: Mapping[str, Any], path: str) -> None:
+    """Imagined against real success rate per policy, with Wilson intervals and y = x.
+
+    Needs matplotlib (the ``eval`` extra).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.2, 5.0), dpi=110)
+    ax.plot([0, 1], [0, 1], color="0.6", lw=1, ls="--", label="imagined = real")
+    for p in policies:
+        s = p.summary()
+        x, y = s["real"]["success_rate"], s["imagined"]["success_rate"]
+        xerr = [[x - s["real"]["ci95"][0]], [s["real"]["ci95"][1] - x]]
+        yerr = [[y - s["imagined"]["ci95"][0]], [s["imagined"]["ci95"][1] - y]]
+        ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=5, capsize=2, alpha=0.8)
+        ax.annotate(p.name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="real success rate",
+           ylabel="imagined success rate")
+    ax.set_title(
+        f"Pearson {stats['pearson']:.2f}  Spearman {stats['spearman']:.2f}  "
+        f"MMRV {stats['mmrv']:.3f}  |gap| {stats['mean_abs_gap']:.2f}", fontsize=8,
+    )
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,297 @@
+"""A policy that sees only observations: behaviour cloning from episode files.
+
+:class:`BCPolicy` maps one camera image and the state keys to an action chunk ``[H, A]``
+(openpi-style: the loops execute the chunk through :class:`~kairos_gym.policies.ChunkedPolicy`).
+It reads nothing but the observation, so the same weights run closed-loop in the real
+simulator and in imagination, which is what the agreement benchmark needs::
+
+    from kairos_gym.policies.learned import BCConfig, BCPolicy, train_bc
+
+    policy = train_bc(["data/lift/expert.hdf5"], BCConfig(steps=2000, max_episodes=50))
+    policy.save("runs/bc/lift")
+    policy = BCPolicy.load("runs/bc/lift")
+    chunk = policy.act(obs)            # float32 [H, 7] in [-1, 1]
+
+Policies of varied skill come from the same class by varying the data (``max_episodes``),
+the training length (``steps``) and, at run time, execution noise
+(:class:`~kairos_gym.policies.NoisyPolicy`). Weights are safetensors and the config JSON:
+nothing is unpickled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm import tqdm
+
+from kairos_gym.errors import CheckpointError, ShapeError
+from kairos_gym.policies.base import Policy
+
+__all__ = ["BCConfig", "BCNet", "BCPolicy", "train_bc"]
+
+CONFIG_NAME = "policy.json"
+WEIGHTS_NAME = "policy.safetensors"
+
+
+@dataclasses.dataclass(frozen=True)
+class BCConfig:
+    """Behaviour-cloning settings (saved beside the weights).
+
+    Attributes:
+        camera: the camera whose image the policy sees (``<camera>_image``).
+        chunk: ``H``, actions predicted per query.
+        channels: output channels of the stride-2 convolution stages.
+        hidden: width of the MLP head.
+        steps: optimiser steps.
+        batch_size: samples per step.
+        lr: AdamW learning rate.
+        weight_decay: AdamW weight decay.
+        max_episodes: train on at most this many episodes (``None``: all of the split).
+        split: which episodes of the files (``"train"``, ``"val"`` or ``"all"``).
+        seed: seeds the initialisation, the episode choice and the batches.
+        augment_shift: random image shifts of up to this many pixels (0: none).
+    """
+
+    camera: str = "agentview"
+    chunk: int = 4
+    channels: tuple[int, ...] = (32, 64, 64)
+    hidden: int = 256
+    steps: int = 2000
+    batch_size: int = 64
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    max_episodes: int | None = None
+    split: str = "all"
+    seed: int = 0
+    augment_shift: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("chunk", "hidden", "steps", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"BCConfig.{name} must be a positive integer, got {value!r}")
+        if not self.channels or any(int(c) < 1 for c in self.channels):
+            raise ValueError(f"BCConfig.channels must be positive integers, got {self.channels!r}")
+        if not (self.lr > 0 and self.weight_decay >= 0 and self.augment_shift >= 0):
+            raise ValueError("BCConfig needs lr > 0, weight_decay >= 0 and augment_shift >= 0")
+        if self.max_episodes is not None and self.max_episodes < 1:
+            raise ValueError(f"BCConfig.max_episodes must be >= 1 or None, got {self.max_episodes}")
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> BCConfig:
+        """Rebuild from :func:`dataclasses.asdict` output (JSON lists become tuples)."""
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown BCConfig fields {unknown}")
+        values = dict(data)
+        if "channels" in values:
+            values["channels"] = tuple(values["channels"])
+        return cls(**values)
+
+
+class BCNet(nn.Module):
+    """Image ``[B, H, W, 3]`` uint8 + state ``[B, S]`` -> action chunk ``[B, chunk, A]`` in [-1, 1].
+
+    Stride-2 convolutions with GroupNorm, a spatial soft-argmax-free global average (cheap on
+    CPU), the normalised state concatenated, and an MLP head with ``tanh`` (the action space
+    is ``[-1, 1]``).
+    """
+
+    def __init__(self, config: BCConfig, state_dim: int, action_dim: int) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        c_in = 3
+        for c in config.channels:
+            layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
+            c_in = c
+        self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        self.head = nn.Sequential(
+            nn.Linear(c_in * 4 + state_dim, config.hidden), nn.SiLU(),
+            nn.Linear(config.hidden, config.hidden), nn.SiLU(),
+            nn.Linear(config.hidden, config.chunk * action_dim),
+        )
+        self.chunk, self.action_dim = config.chunk, action_dim
+        self.register_buffer("state_mean", torch.zeros(state_dim))
+        self.register_buffer("state_std", torch.ones(state_dim))
+
+    def forward(self, images: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+        z = torch.cat([self.encoder(x), (state - self.state_mean) / self.state_std], dim=-1)
+        return torch.tanh(self.head(z)).view(-1, self.chunk, self.action_dim)
+
+
+class BCPolicy(Policy):
+    """A trained :class:`BCNet` as a :class:`~kairos_gym.policies.Policy` (chunks ``[H, A]``).
+
+    Args:
+        net: the network (put in eval mode).
+        config: its training settings.
+        image_key: the observation key of the camera it sees.
+        state_keys: the observation keys concatenated (in this order) into its state.
+    """
+
+    def __init__(
+        self, net: BCNet, config: BCConfig, image_key: str, state_keys: Sequence[str]
+    ) -> None:
+        self.net = net.eval()
+        self.config = config
+        self.image_key = image_key
+        self.state_keys = tuple(state_keys)
+
+    def act(self, observation: dict[str, np.ndarray], instruction: str = "") -> np.ndarray:
+        """An action chunk ``[H, A]`` for one observation."""
+        batch = {k: np.asarray(v)[None] for k, v in observation.items()}
+        return self.act_batch(batch, [instruction])[0]
+
+    @torch.no_grad()
+    def act_batch(
+        self, observations: Mapping[str, np.ndarray], instructions: Sequence[str] | None = None
+    ) -> np.ndarray:
+        """Action chunks ``[N, H, A]`` for a batch ``{key: [N, ...]}`` in one forward pass."""
+        missing = [k for k in (self.image_key, *self.state_keys) if k not in observations]
+        if missing:
+            raise ShapeError(f"the policy needs observation keys {missing}, got {sorted(observations)}")
+        images = torch.from_numpy(np.ascontiguousarray(observations[self.image_key]))
+        state = _concat(observations, self.state_keys)
+        return self.net(images, torch.from_numpy(state)).numpy().astype(np.float32)
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write ``policy.json`` and ``policy.safetensors`` into ``directory``."""
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous() for k, v in self.net.state_dict().items()}
+        save_file(tensors, str(directory / WEIGHTS_NAME))
+        meta = {
+            "config": dataclasses.asdict(self.config),
+            "image_key": self.image_key,
+            "state_keys": list(self.state_keys),
+            "state_dim": int(self.net.state_mean.numel()),
+            "action_dim": self.net.action_dim,
+        }
+        (directory / CONFIG_NAME).write_text(json.dumps(meta, indent=2))
+        return directory
+
+    @classmethod
+    def load(cls, directory: str | os.PathLike) -> BCPolicy:
+        """Load a directory written by :meth:`save`.
+
+        Raises:
+            CheckpointError: missing, corrupt or mismatched files (names the file).
+        """
+        directory = Path(directory)
+        try:
+            meta = json.loads((directory / CONFIG_NAME).read_text())
+            config = BCConfig.from_dict(meta["config"])
+            net = BCNet(config, int(meta["state_dim"]), int(meta["action_dim"]))
+            state = load_file(str(directory / WEIGHTS_NAME))
+            net.load_state_dict(state, strict=True)
+        except FileNotFoundError as exc:
+            raise CheckpointError(f"{directory}: no policy checkpoint ({exc.filename})") from None
+        except (ValueError, KeyError, TypeError, RuntimeError, OSError, SafetensorError) as exc:
+            raise CheckpointError(f"{directory}: unreadable policy checkpoint: {exc}") from None
+        return cls(net, config, meta["image_key"], meta["state_keys"])
+
+
+def _concat(observations: Mapping[str, np.ndarray], keys: Sequence[str]) -> np.ndarray:
+    """float32 ``[N, S]``: the keys' values flattened per row and concatenated."""
+    parts = [np.asarray(observations[k], dtype=np.float32) for k in keys]
+    return np.concatenate([p.reshape(len(p), -1) for p in parts], axis=1)
+
+
+def _samples(episodes: Sequence[Mapping[str, Any]], chunk: int) -> tuple[np.ndarray, ...]:
+    """``(images [N, H, W, 3], state [N, S], chunks [N, chunk, A], mask [N, chunk])``.
+
+    Sample ``t`` of an episode is frame ``t`` with its state and actions ``t .. t + chunk - 1``;
+    the chunk is padded with the last action past the episode's end and masked there.
+    """
+    images, states, chunks, masks = [], [], [], []
+    for ep in episodes:
+        actions = np.asarray(ep["actions"], dtype=np.float32)
+        steps = len(actions)
+        padded = np.concatenate([actions, np.repeat(actions[-1:], chunk, axis=0)])
+        index = np.arange(steps)[:, None] + np.arange(chunk)[None]
+        images.append(np.asarray(ep["frames"])[:steps])
+        states.append(np.asarray(ep["state"], dtype=np.float32)[:steps])
+        chunks.append(padded[index])
+        masks.append(index < steps)
+    return (np.concatenate(images), np.concatenate(states), np.concatenate(chunks),
+            np.concatenate(masks))
+
+
+def train_bc(
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    config: BCConfig = BCConfig(),
+    *,
+    progress: bool = True,
+) -> BCPolicy:
+    """Behaviour-clone the actions of episode files into a :class:`BCPolicy`.
+
+    Args:
+        paths: episode files (kairos-gym layout; their env spec names the state keys).
+        config: the settings; ``max_episodes`` takes the first episodes of a seeded shuffle.
+        progress: show a progress bar.
+
+    Raises:
+        DatasetError: unreadable files or no episode.
+    """
+    from kairos_gym.data import load_episodes
+    from kairos_gym.data.keys import ObservationKeys
+    from kairos_gym.data.loading import as_paths, resolve_image_key
+    from kairos_gym.data.reader import EpisodeReader
+
+    files = as_paths(paths)
+    with EpisodeReader(files[0]) as reader:
+        keys = ObservationKeys.from_reader(reader)
+        image_key = resolve_image_key(reader[0].obs_keys, config.camera, files[0])
+    episodes = load_episodes(files, config.camera, split=config.split,
+                             state_keys=keys.state_keys)
+    rng = np.random.default_rng(config.seed)
+    order = rng.permutation(len(episodes))
+    if config.max_episodes is not None:
+        order = order[: config.max_episodes]
+    images, states, chunks, masks = _samples([episodes[i] for i in order], config.chunk)
+    torch.manual_seed(config.seed)
+    net = BCNet(config, states.shape[1], chunks.shape[2])
+    net.state_mean.copy_(torch.from_numpy(states.mean(0)))
+    net.state_std.copy_(torch.from_numpy(states.std(0) + 1e-3))
+    optim = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optim, config.steps)
+    images_t, states_t = torch.from_numpy(images), torch.from_numpy(states)
+    chunks_t, masks_t = torch.from_numpy(chunks), torch.from_numpy(masks).float()
+    bar = tqdm(range(config.steps), desc="bc", unit="step", disable=not progress, mininterval=1.0)
+    net.train()
+    for _ in bar:
+        batch = torch.from_numpy(rng.integers(len(images), size=config.batch_size))
+        frames = images_t[batch]
+        if config.augment_shift:
+            frames = _shift(frames, config.augment_shift, rng)
+        pred = net(frames, states_t[batch])
+        err = (pred - chunks_t[batch]).square().mean(-1)
+        loss = (err * masks_t[batch]).sum() / masks_t[batch].sum()
+        optim.zero_grad(set_to_none=True)
+        loss.backward()
+        optim.step()
+        schedule.step()
+        bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
+    return BCPolicy(net, config, image_key, keys.state_keys)
+
+
+def _shift(frames: torch.Tensor, pad: int, rng: np.random.Generator) -> torch.Tensor:
+    """The batch ``[B, H, W, 3]`` shifted by one random offset in ``[-pad, pad]`` (edge padded):
+    a cheap augmentation against overfitting to exact pixel positions."""
+    dy, dx = (int(v) for v in rng.integers(-pad, pad + 1, size=2))
+    padded = torch.nn.functional.pad(frames.permute(0, 3, 1, 2).float(), (pad,) * 4, mode="replicate")
+    h, w = frames.shape[1:3]
+    out = padded[:, :, pad + dy : pad + dy + h, pad + dx : pad + dx + w]
+    return out.permute(0, 2, 3, 1).to(frames.dtype)

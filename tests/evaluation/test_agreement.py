@@ -1,0 +1,126 @@
+"""Tests of the agreement protocol: statistics against hand-computed values, and both runners
+over a real robosuite env and a tiny imagined env with the same spaces."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import kairos_gym
+from kairos_gym.evaluation.agreement import (
+    PolicyScores,
+    agreement_stats,
+    mmrv,
+    pearson,
+    run_agreement,
+    run_paired_agreement,
+    spearman,
+    wilson_interval,
+)
+from kairos_gym.policies import RandomPolicy
+from kairos_gym.policies.wrappers import ConstantPolicy
+from tests.imagined_helpers import lift_spec, write_checkpoint
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_wilson_interval_known_values():
+    lo, hi = wilson_interval(5, 10)
+    assert lo == pytest.approx(0.2366, abs=1e-4) and hi == pytest.approx(0.7634, abs=1e-4)
+    assert wilson_interval(0, 10)[0] == 0.0 and wilson_interval(0, 10)[1] == pytest.approx(0.2775, abs=1e-4)
+    assert wilson_interval(10, 10)[1] == 1.0
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_correlations_and_mmrv():
+    real = [0.1, 0.5, 0.9, 0.3]
+    imagined = [0.2, 0.4, 0.95, 0.35]
+    assert pearson(real, imagined) == pytest.approx(np.corrcoef(real, imagined)[0, 1])
+    assert spearman(real, imagined) == pytest.approx(1.0)
+    # Ties get average ranks: ranks (1, 2.5, 2.5, 4) against (1, 2, 3, 4).
+    assert spearman([0.0, 0.5, 0.5, 1.0], [0.1, 0.2, 0.3, 0.4]) == pytest.approx(
+        np.corrcoef([1, 2.5, 2.5, 4], [1, 2, 3, 4])[0, 1]
+    )
+    assert np.isnan(pearson([0.5, 0.5], [0.1, 0.2]))
+    assert mmrv(real, imagined) == 0.0
+    # Imagination swaps policies 0 (real 0.1) and 2 (real 0.9): both suffer a 0.8 violation;
+    # policy 1 (0.5) is out of order with 2 (gap 0.4), policy 3 (0.3) with 2 (gap 0.6).
+    assert mmrv(real, [0.9, 0.5, 0.1, 0.3]) == pytest.approx((0.8 + 0.4 + 0.8 + 0.6) / 4)
+    with pytest.raises(ValueError, match="two equally long"):
+        mmrv([0.1], [0.2])
+
+
+def test_agreement_stats_and_summary():
+    rows = [
+        PolicyScores("a", real=[True, True, False, True], imagined=[True, True, True, True]),
+        PolicyScores("b", real=[False, False, False, False], imagined=[False, True, False, False]),
+        PolicyScores("c", real=[True, False, False, False], imagined=[False, False, False, False]),
+    ]
+    stats = agreement_stats(rows)
+    assert stats["real_success_rates"] == [0.75, 0.0, 0.25]
+    assert stats["imagined_success_rates"] == [1.0, 0.25, 0.0]
+    assert stats["mean_abs_gap"] == pytest.approx((0.25 + 0.25 + 0.25) / 3)
+    assert stats["episode_agreement"] == pytest.approx(9 / 12)
+    assert stats["spearman"] == pytest.approx(0.5)
+    s = rows[0].summary()
+    assert s["real"]["successes"] == 3 and s["gap"] == pytest.approx(0.25)
+    with pytest.raises(ValueError, match="at least two policies"):
+        agreement_stats(rows[:1])
+
+
+@pytest.fixture(scope="module")
+def envs(tmp_path_factory):
+    pytest.importorskip("robosuite")
+    ckpt = write_checkpoint(tmp_path_factory.mktemp("agreement") / "ckpt", lift_spec(max_episode_steps=4))
+    real = gym.make("kairos_gym/Robosuite-Lift-v0", cameras=("agentview",), image_size=16,
+                    max_episode_steps=4)
+    imagined = kairos_gym.ImaginedEnv(ckpt, done_threshold=1.0, success_threshold=0.0)
+    yield ckpt, real, imagined
+    real.close()
+
+
+def test_closed_loop_runner_starts_both_sides_from_the_same_reset(envs):
+    _, real, imagined = envs
+    policies = {"zero": ConstantPolicy(np.zeros(7)), "random": RandomPolicy(real.action_space)}
+    rows = run_agreement(policies, real, imagined, episodes=2, seed=5, progress=False)
+    assert [r.name for r in rows] == ["zero", "random"]
+    for row in rows:
+        # The real arm never lifts the cube in 4 steps; this imagined env calls every step a
+        # success (threshold 0): the runner reports each side's own outcome.
+        assert row.real == [False, False] and row.imagined == [True, True]
+        assert row.imagined_first_success == [1, 1] and row.real_first_success == [None, None]
+    with pytest.raises(ValueError, match="episodes must be >= 1"):
+        run_agreement(policies, real, imagined, episodes=0)
+
+
+def test_paired_runner(envs):
+    _, real, imagined = envs
+    rows = run_paired_agreement({"zero": ConstantPolicy(np.zeros(7))}, real, imagined,
+                                episodes=2, image_key="agentview_image", progress=False)
+    assert rows[0].real == [False, False] and rows[0].imagined == [True, True]
+    assert len(rows[0].real_returns) == 2
+
+
+def test_agreement_script_writes_json_and_refuses_the_expert_closed_loop(envs, tmp_path):
+    ckpt, _, _ = envs
+    out = tmp_path / "agreement.json"
+    cmd = [sys.executable, "-m", "kairos_gym.eval.agreement", "--checkpoint", str(ckpt),
+           "--episodes", "1", "--steps", "2", "--threads", "1", "--output", str(out), "--no-plot"]
+    done = subprocess.run([*cmd, "--policies", "zero", "random+noise=0.2+execute=2"],
+                          check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(out.read_text())
+    assert [p["name"] for p in report["policies"]] == ["zero", "random+noise=0.2+execute=2"]
+    assert report["mode"] == "closed" and "pearson" in report["stats"]
+    done = subprocess.run([*cmd, "--policies", "expert", "zero"], check=False,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and "use --mode paired" in done.stderr
+    done = subprocess.run([*cmd, "--policies", "zero+wobble"], check=False,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and "bad modifier 'wobble'" in done.stderr

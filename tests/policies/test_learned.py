@@ -1,0 +1,82 @@
+"""Tests of the behaviour-cloning policy: training, chunks, save/load, bad checkpoints, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from kairos_gym.cli import main as cli_main
+from kairos_gym.errors import CheckpointError, ShapeError
+from kairos_gym.policies.learned import BCConfig, BCPolicy, train_bc
+from tests.train.conftest import write_data
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    return write_data(tmp_path_factory.mktemp("bc") / "episodes.hdf5", episodes=4, steps=12)
+
+
+def test_bc_learns_a_constant_action_and_round_trips(data, tmp_path):
+    torch.set_num_threads(1)
+    policy = train_bc(data, BCConfig(steps=150, chunk=3, batch_size=16), progress=False)
+    assert policy.image_key == "agentview_image" and policy.state_keys == ("state",)
+    from kairos_gym.data import load_episodes
+
+    ep = load_episodes(data, "agentview", split="all", state_keys=("state",))[0]
+    obs = {"agentview_image": ep["frames"][0], "state": ep["state"][0]}
+    chunk = policy.act(obs)
+    assert chunk.shape == (3, 7) and chunk.dtype == np.float32 and np.all(np.abs(chunk) <= 1)
+    # Training lowers the error against the recorded actions well below an untrained net's.
+    untrained = train_bc(data, BCConfig(steps=1, chunk=3, batch_size=16), progress=False)
+    target = ep["actions"][:3]
+    assert np.abs(chunk - target).mean() < 0.5 * np.abs(untrained.act(obs) - target).mean()
+    batch = {k: np.stack([v, v]) for k, v in obs.items()}
+    np.testing.assert_allclose(policy.act_batch(batch), np.stack([chunk, chunk]), atol=1e-6)
+    policy.save(tmp_path / "p")
+    loaded = BCPolicy.load(tmp_path / "p")
+    np.testing.assert_array_equal(loaded.act(obs), chunk)
+    assert loaded.config == policy.config
+    with pytest.raises(ShapeError, match=r"needs observation keys \['state'\]"):
+        policy.act({"agentview_image": obs["agentview_image"]})
+
+
+def test_bc_uses_fewer_episodes_when_asked_and_is_seeded(data):
+    a = train_bc(data, BCConfig(steps=5, max_episodes=1, seed=2), progress=False)
+    b = train_bc(data, BCConfig(steps=5, max_episodes=1, seed=2), progress=False)
+    for x, y in zip(a.net.state_dict().values(), b.net.state_dict().values()):
+        torch.testing.assert_close(x, y)
+
+
+def test_bad_configs_and_checkpoints(tmp_path, data):
+    with pytest.raises(ValueError, match="BCConfig.steps must be a positive integer"):
+        BCConfig(steps=0)
+    with pytest.raises(ValueError, match="max_episodes"):
+        BCConfig(max_episodes=0)
+    with pytest.raises(CheckpointError, match="no policy checkpoint"):
+        BCPolicy.load(tmp_path / "missing")
+    policy = train_bc(data, BCConfig(steps=1), progress=False)
+    path = policy.save(tmp_path / "p")
+    (path / "policy.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(CheckpointError, match="unreadable policy checkpoint"):
+        BCPolicy.load(path)
+    policy.save(path)
+    meta = json.loads((path / "policy.json").read_text())
+    meta["state_dim"] = 3
+    (path / "policy.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="unreadable policy checkpoint"):
+        BCPolicy.load(path)
+
+
+def test_train_policy_command(data, tmp_path, capsys):
+    out = tmp_path / "cli"
+    code = cli_main(["train-policy", "--data", str(data), "--output", str(out), "--steps", "3",
+                     "--episodes", "2", "--threads", "1", "--no-progress"])
+    assert code == 0 and (out / "policy.safetensors").is_file()
+    assert "policy written to" in capsys.readouterr().out
+    assert BCPolicy.load(out).config.max_episodes == 2
+    code = cli_main(["train-policy", "--data", str(tmp_path / "none.hdf5"), "--output", str(out),
+                     "--steps", "3", "--no-progress"])
+    assert code == 1 and "error" in capsys.readouterr().err
