@@ -77,10 +77,10 @@ def parse_policy(spec: str, env: Any) -> tuple[Any, int | None]:
                     raise ValueError
             else:
                 raise ValueError
-        except ValueError:
+        except ValueError as exc:
             raise ValueError(
                 f"bad modifier {mod!r} in {spec!r}; use noise=S, open or execute=K"
-            ) from None
+            ) from exc
     return policy, execute
 
 
