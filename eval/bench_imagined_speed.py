@@ -44,6 +44,7 @@ import torch
 
 import kairos_gym  # registers the environment ids; make_vec
 from kairos_gym.errors import KairosGymError
+from kairos_gym.eval.script import entry_point
 from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 
 IMAGINED_ID = "kairos_gym/Imagined-v0"
@@ -278,15 +279,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     return 1 if failed else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m kairos_gym.eval.bench_imagined_speed``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[1:]),
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv), argv)
+main = entry_point(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ import gymnasium as gym
 import numpy as np
 
 import kairos_gym  # noqa: F401  (registers the environment ids)
+from kairos_gym.eval.script import entry_point
 
 # Camera pairs per family of ids: the first is the default camera, the second a wrist view.
 CAMERAS: dict[str, tuple[str, str]] = {
@@ -217,7 +218,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     """Benchmark the ids named by ``args`` and print the table; returns an exit status."""
     if args.steps < 1 or args.warmup < 0:
         print(
@@ -261,11 +262,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m kairos_gym.eval.bench_sim_speed``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+main = entry_point(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

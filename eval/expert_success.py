@@ -29,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 
 import kairos_gym  # noqa: F401  (registers the environment ids)
+from kairos_gym.eval.script import entry_point
 from kairos_gym.policies import make_policy
 from kairos_gym.policies.registry import EXPERTS
 from kairos_gym.rollout import run_episode
@@ -155,7 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, argv: list[str] | None = None) -> int:
     """Run the experts named by ``args`` and print the table; returns an exit status."""
     if args.env == "all":
         env_ids = list(EXPERTS)
@@ -197,11 +198,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m kairos_gym.eval.expert_success``."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_arguments(parser)
-    return run(parser.parse_args(argv))
+main = entry_point(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

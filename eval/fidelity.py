@@ -40,6 +40,7 @@ import torch
 from kairos_gym.data.loading import list_episodes, load_episodes
 from kairos_gym.data.reader import EpisodeReader
 from kairos_gym.errors import KairosGymError
+from kairos_gym.eval.script import entry_point
 from kairos_gym.evaluation.open_loop import OpenLoopResult, open_loop_eval
 from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 
@@ -263,15 +264,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m kairos_gym.eval.fidelity``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(
-        description=__doc__.splitlines()[0], formatter_class=argparse.RawDescriptionHelpFormatter,
-        epilog="\n".join(__doc__.splitlines()[1:]),
-    )
-    add_arguments(parser)
-    return run(parser.parse_args(argv), argv)
+main = entry_point(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

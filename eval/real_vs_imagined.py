@@ -34,6 +34,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from kairos_gym.eval.script import entry_point
 from kairos_gym.evaluation.real_vs_imagined import aggregate, summarize
 
 __all__ = ["add_arguments", "aggregate", "main", "run"]
@@ -117,14 +118,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of ``python -m kairos_gym.eval.real_vs_imagined``."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter,
-                                     epilog="\n".join(__doc__.splitlines()[1:]))
-    add_arguments(parser)
-    return run(parser.parse_args(argv), argv)
+main = entry_point(__doc__, add_arguments, run)
 
 
 if __name__ == "__main__":

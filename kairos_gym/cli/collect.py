@@ -30,41 +30,13 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kairos_gym.rollout import Episode, Transition
 
+from kairos_gym.cli.options import non_negative_float, non_negative_int, positive_int
+
 PROG = "kairos-gym collect"
 
 
 class UsageError(Exception):
     """A bad argument found after parsing (unknown env id, bad camera, missing directory)."""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value}")
-    return value
 
 
 def _camera_list(text: str) -> tuple[str, ...]:
@@ -85,23 +57,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gymnasium id, e.g. kairos_gym/Robosuite-Lift-v0")
     add("--policy", choices=("expert", "random"), default="expert",
         help="the task's scripted expert, or uniform random actions (default: expert)")
-    add("--episodes", type=_positive_int, required=True, metavar="N",
+    add("--episodes", type=positive_int, required=True, metavar="N",
         help="number of episodes the output file should hold at the end")
-    add("--noise", type=_non_negative_float, default=0.0, metavar="STD",
+    add("--noise", type=non_negative_float, default=0.0, metavar="STD",
         help="std of the Gaussian noise the expert adds to its actions (default: 0)")
-    add("--seed", type=_non_negative_int, default=0, metavar="S",
+    add("--seed", type=non_negative_int, default=0, metavar="S",
         help="attempt k is reset with seed S + k (default: 0)")
-    add("--image-size", type=_positive_int, default=None, metavar="PX",
+    add("--image-size", type=positive_int, default=None, metavar="PX",
         help="square camera image side in pixels (default: the env's)")
     add("--cameras", type=_camera_list, default=None, metavar="A,B",
         help="comma-separated camera names (default: the env's)")
-    add("--max-steps", type=_positive_int, default=None, metavar="N",
+    add("--max-steps", type=positive_int, default=None, metavar="N",
         help="truncate episodes after N steps (default: the env's)")
     add("--output", required=True, metavar="PATH",
         help="HDF5 episode file; appended to when it exists")
     add("--only-success", action="store_true",
         help="keep only episodes that reached success at some step")
-    add("--max-attempts", type=_positive_int, default=None, metavar="N",
+    add("--max-attempts", type=positive_int, default=None, metavar="N",
         help="with --only-success, stop after N attempts in this run (default: 10 x --episodes)")
     add("--compression", choices=("gzip", "lzf"), default="gzip",
         help="compression (default: gzip, readable everywhere; lzf decodes faster, h5py only)")

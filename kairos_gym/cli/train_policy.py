@@ -18,17 +18,9 @@ import dataclasses
 import sys
 import time
 
+from kairos_gym.cli.options import positive_float, positive_int
+
 PROG = "kairos-gym train-policy"
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -40,17 +32,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--data", required=True, nargs="+", metavar="HDF5", help="episode files to clone")
     add("--output", required=True, metavar="DIR", help="policy directory to write")
     add("--camera", default=defaults.camera, help=f"camera the policy sees (default: {defaults.camera})")
-    add("--episodes", type=_positive, default=None, metavar="N",
+    add("--episodes", type=positive_int, default=None, metavar="N",
         help="train on N episodes of a seeded shuffle (default: all)")
-    add("--steps", type=_positive, default=defaults.steps, metavar="N",
+    add("--steps", type=positive_int, default=defaults.steps, metavar="N",
         help=f"optimiser steps (default: {defaults.steps})")
-    add("--chunk", type=_positive, default=defaults.chunk, metavar="H",
+    add("--chunk", type=positive_int, default=defaults.chunk, metavar="H",
         help=f"actions predicted per query (default: {defaults.chunk})")
-    add("--batch-size", type=_positive, default=defaults.batch_size, metavar="B",
+    add("--batch-size", type=positive_int, default=defaults.batch_size, metavar="B",
         help=f"samples per step (default: {defaults.batch_size})")
-    add("--lr", type=float, default=defaults.lr, help=f"learning rate (default: {defaults.lr})")
+    add("--lr", type=positive_float, default=defaults.lr, help=f"learning rate (default: {defaults.lr})")
     add("--seed", type=int, default=defaults.seed, help="seed (default: 0)")
-    add("--threads", type=_positive, default=None, metavar="N", help="torch CPU threads")
+    add("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
     add("--no-progress", action="store_true", help="no progress bar")
 
 
