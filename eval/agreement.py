@@ -9,13 +9,10 @@ state, such as the scripted expert). Reported per policy: real and imagined succ
 with Wilson 95% intervals, mean returns and first-success steps; across policies: Pearson,
 Spearman, MMRV and the mean absolute success gap. Writes JSON and a scatter PNG.
 
-Policy specs (``--policies``), each ``BASE[+MOD...]``:
-
-- ``bc:DIR`` a :class:`~kairos_gym.policies.learned.BCPolicy` (``kairos-gym train-policy``);
-  ``random`` uniform actions; ``zero`` the arm never moves; ``expert`` the scripted expert
-  (privileged: paired mode only);
-- modifiers: ``+noise=S`` Gaussian execution noise of std ``S``; ``+open`` the gripper never
-  closes; ``+execute=K`` re-plan after ``K`` actions of a chunk.
+Policy specs (``--policies``) are ``kairos_gym.policies.make_policy`` specs, ``BASE[+MOD...]``:
+``bc:DIR`` (``kairos-gym train-policy``), ``random``, ``zero``, ``expert`` (privileged: paired
+mode only), modified by ``noise=S``, ``open``, ``interrupt=R``, ``hold=R``, ``gripper=R``,
+``execute=K``.
 
 Run::
 
@@ -39,58 +36,17 @@ import shlex
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
+from kairos_gym.cli.options import policy_spec
 from kairos_gym.eval.script import entry_point
-
-
-def parse_policy(spec: str, env: Any) -> tuple[Any, int | None]:
-    """Build the policy named by ``spec`` for ``env``; returns ``(policy, execute)``.
-
-    Raises:
-        ValueError: an unknown base or modifier, or a malformed value.
-    """
-    from kairos_gym.policies import RandomPolicy, make_policy
-    from kairos_gym.policies.learned import BCPolicy
-    from kairos_gym.policies.wrappers import ConstantPolicy, GripperOverride, NoisyPolicy
-
-    base, *mods = spec.split("+")
-    if base.startswith("bc:"):
-        policy = BCPolicy.load(base[3:])
-    elif base == "random":
-        policy = RandomPolicy(env.action_space)
-    elif base == "zero":
-        policy = ConstantPolicy([0.0] * env.action_space.shape[0])
-    elif base == "expert":
-        policy = make_policy("expert", env)
-    else:
-        raise ValueError(f"unknown policy {base!r} in {spec!r}; use bc:DIR, random, zero or expert")
-    execute = None
-    for mod in mods:
-        name, _, value = mod.partition("=")
-        try:
-            if name == "noise":
-                policy = NoisyPolicy(policy, float(value))
-            elif name == "open" and not value:
-                policy = GripperOverride(policy, -1.0)
-            elif name == "execute":
-                execute = int(value)
-                if execute < 1:
-                    raise ValueError
-            else:
-                raise ValueError
-        except ValueError as exc:
-            raise ValueError(
-                f"bad modifier {mod!r} in {spec!r}; use noise=S, open or execute=K"
-            ) from exc
-    return policy, execute
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line options."""
     add = parser.add_argument
     add("--checkpoint", default=None, help="environment checkpoint (default: the embedded model)")
-    add("--policies", nargs="+", required=True, metavar="SPEC", help="policy specs (see above)")
+    add("--policies", nargs="+", required=True, type=policy_spec, metavar="SPEC",
+        help="policy specs (see above)")
     add("--mode", choices=("closed", "paired"), default="closed", help="protocol (default: closed)")
     add("--episodes", type=int, default=10, help="episodes per policy and side (default 10)")
     add("--seed", type=int, default=100, help="episode k uses seed + k (default 100)")
@@ -114,6 +70,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         run_paired_agreement,
         scatter_plot,
     )
+    from kairos_gym.policies.registry import is_privileged, make_policy
 
     if args.episodes < 1 or args.threads < 0 or (args.steps is not None and args.steps < 1):
         print("error: --episodes and --steps must be >= 1, --threads >= 0", file=sys.stderr)
@@ -124,21 +81,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         ckpt = load_env_checkpoint(args.checkpoint)
         imagined = ImaginedEnv(ckpt, sample_steps=args.sample_steps)
         real = gym.make(ckpt.env_spec.env_id, **ckpt.env_spec.env_kwargs)
-        built = {spec: parse_policy(spec, real) for spec in args.policies}
+        policies = {spec: make_policy(spec, real) for spec in args.policies}
     except (CheckpointError, ValueError, DependencyNotInstalled, gym.error.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    if args.mode == "closed" and any(s.split("+")[0] == "expert" for s in args.policies):
+    if args.mode == "closed" and any(is_privileged(s) for s in args.policies):
         print("error: the scripted expert reads the real simulator; use --mode paired",
               file=sys.stderr)
         return 2
     started = time.perf_counter()
-    policies = {spec: policy for spec, (policy, _) in built.items()}
     if args.mode == "closed":
-        rows = []
-        for spec, (policy, execute) in built.items():
-            rows += run_agreement({spec: policy}, real, imagined, episodes=args.episodes,
-                                  seed=args.seed, max_steps=args.steps, execute=execute)
+        rows = run_agreement(policies, real, imagined, episodes=args.episodes, seed=args.seed,
+                             max_steps=args.steps)
     else:
         rows = run_paired_agreement(policies, real, imagined, episodes=args.episodes,
                                     image_key=ckpt.image_key, seed=args.seed, max_steps=args.steps)

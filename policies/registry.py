@@ -1,14 +1,27 @@
 """Policies by name, for the command line and benchmark runners.
 
-``make_policy("expert", env)`` returns the scripted expert of the environment's task;
-``make_policy("random", env)`` a uniform random policy.
+A policy spec is ``BASE[+MODIFIER...]``:
+
+- bases: ``expert`` (the task's scripted expert; reads the simulator), ``random`` (uniform
+  actions), ``zero`` (the arm never moves), ``bc:DIR`` (a behaviour-cloned
+  :class:`~kairos_gym.policies.learned.BCPolicy` written by ``kairos-gym train-policy``);
+- modifiers, applied left to right: ``noise=S`` (Gaussian execution noise), ``open`` (the
+  gripper never closes), ``interrupt=R`` (random-action segments started with probability
+  ``R`` per step), ``hold=R`` (zero-action pauses), ``gripper=R`` (random open/close
+  segments), ``execute=K`` (re-plan after ``K`` actions of a chunk).
+
+``make_policy("expert", env)`` is the scripted expert; ``make_policy("expert+interrupt=0.05",
+env)`` the same expert with random detours; ``make_policy("bc:runs/bc/lift+noise=0.3", env)``
+a noisy learned policy.
 """
 
 from __future__ import annotations
 
 import importlib
+import math
 
 import gymnasium as gym
+import numpy as np
 
 from kairos_gym.policies.base import Policy, RandomPolicy
 
@@ -22,27 +35,121 @@ EXPERTS: dict[str, str] = {
     "kairos_gym/Aloha-Insertion-v0": "kairos_gym.policies.aloha_experts:InsertionExpert",
 }
 
-POLICY_NAMES = ("expert", "random")
+POLICY_NAMES = ("expert", "random", "zero", "bc:DIR")
+MODIFIERS = ("noise=S", "open", "interrupt=R", "hold=R", "gripper=R", "execute=K")
 
 
-def make_policy(name: str, env: gym.Env, *, noise: float = 0.0) -> Policy:
-    """Build a policy by name for ``env``.
+def make_policy(spec: str, env: gym.Env, *, noise: float = 0.0) -> Policy:
+    """Build the policy named by ``spec`` (see the module docstring) for ``env``.
 
     Args:
-        name: ``"expert"`` (the task's scripted expert) or ``"random"``.
-        env: the environment the policy will act in (its id picks the expert).
-        noise: standard deviation of Gaussian action noise the expert injects, in action units.
+        spec: ``BASE[+MODIFIER...]``.
+        env: the environment the policy will act in (its id picks the expert, its action
+            space the random and zero policies).
+        noise: standard deviation of the Gaussian action noise the scripted expert injects
+            itself (the expert's own ``noise``; ``+noise=S`` adds execution noise to any base).
 
     Raises:
-        ValueError: unknown name, or no expert for this environment.
+        ValueError: unknown base or modifier, a malformed value, or no expert for this env.
+        CheckpointError: a ``bc:DIR`` that does not hold a policy.
     """
-    if name == "random":
+    from kairos_gym.policies.base import ChunkedPolicy
+    from kairos_gym.policies.wrappers import (
+        GripperOverride,
+        Interrupted,
+        NoisyPolicy,
+        RandomGripper,
+    )
+
+    check_spec(spec)
+    base, *mods = spec.split("+")
+    policy = _base_policy(base, env, noise)
+    wrappers = {
+        "noise": lambda p, v: NoisyPolicy(p, _number(v, 0.0, None)),
+        "interrupt": lambda p, v: Interrupted(p, _number(v, 0.0, 1.0)),
+        "hold": lambda p, v: Interrupted(p, _number(v, 0.0, 1.0), hold=True),
+        "gripper": lambda p, v: RandomGripper(p, _number(v, 0.0, 1.0)),
+    }
+    for i, mod in enumerate(mods):
+        name, eq, value = mod.partition("=")
+        try:
+            if name in wrappers and eq:
+                policy = wrappers[name](policy, value)
+            elif name == "open" and not eq:
+                policy = GripperOverride(policy, -1.0)
+            elif name == "execute" and eq and i == len(mods) - 1:
+                policy = ChunkedPolicy(policy, int(value))
+            else:
+                raise ValueError("unknown")
+        except (ValueError, TypeError) as exc:
+            raise ValueError(
+                f"bad modifier {mod!r} in policy {spec!r} ({exc}); modifiers are "
+                f"{', '.join(MODIFIERS)} (execute last)"
+            ) from None
+    return policy
+
+
+def check_spec(spec: str) -> str:
+    """Check a spec's grammar without building anything (``bc:DIR`` is not opened).
+
+    Raises:
+        ValueError: an empty spec, an unknown base or modifier, a value out of range, or
+            ``execute`` not last; the message lists what is allowed.
+    """
+    if not isinstance(spec, str) or not spec:
+        raise ValueError(f"a policy spec is a non-empty string, got {spec!r}")
+    base, *mods = spec.split("+")
+    if base not in ("expert", "random", "zero") and not (base.startswith("bc:") and len(base) > 3):
+        raise ValueError(f"unknown policy {base!r}; choose one of {POLICY_NAMES}")
+    ranges = {"noise": (0.0, None), "interrupt": (0.0, 1.0), "hold": (0.0, 1.0),
+              "gripper": (0.0, 1.0)}
+    for i, mod in enumerate(mods):
+        name, eq, value = mod.partition("=")
+        try:
+            if name in ranges and eq:
+                _number(value, *ranges[name])
+            elif name == "execute" and eq and i == len(mods) - 1:
+                if int(value) < 1:
+                    raise ValueError(f"{value!r} is not an integer >= 1")
+            elif not (name == "open" and not eq):
+                raise ValueError("unknown")
+        except ValueError as exc:
+            raise ValueError(
+                f"bad modifier {mod!r} in policy {spec!r} ({exc}); modifiers are "
+                f"{', '.join(MODIFIERS)} (execute last)"
+            ) from None
+    return spec
+
+
+def is_privileged(spec: str) -> bool:
+    """Whether the spec's policy reads the simulator (cannot act in imagination)."""
+    return spec.split("+")[0] == "expert"
+
+
+def _base_policy(base: str, env: gym.Env, noise: float) -> Policy:
+    from kairos_gym.policies.wrappers import ConstantPolicy
+
+    if base == "random":
         return RandomPolicy(env.action_space)
-    if name != "expert":
-        raise ValueError(f"unknown policy {name!r}; choose one of {POLICY_NAMES}")
+    if base == "zero":
+        return ConstantPolicy(np.zeros(env.action_space.shape, dtype=np.float32))
+    if base.startswith("bc:"):
+        from kairos_gym.policies.learned import BCPolicy
+
+        return BCPolicy.load(base[3:])
+    if base != "expert":
+        raise ValueError(f"unknown policy {base!r}; choose one of {POLICY_NAMES}")
     env_id = env.spec.id if env.spec is not None else None
     if env_id not in EXPERTS:
         raise ValueError(f"no scripted expert for environment {env_id!r}; experts exist for {sorted(EXPERTS)}")
     module_name, class_name = EXPERTS[env_id].split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(noise=noise)
+
+
+def _number(text: str, low: float, high: float | None) -> float:
+    value = float(text)
+    if not (math.isfinite(value) and value >= low and (high is None or value <= high)):
+        bound = f"in [{low:g}, {high:g}]" if high is not None else f">= {low:g}"
+        raise ValueError(f"{text!r} is not a number {bound}")
+    return value

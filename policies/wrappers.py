@@ -6,7 +6,9 @@ expert data never shows; these wrappers make them from any observation-only poli
 - :class:`NoisyPolicy`: seeded Gaussian noise on every action (execution noise), clipped to
   the action bounds;
 - :class:`GripperOverride`: the gripper dimension pinned (``-1``: never grasps);
-- :class:`ConstantPolicy`: one fixed action every step (``zeros``: the arm never moves).
+- :class:`ConstantPolicy`: one fixed action every step (``zeros``: the arm never moves);
+- :class:`Interrupted`: random or paused segments inside another policy's episode;
+- :class:`RandomGripper`: random open/close segments of the gripper.
 
 Each wrapper returns what its inner policy returns, chunk or single action, changed per
 action, so it composes with :class:`~kairos_gym.policies.ChunkedPolicy`.
@@ -22,7 +24,7 @@ import numpy as np
 
 from kairos_gym.policies.base import Policy
 
-__all__ = ["ConstantPolicy", "GripperOverride", "NoisyPolicy"]
+__all__ = ["ConstantPolicy", "GripperOverride", "Interrupted", "NoisyPolicy", "RandomGripper"]
 
 
 class NoisyPolicy(Policy):
@@ -101,3 +103,64 @@ class ConstantPolicy(Policy):
     def act_batch(self, observations: Mapping[str, np.ndarray], instructions: Any = "") -> np.ndarray:
         rows = len(next(iter(observations.values())))
         return np.repeat(self.action[None], rows, axis=0)
+
+
+class Interrupted(Policy):
+    """``policy``, interrupted: at each step, with probability ``rate``, a segment of
+    ``length`` steps starts in which the action is replaced by a uniform random action (or,
+    with ``hold=True``, by a zero action: the arm pauses). Seeded per episode by :meth:`reset`.
+
+    Interrupted experts show what actions do off the expert's path and how the expert's
+    motion resumes from there, which expert data alone never shows.
+    """
+
+    def __init__(self, policy: Policy, rate: float, length: int = 8, hold: bool = False) -> None:
+        if not 0.0 <= rate <= 1.0 or length < 1:
+            raise ValueError(f"need 0 <= rate <= 1 and length >= 1, got {rate!r} and {length!r}")
+        self.policy, self.rate, self.length, self.hold = policy, float(rate), int(length), hold
+        self._rng = np.random.default_rng()
+        self._left = 0
+
+    def reset(self, *, seed: int | None = None, env: gym.Env | None = None) -> None:
+        self.policy.reset(seed=seed, env=env)
+        self._rng = np.random.default_rng(None if seed is None else (seed, 0x1E7))
+        self._left = 0
+
+    def act(self, observation: dict[str, np.ndarray], instruction: str = "") -> np.ndarray:
+        # The inner policy is asked every step, so a scripted expert keeps its own phase.
+        action = np.asarray(self.policy.act(observation, instruction), dtype=np.float32)
+        if self._left == 0 and self._rng.random() < self.rate:
+            self._left = self.length
+        if self._left == 0:
+            return action
+        self._left -= 1
+        shape = action.shape[-1:]
+        return (np.zeros(shape) if self.hold else self._rng.uniform(-1, 1, shape)).astype(np.float32)
+
+
+class RandomGripper(Policy):
+    """``policy`` with the gripper command replaced, in random segments, by a random open
+    (``-1``) or close (``+1``): closing on nothing and opening mid-grasp, both of which the
+    expert data never shows. A segment of ``length`` steps starts with probability ``rate``.
+    """
+
+    def __init__(self, policy: Policy, rate: float, length: int = 10) -> None:
+        if not 0.0 <= rate <= 1.0 or length < 1:
+            raise ValueError(f"need 0 <= rate <= 1 and length >= 1, got {rate!r} and {length!r}")
+        self.policy, self.rate, self.length = policy, float(rate), int(length)
+        self._rng = np.random.default_rng()
+        self._left, self._value = 0, -1.0
+
+    def reset(self, *, seed: int | None = None, env: gym.Env | None = None) -> None:
+        self.policy.reset(seed=seed, env=env)
+        self._rng = np.random.default_rng(None if seed is None else (seed, 0x6217))
+        self._left = 0
+
+    def act(self, observation: dict[str, np.ndarray], instruction: str = "") -> np.ndarray:
+        action = np.array(self.policy.act(observation, instruction), dtype=np.float32)
+        if self._left == 0 and self._rng.random() < self.rate:
+            self._left, self._value = self.length, float(self._rng.choice([-1.0, 1.0]))
+        if self._left:
+            self._left -= 1
+            action[..., -1] = self._value
+        return action

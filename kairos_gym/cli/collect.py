@@ -21,7 +21,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 import argparse
-import dataclasses
 import json
 import sys
 import time
@@ -30,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from kairos_gym.rollout import Episode, Transition
 
-from kairos_gym.cli.options import non_negative_float, non_negative_int, positive_int
+from kairos_gym.cli.options import non_negative_float, non_negative_int, policy_spec, positive_int
 
 PROG = "kairos-gym collect"
 
@@ -55,8 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--env", required=True, metavar="ID",
         help="gymnasium id, e.g. kairos_gym/Robosuite-Lift-v0")
-    add("--policy", choices=("expert", "random"), default="expert",
-        help="the task's scripted expert, or uniform random actions (default: expert)")
+    add("--policy", type=policy_spec, default="expert", metavar="SPEC",
+        help="policy spec BASE[+MODIFIER...]: expert, random, zero or bc:DIR, modified by "
+             "noise=S, open, interrupt=R, hold=R, gripper=R, execute=K "
+             "(e.g. expert+interrupt=0.05; default: expert)")
     add("--episodes", type=positive_int, required=True, metavar="N",
         help="number of episodes the output file should hold at the end")
     add("--noise", type=non_negative_float, default=0.0, metavar="STD",
@@ -87,8 +88,8 @@ def make_env(
     image_size: int | None,
     max_steps: int | None,
 ) -> Any:
-    """``gym.make`` with the collection options; ``max_steps`` reaches the env's own
-    ``max_episode_steps`` (and Gymnasium's ``TimeLimit``), so both truncate at the same step.
+    """``gym.make`` with the collection options; ``max_steps`` becomes Gymnasium's
+    ``TimeLimit`` (the env's registered limit otherwise), the one truncation of the episode.
 
     Raises:
         UsageError: unknown id, or options the environment rejects (unknown camera...).
@@ -101,19 +102,16 @@ def make_env(
     if env_id not in gym.registry:
         known = sorted(k for k in gym.registry if k.startswith("kairos_gym/"))
         raise UsageError(f"unknown environment id {env_id!r}; kairos-gym ids: {', '.join(known)}")
-    spec = gym.spec(env_id)
     kwargs: dict[str, Any] = {}
     if cameras is not None:
         kwargs["cameras"] = cameras
     if image_size is not None:
         kwargs["image_size"] = image_size
     if max_steps is not None:
-        # gym.make keeps max_episode_steps for its TimeLimit; the env's own limit comes from kwargs.
-        spec = dataclasses.replace(
-            spec, kwargs={**spec.kwargs, "max_episode_steps": max_steps}, max_episode_steps=max_steps
-        )
+        # gym.make's TimeLimit truncates at max_steps (the env gives up its own limit).
+        kwargs["max_episode_steps"] = max_steps
     try:
-        return gym.make(spec, **kwargs)
+        return gym.make(env_id, **kwargs)
     except DependencyNotInstalled:
         raise
     except (ValueError, TypeError) as exc:
@@ -215,7 +213,7 @@ def _collect(args: argparse.Namespace) -> int:
 
     from kairos_gym.data.episodes import EpisodeReader, EpisodeWriter
     from kairos_gym.data.spaces import EpisodeEnvSpec
-    from kairos_gym.errors import DatasetError
+    from kairos_gym.errors import CheckpointError, DatasetError
     from kairos_gym.policies import make_policy
 
     wanted = _collection_attrs(args)
@@ -234,7 +232,7 @@ def _collect(args: argparse.Namespace) -> int:
     try:
         try:
             policy = make_policy(args.policy, env, noise=args.noise)
-        except ValueError as exc:
+        except (ValueError, CheckpointError) as exc:
             raise UsageError(str(exc)) from None
         spec = EpisodeEnvSpec.from_env(env, env_kwargs=_env_kwargs(env))
         writer = EpisodeWriter(

@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 import math
 
-__all__ = ["non_negative_float", "non_negative_int", "positive_float", "positive_int"]
+__all__ = [
+    "non_negative_float",
+    "non_negative_int",
+    "policy_spec",
+    "positive_float",
+    "positive_int",
+]
 
 
 def positive_int(text: str) -> int:
@@ -52,3 +58,13 @@ def _float(text: str, strict: bool) -> float:
     if not math.isfinite(value) or value < 0 or (strict and value == 0):
         raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
     return value
+
+
+def policy_spec(text: str) -> str:
+    """A policy spec (``BASE[+MODIFIER...]``, see :mod:`kairos_gym.policies.registry`)."""
+    from kairos_gym.policies.registry import check_spec
+
+    try:
+        return check_spec(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None

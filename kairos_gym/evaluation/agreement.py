@@ -286,8 +286,9 @@ def scatter_plot(policies: Sequence[PolicyScores], stats: Mapping[str, Any], pat
     for p in policies:
         s = p.summary()
         x, y = s["real"]["success_rate"], s["imagined"]["success_rate"]
-        xerr = [[x - s["real"]["ci95"][0]], [s["real"]["ci95"][1] - x]]
-        yerr = [[y - s["imagined"]["ci95"][0]], [s["imagined"]["ci95"][1] - y]]
+        # max(0, .): float rounding can put an interval end a hair inside the rate.
+        xerr = [[max(0.0, x - s["real"]["ci95"][0])], [max(0.0, s["real"]["ci95"][1] - x)]]
+        yerr = [[max(0.0, y - s["imagined"]["ci95"][0])], [max(0.0, s["imagined"]["ci95"][1] - y)]]
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=5, capsize=2, alpha=0.8)
         ax.annotate(p.name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
     ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="real success rate",

@@ -162,7 +162,8 @@ def test_foreign_output_file_is_refused(tmp_path, capsys):
         (["--episodes", "2", "--image-size", "abc"], "argument --image-size: expected a positive integer, got 'abc'"),
         (["--episodes", "2", "--noise", "-0.1"], "argument --noise: expected a finite number >= 0, got -0.1"),
         (["--episodes", "2", "--cameras", "agentview,"], "argument --cameras: expected comma-separated camera names"),
-        (["--episodes", "2", "--policy", "smart"], "argument --policy: invalid choice: 'smart'"),
+        (["--episodes", "2", "--policy", "smart"], "argument --policy: unknown policy 'smart'"),
+        (["--episodes", "2", "--policy", "expert+noise=-1"], "bad modifier 'noise=-1'"),
     ],
 )
 def test_bad_arguments_exit_2(tmp_path, capsys, argv, message):

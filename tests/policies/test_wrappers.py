@@ -40,3 +40,49 @@ def test_gripper_override_and_constant_policy():
     zero = ConstantPolicy(np.zeros(7))
     assert zero.act({}).tolist() == [0.0] * 7
     assert zero.act_batch({"state": np.zeros((3, 2))}).shape == (3, 7)
+
+
+def test_interrupted_and_random_gripper_are_seeded_segments():
+    from kairos_gym.policies.wrappers import Interrupted, RandomGripper
+
+    base = ConstantPolicy(np.full(7, 0.5))
+    a = Interrupted(base, rate=0.2, length=3)
+    a.reset(seed=1)
+    actions = np.stack([a.act({}) for _ in range(60)])
+    detour = ~np.all(actions == 0.5, axis=1)
+    assert 0 < detour.sum() < 60 and np.all(np.abs(actions) <= 1)
+    b = Interrupted(base, rate=0.2, length=3)
+    b.reset(seed=1)
+    np.testing.assert_array_equal(np.stack([b.act({}) for _ in range(60)]), actions)
+    held = Interrupted(base, rate=1.0, length=2, hold=True)
+    held.reset(seed=0)
+    assert held.act({}).tolist() == [0.0] * 7
+    grip = RandomGripper(base, rate=0.3, length=4)
+    grip.reset(seed=2)
+    g = np.stack([grip.act({}) for _ in range(40)])
+    assert set(np.unique(g[:, -1])) <= {-1.0, 0.5, 1.0} and (g[:, -1] != 0.5).any()
+    np.testing.assert_array_equal(g[:, :-1], 0.5)
+    with pytest.raises(ValueError, match="0 <= rate <= 1"):
+        Interrupted(base, rate=2.0)
+
+
+def test_policy_specs_build_and_refuse():
+    import gymnasium as gym
+
+    from kairos_gym.policies import ChunkedPolicy, make_policy
+    from kairos_gym.policies.registry import check_spec, is_privileged
+    from kairos_gym.policies.wrappers import GripperOverride, Interrupted
+
+    env = type("E", (), {"action_space": gym.spaces.Box(-1, 1, (7,), np.float32), "spec": None})()
+    policy = make_policy("zero+interrupt=0.1+open+execute=2", env)
+    assert isinstance(policy, ChunkedPolicy) and isinstance(policy.policy, GripperOverride)
+    assert isinstance(policy.policy.policy, Interrupted)
+    assert make_policy("zero", env).act({}).tolist() == [0.0] * 7
+    assert is_privileged("expert+noise=0.3") and not is_privileged("bc:x+noise=0.3")
+    for bad, match in [("smart", "unknown policy 'smart'"), ("zero+noise=x", "bad modifier"),
+                       ("zero+execute=2+open", "execute last"), ("zero+hold=1.5", r"in \[0, 1\]"),
+                       ("", "non-empty")]:
+        with pytest.raises(ValueError, match=match):
+            check_spec(bad)
+    with pytest.raises(ValueError, match="no scripted expert"):
+        make_policy("expert", env)
