@@ -150,6 +150,10 @@ class TrainConfig:
     """The preset the model config started from (for the record)."""
     model_overrides: dict[str, Any] = field(default_factory=dict)
     """Fields set on top of the preset."""
+    init: str | None = None
+    """An environment checkpoint to start from (fine-tuning): its codec is reused as it is
+    (the codec stage is skipped) and the world model starts from its weights, including the
+    state normalisation. Its model config must have the same shapes as ``model``."""
 
     def __post_init__(self) -> None:
         for stage in (self.codec, self.world_model):
@@ -184,6 +188,9 @@ class TrainConfig:
             "codec": dataclasses.asdict(self.codec),
             "world_model": dataclasses.asdict(self.world_model),
         }
+        if self.init is not None:
+            # Only when set, so the stored configs of earlier runs still compare equal on resume.
+            out["init"] = self.init
         return out
 
     @classmethod
@@ -208,7 +215,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], base_dir: str | os.PathLike = ".", **model_defaults: Any) -> TrainConfig:
         """Build from a TOML-shaped dict (see the module docstring)."""
-        known = {"seed", "model", "data", "codec", "world_model"}
+        known = {"seed", "init", "model", "data", "codec", "world_model"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"unknown training config keys {unknown}; expected {sorted(known)}")
@@ -234,6 +241,7 @@ class TrainConfig:
             seed=int(raw.get("seed", 0)),
             model_preset=preset,
             model_overrides=model_raw,
+            init=None if raw.get("init") is None else str((Path(base_dir) / raw["init"]).resolve()),
         )
 
 

@@ -112,6 +112,27 @@ def model_defaults_from_data(spec: EpisodeEnvSpec) -> dict[str, Any]:
             "state_dim": ObservationKeys.from_spec(spec).state_width}
 
 
+def check_init(config: TrainConfig) -> None:
+    """Refuse an ``init`` checkpoint whose model shapes differ from ``config.model``.
+
+    Raises:
+        CheckpointError: missing or unreadable files, or differing shape fields (named).
+    """
+    init = Path(config.init)
+    data = ckpt.read_config(init)
+    for name in (ckpt.MODEL_NAME, ckpt.CODEC_NAME):
+        if not (init / name).is_file():
+            raise CheckpointError(f"init {init}: no {name}")
+    sampler = {"sample_steps", "timestep_shift", "context_sigma", "guidance_scale"}
+    theirs = {k: v for k, v in data.get("model", {}).items() if k not in sampler}
+    mine = {k: v for k, v in json.loads(json.dumps(config.model.to_dict())).items()
+            if k not in sampler}
+    differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+    if differ:
+        detail = ", ".join(f"{k}: init {theirs.get(k)!r}, config {mine.get(k)!r}" for k in differ)
+        raise CheckpointError(f"init {init} has another model shape ({detail}); set [model] to match")
+
+
 def load_config(path: str | os.PathLike) -> TrainConfig:
     """Parse a TOML training config, taking frame size, action size and state width from its data.
 
@@ -165,6 +186,8 @@ class Trainer:
         if have != needed:
             raise ValueError(f"the model config {have} does not fit the data {needed}; leave these "
                              "fields out of [model] to take them from the data")
+        if config.init is not None:
+            check_init(config)
         self.model: WorldModel | None = None
         self._codec: ConvCodec | None = None
 
@@ -297,6 +320,8 @@ class Trainer:
         torch.manual_seed(seed_for(self.config.seed, "codec", "init"))
         codec = ConvCodec(self.config.model).to(self.dist.device)
         done = self.output / "codec" / ckpt.CODEC_NAME
+        if self.config.init is not None:
+            done = Path(self.config.init) / ckpt.CODEC_NAME
         if done.exists():
             ckpt.load_state_strict(codec, ckpt.load_tensors(done), str(done))
             self._codec = codec.eval()
@@ -342,6 +367,10 @@ class Trainer:
         val = self._dataset(cfg.clip_len, "val")
         if self.config.model.state_dim:
             self._fit_state_normalisation(model, train)
+        if self.config.init is not None:
+            # After the fit: the initial weights bring their own state normalisation.
+            path = Path(self.config.init) / ckpt.MODEL_NAME
+            ckpt.load_state_strict(model.dit, ckpt.load_tensors(path), str(path))
         objective = WorldModelObjective(model.dit, cfg, shard=(self.dist.rank, self.dist.world_size))
         val_batches = [self._clips(model, val, np.random.default_rng(seed_for(self.config.seed, "val", i))
                                    .integers(0, len(val), size=cfg.batch_size)) for i in range(4)]
@@ -442,6 +471,7 @@ class Trainer:
                   else f"{platform.processor() or platform.machine()} CPU")
         return {
             "config": self.config.to_dict(),
+            "init": self.config.init,
             "data": data,
             "steps": {"codec": self.config.codec.steps, "world_model": self.config.world_model.steps},
             "hardware": {"device": device, "processes": self.dist.world_size,

@@ -135,3 +135,23 @@ def test_two_gloo_processes_train_the_same_model_as_one(tmp_path, data):
     assert worst < 1e-4, f"2-process weights differ from 1 process by {worst}"
     info = json.loads((tmp_path / "ddp" / "model" / "config.json").read_text())
     assert info["training"]["hardware"]["processes"] == 2
+
+
+def test_init_fine_tunes_from_an_env_checkpoint(tmp_path, data):
+    first = _train(write_config(tmp_path, data), tmp_path / "first")
+    base = _weights(first)
+    (tmp_path / "ft").mkdir()
+    # A vanishing learning rate: the fine-tuned weights stay at the initial ones.
+    config = write_config(tmp_path / "ft", data, world_model="lr = 1e-12")
+    text = config.read_text().replace("seed = 3", f'seed = 3\ninit = "{first}"')
+    config.write_text(text)
+    out = _train(config, tmp_path / "tuned")
+    tuned = _weights(out)
+    assert not (tmp_path / "tuned" / "codec").exists()  # the codec stage was skipped
+    for key, value in base.items():
+        torch.testing.assert_close(tuned[key], value, atol=1e-6, rtol=0, msg=key)
+    assert load_env_checkpoint(out).info["training"]["init"] == str(first)
+    # A checkpoint of another shape is refused before anything trains.
+    config.write_text(text.replace('preset = "tiny"', 'preset = "tiny"\ndim = 48'))
+    with pytest.raises(CheckpointError, match="another model shape .*dim"):
+        _train(config, tmp_path / "bad")
