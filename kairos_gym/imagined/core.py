@@ -407,7 +407,12 @@ class ImaginedCore:
         frames = torch.from_numpy(batch[self.image_key]).to(self.model.device)
         fresh = self.model.observe(self.model.init_state(idx.size), frames[:, None], generator=generators)
         everyone = idx.size == self.num_rows and np.array_equal(idx, np.arange(self.num_rows))
-        self._state = fresh if self._state is None or everyone else self._state.put_rows(idx.tolist(), fresh)
+        if everyone:
+            self._state = fresh
+        else:
+            # Rows never started hold an empty memory until they are (``started`` says which).
+            base = self._state if self._state is not None else self.model.init_state(self.num_rows)
+            self._state = base.put_rows(idx.tolist(), fresh)
         for key, value in batch.items():
             self._obs[key][idx] = value
         self._stale[idx] = False

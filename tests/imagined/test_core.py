@@ -187,11 +187,15 @@ def test_bad_rows_and_not_started_rows_are_refused(ckpt):
     with pytest.raises(ResetNeeded, match="reset"):
         core.step(np.zeros((2, 7), np.float32))
     core.step(np.zeros((1, 7), np.float32), [0])
+    assert core.world_state.batch_size == 2 and core.world_state.frame_index.tolist() == [2, 0]
+    core.start([1], seeds=[1])
+    core.step(np.zeros((2, 7), np.float32))
+    assert core.world_state.frame_index.tolist() == [3, 2]
     with pytest.raises(ValueError, match="distinct indices in 0..1"):
         core.step(np.zeros((2, 7), np.float32), [0, 0])
     with pytest.raises(InvalidAction, match="env 0: action contains NaN"):
         core.step(np.full((1, 7), np.nan, np.float32), [0])
-    assert core.steps.tolist() == [1, 0]
+    assert core.steps.tolist() == [2, 1]
 
 
 def test_gym_make_vec_on_the_imagined_id_loads_one_model(ckpt_dir, monkeypatch):
