@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 
 case "${1:-demo}" in
   demo) extras="sim" ;;
-  test) extras="sim,rl,eval,dev" ;;
+  test) extras="sim,rl,eval,dev,play" ;;
   *) echo "usage: bash scripts/setup.sh [demo|test]" >&2; exit 2 ;;
 esac
 
@@ -21,6 +21,18 @@ if ! ldconfig -p 2>/dev/null | grep -q "libEGL_mesa"; then
       libegl1 libegl-mesa0 libgl1-mesa-dri libgles2 >/dev/null
   else
     echo "warning: Mesa EGL not found; install libegl1 libegl-mesa0 libgl1-mesa-dri for rendering" >&2
+  fi
+fi
+
+# The browser tests of kairos-gym play drive Debian's Chromium through Selenium (browsers are
+# never downloaded at install time); without it they are skipped.
+if [ "${1:-demo}" = test ] && ! { command -v chromium >/dev/null && command -v chromedriver >/dev/null; }; then
+  if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    echo "installing chromium and chromium-driver for the browser tests"
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+      chromium chromium-driver >/dev/null
+  else
+    echo "warning: chromium/chromedriver not found; the play page's browser tests will be skipped" >&2
   fi
 fi
 

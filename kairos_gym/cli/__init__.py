@@ -17,6 +17,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "core-demo": ("kairos_gym.cli.core_demo", "the streaming core on random weights: invariant, step cost, forks"),
     "collect": ("kairos_gym.cli.collect", "collect episodes from a real simulator with a policy"),
     "train": ("kairos_gym.cli.train", "train the codec and the world model on episode files"),
+    "play": ("kairos_gym.cli.play", "drive the imagined world by hand in a browser, beside the real one"),
     "train-policy": ("kairos_gym.cli.train_policy", "behaviour-clone an observation-only policy from episode files"),
 }
 
