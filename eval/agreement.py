@@ -36,9 +36,31 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from kairos_gym.cli.options import policy_spec
 from kairos_gym.eval.script import entry_point
+
+
+def load_real_side(path: str, args: argparse.Namespace) -> dict[str, Any]:
+    """The real-side :class:`PolicyScores` of an earlier closed-loop report, by policy name.
+
+    Raises:
+        ValueError: the report was made in another mode or with other seeds or steps.
+    """
+    from kairos_gym.evaluation.agreement import PolicyScores
+
+    report = json.loads(Path(path).read_text())
+    same = {"mode": "closed", "seed": args.seed, "steps": args.steps}
+    differ = {k: report.get(k) for k, v in same.items() if report.get(k) != v}
+    if differ:
+        raise ValueError(f"made with other settings {differ}; need {same}")
+    out = {}
+    for d in report["episodes_detail"]:
+        out[d["name"]] = PolicyScores(d["name"], real=d["real"], imagined=[],
+                                      real_returns=d.get("real_returns", []),
+                                      real_first_success=d["real_first_success"])
+    return out
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -55,6 +77,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     add("--output", default="results/agreement.json", help="JSON path (the PNG goes beside it)")
     add("--no-plot", action="store_true", help="skip the scatter PNG")
+    add("--real-from", default=None, metavar="JSON",
+        help="reuse the real-side episodes of an earlier closed-loop report with the same "
+             "policies, seeds and steps (only the imagined side runs; for comparing models)")
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -91,8 +116,13 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         return 2
     started = time.perf_counter()
     if args.mode == "closed":
+        try:
+            known = load_real_side(args.real_from, args) if args.real_from else None
+        except (OSError, ValueError, KeyError) as exc:
+            print(f"error: --real-from {args.real_from}: {exc}", file=sys.stderr)
+            return 2
         rows = run_agreement(policies, real, imagined, episodes=args.episodes, seed=args.seed,
-                             max_steps=args.steps)
+                             max_steps=args.steps, known_real=known)
     else:
         rows = run_paired_agreement(policies, real, imagined, episodes=args.episodes,
                                     image_key=ckpt.image_key, seed=args.seed, max_steps=args.steps)
@@ -117,6 +147,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "env_id": ckpt.env_spec.env_id,
         "episodes": args.episodes,
         "seed": args.seed,
+        "steps": args.steps,
+        "real_from": args.real_from,
         "sample_steps": imagined.settings.steps,
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.machine(),
@@ -125,6 +157,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "policies": summaries,
         "episodes_detail": [
             {"name": row.name, "real": row.real, "imagined": row.imagined,
+             "real_returns": row.real_returns, "imagined_returns": row.imagined_returns,
              "real_first_success": row.real_first_success,
              "imagined_first_success": row.imagined_first_success}
             for row in rows

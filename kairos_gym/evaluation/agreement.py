@@ -171,6 +171,7 @@ def run_agreement(
     max_steps: int | None = None,
     execute: int | None = None,
     progress: bool = True,
+    known_real: Mapping[str, PolicyScores] | None = None,
 ) -> list[PolicyScores]:
     """Run every policy closed-loop in ``real`` and in ``imagined`` from the same real resets.
 
@@ -190,6 +191,10 @@ def run_agreement(
         max_steps: at most this many steps per episode (``None``: the envs' limits).
         execute: actions executed per chunk before asking the policy again.
         progress: a progress bar over episodes.
+        known_real: real-side results of an earlier run with the same policies, seeds and
+            step limit (the real simulator and the policies are deterministic given the
+            seed): those policies' real episodes are not stepped again, only reset to get
+            the start observation. Comparing several models this way costs one real run.
 
     Returns:
         One :class:`PolicyScores` per policy, in the order given.
@@ -205,20 +210,33 @@ def run_agreement(
     try:
         for name, policy in policies.items():
             row = PolicyScores(name, real=[], imagined=[])
+            known = (known_real or {}).get(name)
+            if known is not None and len(known.real) < episodes:
+                raise ValueError(f"known_real[{name!r}] has {len(known.real)} episodes, not {episodes}")
             for k in range(episodes):
-                starts: list[dict[str, np.ndarray]] = []
-                outcome = run_episode(
-                    real, policy, seed=seed + k, max_steps=max_steps, execute=execute,
-                    stop_on_success=True, on_reset=lambda obs, info, keep=starts: keep.append(obs),
-                )
+                if known is None:
+                    starts: list[dict[str, np.ndarray]] = []
+                    outcome = run_episode(
+                        real, policy, seed=seed + k, max_steps=max_steps, execute=execute,
+                        stop_on_success=True,
+                        on_reset=lambda obs, info, keep=starts: keep.append(obs),
+                    )
+                    start = starts[0]
+                    row.real.append(bool(outcome.success))
+                    row.real_returns.append(float(outcome.total_reward))
+                    row.real_first_success.append(outcome.first_success)
+                else:
+                    start, _ = real.reset(seed=seed + k)
+                    row.real.append(known.real[k])
+                    row.real_returns.append(known.real_returns[k] if known.real_returns else 0.0)
+                    row.real_first_success.append(known.real_first_success[k])
                 dream = run_episode(
-                    imagined, policy, seed=seed + k, options={"observation": starts[0]},
+                    imagined, policy, seed=seed + k, options={"observation": start},
                     max_steps=max_steps, execute=execute, stop_on_success=True,
                 )
-                for side, episode in (("real", outcome), ("imagined", dream)):
-                    getattr(row, side).append(bool(episode.success))
-                    getattr(row, f"{side}_returns").append(float(episode.total_reward))
-                    getattr(row, f"{side}_first_success").append(episode.first_success)
+                row.imagined.append(bool(dream.success))
+                row.imagined_returns.append(float(dream.total_reward))
+                row.imagined_first_success.append(dream.first_success)
                 bar.update(1)
                 bar.set_postfix(policy=name, refresh=False)
             scores.append(row)

@@ -118,6 +118,17 @@ def test_agreement_script_writes_json_and_refuses_the_expert_closed_loop(envs, t
     report = json.loads(out.read_text())
     assert [p["name"] for p in report["policies"]] == ["zero", "random+noise=0.2+execute=2"]
     assert report["mode"] == "closed" and "pearson" in report["stats"]
+    # The real side of that report is reused: the same outcomes, only imagination runs again.
+    again = tmp_path / "again.json"
+    done = subprocess.run([*cmd[:-3], "--output", str(again), "--no-plot", "--real-from", str(out),
+                           "--policies", "zero", "random+noise=0.2+execute=2"],
+                          check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert [d["real"] for d in json.loads(again.read_text())["episodes_detail"]] == [
+        d["real"] for d in report["episodes_detail"]]
+    done = subprocess.run([*cmd, "--seed", "7", "--real-from", str(out), "--policies", "zero"],
+                          check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and "other settings" in done.stderr
     done = subprocess.run([*cmd, "--policies", "expert", "zero"], check=False,
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 2 and "use --mode paired" in done.stderr
