@@ -80,14 +80,17 @@ class ClipDataset(torch.utils.data.Dataset):
         image_transform: ``"none"``, ``"vflip"`` or ``"rot180"``, applied to frames (LIBERO
             and robomimic files store images upside down as rendered; kairos-gym files are upright).
         in_memory: keep every episode read in memory (per worker) instead of re-reading.
+        allow_external_links: follow HDF5 external links and external storage in the files
+            (refused by default; see :class:`~kairos_gym.data.reader.EpisodeReader`).
 
     Attributes:
         observation_keys: per file, the :class:`ObservationKeys` whose state keys make up
             ``state`` (``observation_keys[i].state_width`` is ``S`` for file ``i``).
 
     Raises:
-        DatasetError: unreadable file, missing camera or state key, or no clip at all in
-            the split.
+        DatasetError: unreadable or invalid file (every episode is validated when the
+            dataset is built: widths, dtypes, image shapes, finite values), missing camera or
+            state key, or no clip at all in the split.
         ValueError: bad arguments.
 
     h5py handles are opened lazily and cached per process, so DataLoader workers each open
@@ -109,6 +112,7 @@ class ClipDataset(torch.utils.data.Dataset):
         sim_state: bool = False,
         image_transform: str = "none",
         in_memory: bool = False,
+        allow_external_links: bool = False,
     ) -> None:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
@@ -134,6 +138,7 @@ class ClipDataset(torch.utils.data.Dataset):
         self.with_sim_state = bool(sim_state)
         self.image_transform = image_transform
         self.in_memory = bool(in_memory)
+        self.allow_external_links = bool(allow_external_links)
         self._user_state_keys = None if state_keys is None else tuple(state_keys)
 
         # Per file: resolved image keys and observation keys. Per episode: (file, name, frames).
@@ -143,7 +148,7 @@ class ClipDataset(torch.utils.data.Dataset):
         counts: list[int] = []
         span = (self.clip_len - 1) * self.frame_stride + 1
         for file_index, path in enumerate(self.paths):
-            with EpisodeReader(path) as reader:
+            with EpisodeReader(path, allow_external_links=self.allow_external_links) as reader:
                 self._resolve_keys(reader)
                 for ep in reader:
                     side = split_of(path, ep.name, val_fraction=self.val_fraction, seed=self.seed)
@@ -207,7 +212,12 @@ class ClipDataset(torch.utils.data.Dataset):
             self._readers, self._cache, self._pid = {}, {}, os.getpid()
         reader = self._readers.get(file_index)
         if reader is None:
-            reader = EpisodeReader(self.paths[file_index])
+            # Validated when the dataset was built: reopening checks structure, not values.
+            reader = EpisodeReader(
+                self.paths[file_index],
+                allow_external_links=self.allow_external_links,
+                check_values=False,
+            )
             self._readers[file_index] = reader
         return reader
 

@@ -53,26 +53,43 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
-from kairos_gym.data.reader import Episode, EpisodeReader, _demo_index, open_episodes, open_h5
+from kairos_gym.data.reader import (
+    FORMAT,
+    FORMAT_VERSION,
+    Episode,
+    EpisodeReader,
+    _demo_index,
+    open_episodes,
+    open_h5,
+)
 from kairos_gym.data.spaces import EpisodeEnvSpec
-from kairos_gym.errors import DatasetError
+from kairos_gym.data.validation import check_finite
+from kairos_gym.errors import DatasetError, ShapeError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 __all__ = ["Episode", "EpisodeReader", "EpisodeWriter", "open_episodes"]
 
-FORMAT = "kairos-gym-episodes"
-FORMAT_VERSION = 1
 # robomimic's EnvType.GYM_TYPE: robomimic rebuilds such envs with gym.make(env_name, **env_kwargs).
 ROBOMIMIC_GYM_TYPE = 2
 
 
 def _as_array(value: Any, dtype: Any, what: str) -> np.ndarray:
-    arr = np.asarray(value)
+    """``value`` as an array of ``dtype`` (uint8 only from uint8: pixels are never cast).
+
+    Raises:
+        ShapeError: a ragged or non-numeric value, or a non-uint8 image.
+    """
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError) as exc:
+        raise ShapeError(f"{what} is not an array ({exc})") from None
+    if arr.dtype.kind not in "fiub":
+        raise ShapeError(f"{what} must be numeric, got dtype {arr.dtype}")
     if dtype is not None:
         if np.dtype(dtype) == np.uint8 and arr.dtype != np.uint8:
-            raise ValueError(f"{what} must be uint8, got dtype {arr.dtype}")
+            raise ShapeError(f"{what} must be uint8, got dtype {arr.dtype}")
         arr = arr.astype(dtype, copy=False)
     return arr
 
@@ -247,19 +264,23 @@ class EpisodeWriter:
             success: ``info["success"]`` after the step.
             state: ``[S]`` simulator state when ``obs`` was seen (``env.get_sim_state()``).
         """
+        # Converted before anything is buffered, so a bad step leaves the writer as it was.
+        if not isinstance(obs, Mapping):
+            raise ShapeError(f"obs must be a dict of arrays, got {type(obs).__name__}")
+        reward_arr = _as_array(reward, np.float64, "reward")
+        if reward_arr.size != 1:
+            raise ShapeError(f"reward must be one number, got shape {reward_arr.shape}")
+        step = (
+            {k: np.array(_as_array(v, None, f"obs[{k!r}]"), copy=True) for k, v in obs.items()},
+            np.array(_as_array(action, np.float32, "action"), copy=True),
+            float(reward_arr.reshape(())),
+            bool(done),
+            bool(success),
+            None if state is None else np.array(_as_array(state, np.float64, "state"), copy=True),
+        )
         if self._steps is None:
             self.begin_episode()
-        steps: list[tuple[Any, ...]] = self._steps  # type: ignore[assignment]
-        steps.append(
-            (
-                {k: np.array(v, copy=True) for k, v in obs.items()},
-                np.array(action, dtype=np.float32, copy=True),
-                float(reward),
-                bool(done),
-                bool(success),
-                None if state is None else np.array(state, dtype=np.float64, copy=True),
-            )
-        )
+        self._steps.append(step)  # type: ignore[union-attr]
 
     def discard_episode(self) -> None:
         """Forget the episode in progress without writing it."""
@@ -291,13 +312,22 @@ class EpisodeWriter:
         steps, meta = self._steps, dict(self._episode_meta)
         self._steps, self._episode_meta = None, {}
         states = [s[5] for s in steps]
+        try:
+            obs_arrays = {k: np.stack([s[0][k] for s in steps]) for k in steps[0][0]}
+            actions = np.stack([s[1] for s in steps])
+            stacked_states = None if any(s is None for s in states) else np.stack(states)
+        except (ValueError, KeyError) as exc:
+            raise ShapeError(
+                f"the {len(steps)} buffered steps do not stack into one episode ({exc}): every "
+                "step needs the same observation keys and shapes"
+            ) from None
         name = self.write_episode(
-            obs={k: np.stack([s[0][k] for s in steps]) for k in steps[0][0]},
-            actions=np.stack([s[1] for s in steps]),
+            obs=obs_arrays,
+            actions=actions,
             rewards=np.array([s[2] for s in steps], dtype=np.float64),
             dones=np.array([s[3] for s in steps], dtype=bool),
             success=np.array([s[4] for s in steps], dtype=bool),
-            states=None if any(s is None for s in states) else np.stack(states),
+            states=stacked_states,
             final_obs=final_obs,
             final_state=final_state,
             seed=seed if seed is not None else meta.get("seed"),
@@ -315,26 +345,31 @@ class EpisodeWriter:
         space = self.env_spec.observation_space
         expected = list(space.spaces)
         if sorted(obs) != sorted(expected):
-            raise ValueError(f"observation keys {sorted(obs)} do not match the env spec's {sorted(expected)}")
+            raise ShapeError(f"observation keys {sorted(obs)} do not match the env spec's {sorted(expected)}")
         actions = _as_array(actions, np.float32, "actions")
         if actions.ndim != 2 or actions.shape[1:] != self.env_spec.action_space.shape:
-            raise ValueError(
+            raise ShapeError(
                 f"actions must be [T, {self.env_spec.action_dim}], got shape {actions.shape}"
             )
         T = actions.shape[0]
         if T == 0:
-            raise ValueError("an episode needs at least one step, got 0 actions")
+            raise ShapeError("an episode needs at least one step, got 0 actions")
+        # The reader refuses files with NaN/inf in these: never write one.
+        check_finite(actions, "actions", ShapeError)
+        images = set(self.env_spec.image_keys)
         out_obs = {}
         for key in expected:
             sub = space[key]
             arr = _as_array(obs[key], sub.dtype, f"obs[{key!r}]")
             if arr.shape != (T, *sub.shape):
-                raise ValueError(f"obs[{key!r}] must have shape {(T, *sub.shape)}, got {arr.shape}")
+                raise ShapeError(f"obs[{key!r}] must have shape {(T, *sub.shape)}, got {arr.shape}")
+            if key not in images:
+                check_finite(arr, f"obs[{key!r}]", ShapeError)
             out_obs[key] = arr
         out_final = None
         if final_obs is not None:
             if sorted(final_obs) != sorted(expected):
-                raise ValueError(
+                raise ShapeError(
                     f"final_obs keys {sorted(final_obs)} do not match the env spec's {sorted(expected)}"
                 )
             out_final = {}
@@ -344,7 +379,9 @@ class EpisodeWriter:
                 if arr.shape == sub.shape:
                     arr = arr[None]
                 if arr.shape != (1, *sub.shape):
-                    raise ValueError(f"final_obs[{key!r}] must have shape {sub.shape}, got {arr.shape}")
+                    raise ShapeError(f"final_obs[{key!r}] must have shape {sub.shape}, got {arr.shape}")
+                if key not in images:
+                    check_finite(arr, f"final_obs[{key!r}]", ShapeError)
                 out_final[key] = arr
         return out_obs, actions, out_final
 
@@ -375,26 +412,33 @@ class EpisodeWriter:
                 to the env spec's).
 
         Raises:
-            ValueError: wrong keys, shapes or dtypes (images must be uint8).
+            ShapeError: wrong keys, shapes or dtypes (images must be uint8), or NaN/inf in
+                actions, rewards or non-image observations (what the reader refuses).
         """
         if self._steps:
             raise RuntimeError("an episode is in progress; end_episode() or discard_episode() first")
         obs_arr, actions, final_arr = self._validate(obs, actions, final_obs)
         T = actions.shape[0]
         columns = {
-            "rewards": np.asarray(rewards, dtype=np.float64),
-            "dones": np.asarray(dones).astype(bool),
-            "success": np.asarray(success).astype(bool),
+            "rewards": _as_array(rewards, np.float64, "rewards"),
+            "dones": _as_array(dones, None, "dones").astype(bool),
+            "success": _as_array(success, None, "success").astype(bool),
         }
         for key, arr in columns.items():
             if arr.shape != (T,):
-                raise ValueError(f"{key} must have shape ({T},), got {arr.shape}")
+                raise ShapeError(f"{key} must have shape ({T},), got {arr.shape}")
+        check_finite(columns["rewards"], "rewards", ShapeError)
         if states is not None:
-            states = np.asarray(states, dtype=np.float64)
+            states = _as_array(states, np.float64, "states")
             if states.ndim != 2 or states.shape[0] != T:
-                raise ValueError(f"states must be [T={T}, S], got shape {states.shape}")
+                raise ShapeError(f"states must be [T={T}, S], got shape {states.shape}")
         if final_state is not None:
-            final_state = np.asarray(final_state, dtype=np.float64).reshape(1, -1)
+            final_state = _as_array(final_state, np.float64, "final_state").reshape(1, -1)
+            if states is not None and final_state.shape[1] != states.shape[1]:
+                raise ShapeError(
+                    f"final_state has {final_state.shape[1]} values but states have "
+                    f"{states.shape[1]} per step"
+                )
         episode_attrs: dict[str, Any] = {
             "num_samples": T,
             "instruction": instruction if instruction is not None else self.env_spec.instruction,

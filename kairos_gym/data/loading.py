@@ -256,7 +256,8 @@ def load_episodes(
         mine = [r for r in chosen if r.path == path]
         if not mine:
             continue
-        with EpisodeReader(path) as reader:
+        # list_episodes validated these files a moment ago.
+        with EpisodeReader(path, check_values=False) as reader:
             keys = ObservationKeys.from_reader(reader, state_keys)
             for ref in mine:
                 steps = ref.steps if max_steps is None else min(ref.steps, max_steps)

@@ -1,9 +1,13 @@
 """Reading episode files: kairos-gym's own, and official LIBERO and robomimic demo files.
 
-The layout is described in :mod:`kairos_gym.data.episodes`. :class:`EpisodeReader` checks
-the structure when it opens a file (cheap: metadata only) and reads data lazily through
+The layout is described in :mod:`kairos_gym.data.episodes`. :class:`EpisodeReader`
+validates every episode once, when it opens a file (:mod:`kairos_gym.data.validation`:
+structure, widths, dtypes, image shapes against the file's env spec, finite actions, rewards
+and non-image observations; images are not read), and reads data lazily through
 :class:`Episode`; every problem is a :class:`~kairos_gym.errors.DatasetError` that names
-the file and the episode. LIBERO files (``obs/agentview_rgb``, ``robot_states``, ``data``
+the file, the episode and the field. Nothing is read from another file unless asked:
+external links, external storage and virtual datasets over other files are refused by
+default. LIBERO files (``obs/agentview_rgb``, ``robot_states``, ``data``
 attrs ``problem_info`` / ``bddl_file_name``) and robomimic files (``next_obs``, the ``mask``
 group of filter keys) are recognised by their attributes; both lack a ``success`` column,
 so their ``dones`` stand in for it.
@@ -23,12 +27,16 @@ import h5py
 import numpy as np
 
 from kairos_gym.data.spaces import EpisodeEnvSpec
+from kairos_gym.data.validation import EpisodeLayout, check_episode_group, check_local
 from kairos_gym.errors import DatasetError
 
 if TYPE_CHECKING:
     from typing_extensions import Self
 
 _DEMO_RE = re.compile(r"^demo_(\d+)$")
+FORMAT = "kairos-gym-episodes"
+FORMAT_VERSION = 1
+"""The version of the kairos-gym episode layout this code writes and the newest it reads."""
 # A commit holds the file's lock for tens of milliseconds; waiting this long for it to be
 # released covers commits, not a process that keeps the file open (that is an error).
 LOCK_WAIT_S = 10.0
@@ -248,15 +256,24 @@ class Episode:
 class EpisodeReader:
     """Read an episode file: kairos-gym's own, or official LIBERO / robomimic demo files.
 
-    Opening checks the structure (every episode has ``actions``, ``rewards``, ``dones``
-    and ``obs``, all ``T`` long); data is read lazily through :class:`Episode`.
+    Opening validates every episode once (every episode has ``actions``, ``rewards``,
+    ``dones`` and ``obs``, all ``T`` long, with the widths, dtypes and image shapes of the
+    file's env spec, or of its first episode for LIBERO / robomimic files, and finite
+    actions, rewards and non-image observations); data is read lazily through
+    :class:`Episode`.
 
     Args:
         path: the ``.hdf5`` file.
+        allow_external_links: follow HDF5 external links, external raw storage and virtual
+            datasets over other files (refused by default: a file read should read that file).
+        check_values: also read actions, rewards and non-image observations to check they
+            are finite (off only to reopen a file already validated).
 
     Raises:
-        DatasetError: missing, truncated or corrupt file, or an episode with missing keys
-            or inconsistent lengths (the message names the file and the episode).
+        DatasetError: missing, truncated or corrupt file, a newer format version, a bad env
+            spec, an episode with missing keys, inconsistent lengths, widths or dtypes, or
+            NaN/inf values, or data stored in another file (the message names the file, the
+            episode and the field).
 
     Example::
 
@@ -266,8 +283,16 @@ class EpisodeReader:
             actions = ep.actions                 # float32 [T, A]
     """
 
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike,
+        *,
+        allow_external_links: bool = False,
+        check_values: bool = True,
+    ) -> None:
         self.path = os.fspath(path)
+        self.allow_external_links = bool(allow_external_links)
+        self._check_values = bool(check_values)
         if not os.path.exists(self.path):
             raise DatasetError(f"episode file {self.path} does not exist")
         try:
@@ -283,12 +308,16 @@ class EpisodeReader:
             raise
 
     def _index(self) -> None:
+        for top in ("data", "mask"):
+            self._check_top_link(top)
         try:
             data = self._file["data"]
         except (KeyError, OSError, RuntimeError):
             raise DatasetError(
                 f"{self.path} has no 'data' group: not a robomimic/LIBERO/kairos-gym episode file"
             ) from None
+        if not isinstance(data, h5py.Group):
+            raise DatasetError(f"{self.path}: 'data' is a dataset, not the group of episodes")
         try:
             names = [n for n in data if _DEMO_RE.match(n)]
             self._attrs = {k: _decode_attr(v) for k, v in data.attrs.items()}
@@ -296,39 +325,100 @@ class EpisodeReader:
             raise DatasetError(f"{self.path}: cannot list episodes ({exc}); the file is corrupt") from None
         self.episodes: list[str] = sorted(names, key=_demo_index)
         self.layout = self._detect_layout()
+        self._env_spec: EpisodeEnvSpec | None = None
         required = _REQUIRED_KAIROS if self.layout == "kairos" else _REQUIRED
+        if self.layout == "kairos":
+            self._check_format()
+            episode_layout: EpisodeLayout | None = EpisodeLayout.from_spec(self.env_spec)
+        else:
+            episode_layout = None  # from the first episode, once its structure is checked
         self._num_samples: dict[str, int] = {}
         for name in self.episodes:
-            self._num_samples[name] = self._check_episode(name, required)
-        self._env_spec: EpisodeEnvSpec | None = None
+            T = self._check_episode(name, required)
+            if episode_layout is None:
+                episode_layout = self._layout_of(name)
+            self._validate_episode(name, episode_layout, T)
+            self._num_samples[name] = T
+
+    def _check_top_link(self, name: str) -> None:
+        """Refuse a top-level ``data`` / ``mask`` that is not stored in this file."""
+        try:
+            link = self._file.get(name, getlink=True)
+        except (OSError, RuntimeError, ValueError) as exc:
+            raise DatasetError(f"{self.path}: cannot read the link {name!r} ({exc}); the file is corrupt") from None
+        if isinstance(link, h5py.ExternalLink) and not self.allow_external_links:
+            raise DatasetError(
+                f"{self.path}: '{name}' is an external link to {link.filename}:{link.path}; reading "
+                "it would read another file (pass allow_external_links=True to follow it)"
+            )
+        if isinstance(link, h5py.SoftLink):
+            raise DatasetError(f"{self.path}: '{name}' is a soft link to {link.path}, not a group of this file")
+
+    def _check_format(self) -> None:
+        """Refuse kairos-gym files written by a newer layout than this code reads."""
+        version = self._attrs.get("format_version")
+        if version is None:
+            return  # files from before the attribute was written: version 1
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise DatasetError(f"{self.path}: format_version must be a positive integer, got {version!r}")
+        if version > FORMAT_VERSION:
+            raise DatasetError(
+                f"{self.path} is in episode format version {version}, newer than this kairos-gym "
+                f"reads ({FORMAT_VERSION}); upgrade kairos-gym"
+            )
 
     def _demo_group(self, name: str) -> h5py.Group:
+        if not self._file.id.valid:
+            raise DatasetError(
+                f"{self.path} was closed; reopen it with open_episodes({self.path!r}) to read "
+                f"episode {name!r}"
+            )
         try:
             return self._file["data"][name]
         except (KeyError, OSError, RuntimeError, ValueError):
             raise DatasetError(f"{self.path}: episode {name!r} cannot be opened; the file is corrupt") from None
 
     def _check_episode(self, name: str, required: Sequence[str]) -> int:
+        link = self._file["data"].get(name, getlink=True)
+        if isinstance(link, h5py.ExternalLink) and not self.allow_external_links:
+            raise DatasetError(
+                f"{self.path}: episode {name!r} is an external link to {link.filename}:{link.path}; "
+                "reading it would read another file (pass allow_external_links=True to follow it)"
+            )
+        if isinstance(link, h5py.SoftLink):
+            raise DatasetError(
+                f"{self.path}: episode {name!r} is a soft link to {link.path}; episode groups "
+                "must be stored where they are named"
+            )
         group = self._demo_group(name)
+        if not isinstance(group, h5py.Group):
+            raise DatasetError(f"{self.path}: episode {name!r} is a dataset, not a group")
         try:
+            if not self.allow_external_links:
+                check_local(group, f"{self.path}: episode {name!r}")
             keys = set(group.keys())
             missing = [k for k in required if k not in keys]
             if missing:
                 raise DatasetError(
                     f"{self.path}: episode {name!r} lacks {missing} (has {sorted(keys)})"
                 )
-            T = int(group["actions"].shape[0])
-            lengths = {k: group[k].shape[0] for k in required if k != "obs"}
+            if not isinstance(group["obs"], h5py.Group):
+                raise DatasetError(f"{self.path}: episode {name!r}: 'obs' is a dataset, not a group")
+            shapes = {k: group[k].shape for k in required if k != "obs"}
             if "states" in keys:
-                lengths["states"] = group["states"].shape[0]
+                shapes["states"] = group["states"].shape
             for key, ds in group["obs"].items():
-                lengths[f"obs/{key}"] = ds.shape[0]
+                shapes[f"obs/{key}"] = ds.shape
             declared = group.attrs.get("num_samples")
         except DatasetError:
             raise
         except (KeyError, OSError, RuntimeError, ValueError, AttributeError) as exc:
             raise DatasetError(f"{self.path}: episode {name!r} is corrupt ({exc})") from None
-        wrong = {k: n for k, n in lengths.items() if n != T}
+        scalar = sorted(k for k, shape in shapes.items() if not shape)
+        if scalar:
+            raise DatasetError(f"{self.path}: episode {name!r}: {scalar} are scalars, not [T, ...] arrays")
+        T = int(shapes["actions"][0])
+        wrong = {k: shape[0] for k, shape in shapes.items() if shape[0] != T}
         if wrong:
             raise DatasetError(
                 f"{self.path}: episode {name!r} has {T} actions but these lengths differ: {wrong}"
@@ -338,6 +428,21 @@ class EpisodeReader:
                 f"{self.path}: episode {name!r} declares num_samples={int(declared)} but stores {T} actions"
             )
         return T
+
+    def _layout_of(self, name: str) -> EpisodeLayout:
+        try:
+            return EpisodeLayout.from_group(self._demo_group(name), name)
+        except (KeyError, OSError, RuntimeError, ValueError, AttributeError) as exc:
+            raise DatasetError(f"{self.path}: episode {name!r} is corrupt ({exc})") from None
+
+    def _validate_episode(self, name: str, layout: EpisodeLayout, T: int) -> None:
+        where = f"{self.path}: episode {name!r}"
+        try:
+            check_episode_group(self._demo_group(name), where, layout, T, values=self._check_values)
+        except DatasetError:
+            raise
+        except (KeyError, OSError, RuntimeError, ValueError, TypeError, AttributeError) as exc:
+            raise DatasetError(f"{where} is corrupt ({exc})") from None
 
     def _detect_layout(self) -> str:
         if "env_spec" in self._attrs:
@@ -424,7 +529,9 @@ class EpisodeReader:
             if self.layout == "kairos":
                 try:
                     self._env_spec = EpisodeEnvSpec.from_json(self._attrs["env_spec"])
-                except (ValueError, TypeError) as exc:
+                except (ValueError, TypeError, KeyError, AttributeError, AssertionError,
+                        OverflowError) as exc:
+                    # AssertionError / OverflowError: Gymnasium's Box on absurd shapes or bounds.
                     raise DatasetError(f"{self.path}: bad env_spec attribute ({exc})") from None
             else:
                 self._env_spec = self._infer_env_spec()
@@ -459,6 +566,7 @@ class EpisodeReader:
         )
 
 
-def open_episodes(path: str | os.PathLike) -> EpisodeReader:
-    """Open an episode file for reading (kairos-gym, LIBERO or robomimic layout)."""
-    return EpisodeReader(path)
+def open_episodes(path: str | os.PathLike, *, allow_external_links: bool = False) -> EpisodeReader:
+    """Open and validate an episode file for reading (kairos-gym, LIBERO or robomimic layout);
+    see :class:`EpisodeReader`."""
+    return EpisodeReader(path, allow_external_links=allow_external_links)

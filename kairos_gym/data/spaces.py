@@ -24,6 +24,10 @@ import gymnasium as gym
 import numpy as np
 
 SPEC_FORMAT_VERSION = 1
+MAX_SPACE_ELEMENTS = 2**26
+"""The most elements one ``Box`` description may declare (a 4096 x 4096 x 3 image is 50M):
+Gymnasium allocates full ``low``/``high`` arrays, so a hostile description could otherwise
+ask for any amount of memory."""
 
 _NONFINITE = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}
 
@@ -119,11 +123,23 @@ def space_from_json(data: dict[str, Any]) -> gym.Space:
     kind = data["type"]
     if kind == "Box":
         try:
-            shape = tuple(int(s) for s in data["shape"])
-            dtype = np.dtype(data["dtype"])
+            shape_raw, dtype = data["shape"], np.dtype(data["dtype"])
             low_raw, high_raw = data["low"], data["high"]
         except KeyError as exc:
             raise ValueError(f"Box description lacks {exc.args[0]!r}: {data!r}") from None
+        if (
+            not isinstance(shape_raw, list)
+            or not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in shape_raw)
+        ):
+            raise ValueError(f"a Box shape must be a list of integers >= 0, got {shape_raw!r}")
+        shape = tuple(shape_raw)
+        if math.prod(shape) > MAX_SPACE_ELEMENTS:
+            raise ValueError(
+                f"a Box of shape {shape} has {math.prod(shape)} elements, more than the "
+                f"{MAX_SPACE_ELEMENTS} a space description may declare"
+            )
+        if dtype.kind not in "fiub":
+            raise ValueError(f"a Box dtype must be numeric, got {dtype}")
         low = _decode_bounds(low_raw, shape, dtype)
         high = _decode_bounds(high_raw, shape, dtype)
         return gym.spaces.Box(low=low, high=high, shape=shape, dtype=dtype)
@@ -211,6 +227,12 @@ class EpisodeEnvSpec:
                 raise ValueError(
                     f"camera {cam!r} has no {key!r} entry in the observation space "
                     f"(keys: {list(self.observation_space.spaces)})"
+                )
+            image = self.observation_space[key]
+            if image.dtype != np.uint8 or len(image.shape) != 3 or image.shape[-1] != 3:
+                raise ValueError(
+                    f"camera {cam!r} images must be uint8 [H, W, 3], got {image.dtype} "
+                    f"{list(image.shape)}"
                 )
         if self.image_size is not None:
             size = tuple(int(s) for s in self.image_size)
