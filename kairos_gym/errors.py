@@ -36,6 +36,10 @@ class DatasetError(KairosGymError, ValueError):
     """An episode file is corrupt, truncated, or not in the expected layout."""
 
 
+class DeviceUnavailable(KairosGymError, ValueError):
+    """A device that does not exist here: CUDA on a CPU-only build, a GPU index out of range."""
+
+
 class DependencyNotInstalled(KairosGymError, gym_error.DependencyNotInstalled, ImportError):
     """An optional dependency (a simulator, a GPU kernel package) is missing."""
 

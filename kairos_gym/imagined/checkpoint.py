@@ -172,8 +172,10 @@ def load_env_checkpoint(directory: str | os.PathLike | None = None,
     """Load an environment checkpoint; ``None`` loads the embedded default model.
 
     Raises:
-        CheckpointError: missing or corrupt files, a checkpoint without an env spec (a bare
-            world model), or parts that do not fit together.
+        CheckpointError: missing, corrupt or symlinked files, an unknown format, a config
+            its files do not hold (see :meth:`WorldModel.from_pretrained`), a checkpoint
+            without an env spec (a bare world model), or parts that do not fit together.
+        DeviceUnavailable: ``device`` does not exist here.
     """
     path = Path(directory) if directory is not None else default_checkpoint()
     model = WorldModel.from_pretrained(path, device=device)
@@ -187,9 +189,9 @@ def load_env_checkpoint(directory: str | os.PathLike | None = None,
     except (TypeError, ValueError) as exc:
         raise CheckpointError(f"{path / ckpt.CONFIG_NAME}: invalid env_spec: {exc}") from None
     check_compatible(model, spec)
-    if not (path / RESET_NAME).is_file():
+    if not (path / RESET_NAME).exists() and not (path / RESET_NAME).is_symlink():
         raise CheckpointError(f"{path}: no {RESET_NAME} (the reset observations episodes start from)")
-    tensors = ckpt.load_tensors(path / RESET_NAME)
+    tensors = ckpt.load_tensors(ckpt.checkpoint_file(path, RESET_NAME))
     resets = _check_resets({k: v.numpy() for k, v in tensors.items()}, spec, str(path / RESET_NAME))
     return EnvCheckpoint(model=model, env_spec=spec, reset_observations=resets, path=path, info=info)
 

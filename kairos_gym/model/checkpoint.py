@@ -4,11 +4,23 @@ A checkpoint directory holds ``config.json`` (``{"format": 1, "model": {...}, ..
 whatever the caller adds, e.g. the env spec), ``model.safetensors`` (the denoiser) and
 ``codec.safetensors``. Nothing is ever unpickled. Loading is strict: every missing,
 unexpected or mis-shaped tensor is named in one :class:`~kairos_gym.errors.CheckpointError`.
+
+Loading never trusts the directory further than it must:
+
+- every file is read from the directory itself (:func:`checkpoint_file`): a symlink, or a
+  name that resolves elsewhere, is refused, so a checkpoint cannot make the loader read
+  another file;
+- ``config.json`` must carry a ``format`` this code reads (:data:`FORMAT_VERSION`);
+- the sizes a config declares are compared with the tensors actually stored, read from the
+  safetensors headers (:func:`read_header`, a few KB) before anything is allocated
+  (:func:`check_header`), so a config cannot make the loader build a model bigger than its
+  files.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from collections.abc import Mapping
@@ -26,6 +38,12 @@ CONFIG_NAME = "config.json"
 MODEL_NAME = "model.safetensors"
 CODEC_NAME = "codec.safetensors"
 FORMAT_VERSION = 1
+MAX_CONFIG_BYTES = 16 * 2**20
+"""The largest ``config.json`` read (configs are a few KB; a bigger file is not a config)."""
+MAX_HEADER_BYTES = 100 * 2**20
+"""The largest safetensors header read (safetensors' own limit)."""
+_DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I16": 2, "I8": 1,
+                "U8": 1, "BOOL": 1, "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 
 # Parameters the released (action-free) Kairos DiT does not have; they keep their fresh init.
 NEW_IN_KAIROS_GYM = ("action_embedding.", "no_action_embedding", "outcome_head.", "state_mean", "state_std")
@@ -57,22 +75,132 @@ def save_tensors_atomic(tensors: Mapping[str, torch.Tensor], path: Path, metadat
     _publish(tmp, path)
 
 
+def checkpoint_file(directory: str | os.PathLike, name: str) -> Path:
+    """``directory / name``, refused unless it is a regular file inside ``directory`` itself.
+
+    The directory the caller named may itself be a symlink; the files in it may not, so a
+    checkpoint never makes the loader read a file it does not contain.
+
+    Raises:
+        CheckpointError: missing file, a symlink, or a path that resolves outside the directory.
+    """
+    directory = Path(directory)
+    path = directory / name
+    if path.is_symlink():
+        raise CheckpointError(
+            f"{path} is a symlink (to {os.readlink(path)!r}); checkpoint files must be stored in "
+            "the checkpoint directory itself"
+        )
+    if not path.is_file():
+        raise CheckpointError(f"missing checkpoint file {str(path)!r}")
+    if path.resolve().parent != directory.resolve():
+        raise CheckpointError(f"{path} resolves to {path.resolve()}, outside the checkpoint directory")
+    return path
+
+
 def read_config(directory: str | os.PathLike) -> dict[str, Any]:
     """The parsed ``config.json`` of a checkpoint directory.
 
     Raises:
-        CheckpointError: missing directory or file, or invalid JSON.
+        CheckpointError: missing directory or file, a symlinked file, invalid JSON, no
+            ``model`` section, or a ``format`` other than one this code reads.
     """
-    path = Path(directory) / CONFIG_NAME
-    if not path.is_file():
-        raise CheckpointError(f"no {CONFIG_NAME} in checkpoint directory {str(directory)!r}")
+    if not (Path(directory) / CONFIG_NAME).exists() and not (Path(directory) / CONFIG_NAME).is_symlink():
+        missing = "" if Path(directory).is_dir() else " (the directory does not exist)"
+        raise CheckpointError(f"no {CONFIG_NAME} in checkpoint directory {str(directory)!r}{missing}")
+    path = checkpoint_file(directory, CONFIG_NAME)
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise CheckpointError(f"{path} has {size} bytes, more than a config can ({MAX_CONFIG_BYTES})")
     try:
         data = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise CheckpointError(f"{path} is not valid JSON: {exc}") from None
-    if not isinstance(data, dict) or "model" not in data:
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
         raise CheckpointError(f"{path} has no 'model' section")
+    # A config without "format" predates the field (always 1 when it was written).
+    version = data.get("format", 1)
+    if isinstance(version, bool) or not isinstance(version, int) or not 1 <= version <= FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path} has format {version!r}; this kairos-gym reads checkpoint format "
+            f"1..{FORMAT_VERSION} (a newer format needs a newer kairos-gym)"
+        )
     return data
+
+
+def read_header(path: str | os.PathLike) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """The tensors a safetensors file stores, ``{name: (dtype, shape)}``, from its header only.
+
+    Each entry is checked against the file: its byte range lies inside the file and is as
+    long as its dtype and shape say, so the shapes are what loading will actually find.
+
+    Raises:
+        CheckpointError: not a safetensors file, or a header inconsistent with the file.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        head = f.read(8)
+        length = int.from_bytes(head, "little") if len(head) == 8 else -1
+        if not 0 < length <= min(MAX_HEADER_BYTES, size - 8):
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file (corrupt or truncated?): header "
+                f"length {length} in a file of {size} bytes"
+            )
+        raw = f.read(length)
+    try:
+        header = json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise CheckpointError(f"{path} is not a readable safetensors file: bad header ({exc})") from None
+    if not isinstance(header, dict):
+        raise CheckpointError(f"{path} is not a readable safetensors file: the header is not a map")
+    data_bytes = size - 8 - length
+    out: dict[str, tuple[str, tuple[int, ...]]] = {}
+    for name, entry in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype, shape, (begin, end) = entry["dtype"], entry["shape"], entry["data_offsets"]
+            if dtype not in _DTYPE_BYTES or not all(isinstance(d, int) and d >= 0 for d in shape):
+                raise ValueError(f"dtype {dtype!r}, shape {shape!r}")
+            expected = math.prod(shape) * _DTYPE_BYTES[dtype]
+            if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end <= data_bytes
+                    and end - begin == expected):
+                raise ValueError(f"bytes {begin}..{end} of {data_bytes} for {expected} bytes of data")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{path} is not a readable safetensors file (corrupt or truncated?): tensor "
+                f"{name!r} has a bad header entry ({exc})"
+            ) from None
+        out[name] = (dtype, tuple(shape))
+    return out
+
+
+def check_header(
+    expected: Mapping[str, torch.Tensor], header: Mapping[str, tuple[str, tuple[int, ...]]],
+    source: str,
+) -> None:
+    """Compare a model's tensors (e.g. built on the ``meta`` device: shapes only, no memory)
+    with a file's header: the same names and shapes, or a :class:`CheckpointError` naming them.
+
+    Run before building the real model, this bounds what a config can make the loader
+    allocate by the tensors the file actually holds.
+    """
+    missing = sorted(k for k in expected if k not in header)
+    unexpected = sorted(k for k in header if k not in expected)
+    misshaped = sorted(
+        f"{k}: checkpoint {header[k][1]} vs model {tuple(expected[k].shape)}"
+        for k in expected if k in header and header[k][1] != tuple(expected[k].shape))
+    problems = []
+    if missing:
+        problems.append(f"missing keys ({len(missing)}): {_clip(missing)}")
+    if unexpected:
+        problems.append(f"unexpected keys ({len(unexpected)}): {_clip(unexpected)}")
+    if misshaped:
+        problems.append(f"mis-shaped tensors ({len(misshaped)}): {_clip(misshaped)}")
+    if problems:
+        raise CheckpointError(
+            f"{source} does not hold the model config.json declares: " + "; ".join(problems))
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:

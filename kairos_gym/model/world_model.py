@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from kairos_gym.devices import check_device
 from kairos_gym.errors import CheckpointError, ShapeError
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.codec import Codec, ConvCodec
@@ -202,19 +203,38 @@ class WorldModel(nn.Module):
     def from_pretrained(cls, directory: str | os.PathLike, device: torch.device | str = "cpu") -> WorldModel:
         """Load a directory written by :meth:`save_pretrained` (strict; never unpickles).
 
+        Before anything is allocated, the model ``config.json`` declares is built on the
+        ``meta`` device (shapes only) and compared with the tensors the safetensors headers
+        list, and the memory one env row would need is bounded (:func:`check_runtime_size`):
+        a config cannot make the loader build more than its files hold.
+
         Raises:
-            CheckpointError: missing/corrupt files, or tensors that do not match the config.
+            CheckpointError: missing/corrupt/symlinked files, an unknown format, a config the
+                files do not hold, or tensors that do not match the config.
+            DeviceUnavailable: ``device`` does not exist here (CUDA on a CPU-only build).
         """
+        device = check_device(device)
+        directory = Path(directory)
         data = ckpt.read_config(directory)
+        where = directory / ckpt.CONFIG_NAME
         try:
             config = WorldModelConfig.from_dict(data["model"])
         except (TypeError, ValueError) as exc:
-            raise CheckpointError(f"{Path(directory) / ckpt.CONFIG_NAME}: invalid model config: {exc}") from None
+            raise CheckpointError(f"{where}: invalid model config: {exc}") from None
+        files = {name: ckpt.checkpoint_file(directory, name) for name in (ckpt.MODEL_NAME, ckpt.CODEC_NAME)}
+        headers = {name: ckpt.read_header(path) for name, path in files.items()}
+        _check_depth(config, headers, where)
+        try:
+            with torch.device("meta"):
+                skeleton = cls(config)
+        except (TypeError, ValueError, RuntimeError, OverflowError) as exc:
+            raise CheckpointError(f"{where}: the model config cannot be built: {exc}") from None
+        ckpt.check_header(skeleton.dit.state_dict(), headers[ckpt.MODEL_NAME], str(files[ckpt.MODEL_NAME]))
+        ckpt.check_header(skeleton.codec.state_dict(), headers[ckpt.CODEC_NAME], str(files[ckpt.CODEC_NAME]))
+        check_runtime_size(skeleton, where)
         model = cls(config)
-        ckpt.load_state_strict(model.dit, ckpt.load_tensors(Path(directory) / ckpt.MODEL_NAME),
-                               str(Path(directory) / ckpt.MODEL_NAME))
-        ckpt.load_state_strict(model.codec, ckpt.load_tensors(Path(directory) / ckpt.CODEC_NAME),
-                               str(Path(directory) / ckpt.CODEC_NAME))
+        ckpt.load_state_strict(model.dit, ckpt.load_tensors(files[ckpt.MODEL_NAME]), str(files[ckpt.MODEL_NAME]))
+        ckpt.load_state_strict(model.codec, ckpt.load_tensors(files[ckpt.CODEC_NAME]), str(files[ckpt.CODEC_NAME]))
         model.checkpoint_info = data
         return model.to(device).eval()
 
@@ -241,3 +261,55 @@ class WorldModel(nn.Module):
             raise ValueError(f"only sampler fields can change on a built model, not {bad}")
         self.config = dataclasses.replace(self.config, **changes)
         return self
+
+
+MIN_ROW_BUDGET_BYTES = 2**30
+"""Memory one env row may always use (1 GiB); larger models may use as much as their weights."""
+MAX_FRAME_PIXELS = 2**24
+"""The largest frame a loaded config may declare (4096 x 4096)."""
+
+
+def check_runtime_size(model: WorldModel, where: str | os.PathLike) -> None:
+    """Refuse a config whose sizes that no tensor holds would need unbounded memory at run time.
+
+    The frame size, the windows and the dilation shape no weight, so the header cannot bound
+    them: one row of memory (:meth:`KairosDiT.init_state`, measured on the ``meta`` device)
+    may use at most ``max(1 GiB, 2 x the weights)`` and a frame at most 4096 x 4096 pixels.
+    The largest preset, ``kairos-4b``, needs 3 GiB per row beside 15 GiB of weights.
+
+    Raises:
+        CheckpointError: naming the sizes and the budget.
+    """
+    cfg = model.config
+    h, w = cfg.image_size
+    if h * w > MAX_FRAME_PIXELS:
+        raise CheckpointError(f"{where}: image_size {cfg.image_size} has more than {MAX_FRAME_PIXELS} pixels")
+    weights = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    try:
+        state = model.dit.init_state(1, device="meta")
+    except (RuntimeError, ValueError, OverflowError) as exc:
+        raise CheckpointError(f"{where}: the memory of one row cannot be sized: {exc}") from None
+    row = sum(state[name].numel() * state[name].element_size() for name in state)
+    budget = max(MIN_ROW_BUDGET_BYTES, 2 * weights)
+    if row > budget:
+        raise CheckpointError(
+            f"{where}: one env row's memory would take {row / 2**30:.1f} GiB (window {cfg.window}, "
+            f"dilation {cfg.dilation}, {cfg.tokens_per_frame} tokens per frame), more than the "
+            f"{budget / 2**30:.1f} GiB a model of {weights / 2**20:.1f} MiB may ask for"
+        )
+
+
+def _check_depth(config: WorldModelConfig, headers: dict[str, dict[str, Any]], where: Path) -> None:
+    """Refuse a depth the files do not hold before building even a shape-only model (its cost
+    grows with the number of blocks and codec stages)."""
+    blocks = {name.split(".")[1] for name in headers[ckpt.MODEL_NAME] if name.startswith("blocks.")}
+    if config.num_layers != len(blocks):
+        raise CheckpointError(
+            f"{where} declares num_layers={config.num_layers} but {ckpt.MODEL_NAME} holds "
+            f"{len(blocks)} blocks"
+        )
+    if len(config.codec_channels) > len(headers[ckpt.CODEC_NAME]):
+        raise CheckpointError(
+            f"{where} declares {len(config.codec_channels)} codec stages but {ckpt.CODEC_NAME} "
+            f"holds {len(headers[ckpt.CODEC_NAME])} tensors"
+        )

@@ -121,8 +121,9 @@ def check_init(config: TrainConfig) -> None:
     init = Path(config.init)
     data = ckpt.read_config(init)
     for name in (ckpt.MODEL_NAME, ckpt.CODEC_NAME):
-        if not (init / name).is_file():
+        if not (init / name).exists() and not (init / name).is_symlink():
             raise CheckpointError(f"init {init}: no {name}")
+        ckpt.checkpoint_file(init, name)
     sampler = {"sample_steps", "timestep_shift", "context_sigma", "guidance_scale"}
     theirs = {k: v for k, v in data.get("model", {}).items() if k not in sampler}
     mine = {k: v for k, v in json.loads(json.dumps(config.model.to_dict())).items()
@@ -321,7 +322,7 @@ class Trainer:
         codec = ConvCodec(self.config.model).to(self.dist.device)
         done = self.output / "codec" / ckpt.CODEC_NAME
         if self.config.init is not None:
-            done = Path(self.config.init) / ckpt.CODEC_NAME
+            done = ckpt.checkpoint_file(self.config.init, ckpt.CODEC_NAME)
         if done.exists():
             ckpt.load_state_strict(codec, ckpt.load_tensors(done), str(done))
             self._codec = codec.eval()
@@ -369,7 +370,7 @@ class Trainer:
             self._fit_state_normalisation(model, train)
         if self.config.init is not None:
             # After the fit: the initial weights bring their own state normalisation.
-            path = Path(self.config.init) / ckpt.MODEL_NAME
+            path = ckpt.checkpoint_file(self.config.init, ckpt.MODEL_NAME)
             ckpt.load_state_strict(model.dit, ckpt.load_tensors(path), str(path))
         objective = WorldModelObjective(model.dit, cfg, shard=(self.dist.rank, self.dist.world_size))
         val_batches = [self._clips(model, val, np.random.default_rng(seed_for(self.config.seed, "val", i))
