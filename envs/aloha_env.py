@@ -53,7 +53,12 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from kairos_gym.envs.common import EpisodeLimit, check_action, validate_options
+from kairos_gym.envs.common import (
+    EpisodeLimit,
+    check_action,
+    check_reset_options,
+    validate_options,
+)
 from kairos_gym.envs.registration import ALOHA_LIMITS
 from kairos_gym.errors import ResetNeeded, missing_dependency
 
@@ -126,7 +131,8 @@ class AlohaEnv(EpisodeLimit, gym.Env):
 
     Args:
         task: ``"TransferCube"`` or ``"Insertion"``.
-        cameras: camera names to observe (``()`` gives a state-only observation); any of
+        cameras: a tuple of camera names to observe (``()`` gives a state-only
+            observation; a single string is refused, as by every kairos-gym env); any of
             ``top, angle, front_close, left_pillar, right_pillar, left_wrist, right_wrist``.
         image_size: side of the square images, or ``(height, width)``.
         max_episode_steps: the episode is truncated after this many steps (default 400;
@@ -152,8 +158,6 @@ class AlohaEnv(EpisodeLimit, gym.Env):
         terminate_on_success: bool = False,
         render_mode: str | None = None,
     ) -> None:
-        if isinstance(cameras, str):
-            cameras = (cameras,)
         if max_episode_steps is None and task in ALOHA_LIMITS:
             max_episode_steps = ALOHA_LIMITS[task]
         validate_options(
@@ -235,8 +239,14 @@ class AlohaEnv(EpisodeLimit, gym.Env):
 
         Placements (gym-aloha's ranges, metres): TransferCube cube x in [0, 0.2], y in [0.4, 0.6];
         Insertion peg x in [0.1, 0.2], socket x in [-0.2, -0.1], both y in [0.4, 0.6].
+
+        Raises:
+            ValueError / TypeError: reset options other than ``None`` or ``{}`` (the env takes
+                none); the env is left as it was.
+            ResetNeeded: the env is closed.
         """
         self._require_open()
+        check_reset_options(options, "ALOHA")
         super().reset(seed=seed)
         poses = {}
         for name, (lo, hi) in self._spec.placements.items():

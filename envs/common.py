@@ -13,7 +13,10 @@ same errors:
   clipped to the bounds; errors are :class:`kairos_gym.errors.InvalidAction` naming the
   expected space (shape, bounds) and the value received.
 - :class:`EpisodeLimit` gives ``max_episode_steps`` one meaning whether an env is built
-  directly, by ``gym.make`` or by ``gym.make_vec``.
+  directly, by ``gym.make`` or by ``gym.make_vec``, and refuses a limit that is not a
+  positive integer however it is set (``env.max_episode_steps = -5``, ``set_attr``).
+- :func:`check_reset_options` refuses reset options an env does not take (the real envs
+  take none; the imagined env its own), as the imagined env does.
 
 Nothing here imports a simulator.
 """
@@ -21,7 +24,7 @@ Nothing here imports a simulator.
 from __future__ import annotations
 
 import warnings
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,7 +34,16 @@ from gymnasium.envs.registration import EnvSpec
 
 from kairos_gym.errors import InvalidAction
 
-__all__ = ["EnvOptions", "EpisodeLimit", "check_action", "image_hw", "validate_options"]
+__all__ = [
+    "EnvOptions",
+    "EpisodeLimit",
+    "as_array",
+    "check_action",
+    "check_reset_options",
+    "image_hw",
+    "positive_limit",
+    "validate_options",
+]
 
 
 class EpisodeLimit:
@@ -53,7 +65,16 @@ class EpisodeLimit:
     :meth:`default_episode_limit`.
     """
 
-    max_episode_steps: int | None
+    @property
+    def max_episode_steps(self) -> int | None:
+        """Steps after which the env truncates its episodes itself (``None``: never)."""
+        return self.__dict__.get("_max_episode_steps")
+
+    @max_episode_steps.setter
+    def max_episode_steps(self, value: int | None) -> None:
+        # Checked here, not only in the constructor: a limit of -5 set later (by
+        # ``envs.set_attr``) would otherwise truncate every episode after one step.
+        self.__dict__["_max_episode_steps"] = positive_limit(value)
 
     def default_episode_limit(self) -> int | None:
         """The limit the env keeps when built directly (default: ``max_episode_steps``)."""
@@ -88,6 +109,66 @@ class EpisodeLimit:
         self.max_episode_steps = None
 
 
+def positive_limit(value: Any, name: str = "max_episode_steps") -> int | None:
+    """``value`` as a step limit: a positive integer, or ``None`` for no limit.
+
+    Raises:
+        ValueError: anything else (bools, floats, strings, zero and negative numbers; the
+            ``-1`` of ``gym.make(id, max_episode_steps=-1)`` never reaches an env).
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    return int(value)
+
+
+def check_reset_options(
+    options: Any, family: str, accepted: Collection[str] = ()
+) -> dict[str, Any]:
+    """Refuse reset options an env does not take; returns them as a dict (``{}`` for None).
+
+    Gymnasium's vector envs pass what is left of their options (often ``{}``) to every
+    sub-env, so an empty dict is always accepted.
+
+    Raises:
+        TypeError: options that are not a dict or None.
+        ValueError: unknown keys, naming the ones the env takes.
+    """
+    if options is None:
+        return {}
+    if not isinstance(options, Mapping):
+        raise TypeError(f"reset options must be a dict or None, got {type(options).__name__}")
+    unknown = sorted(str(k) for k in options if k not in accepted)
+    if unknown:
+        takes = f"takes {sorted(accepted)}" if accepted else "takes no reset options (only seed)"
+        raise ValueError(f"unknown reset option(s) {unknown}; the {family} env {takes}")
+    return dict(options)
+
+
+def as_array(value: Any, what: str = "action") -> np.ndarray:
+    """``value`` as a numpy array: lists, numpy arrays and torch tensors (detached and moved
+    to the CPU, so a policy's output that requires grad is accepted).
+
+    Raises:
+        InvalidAction: a ragged nested list, or anything numpy cannot turn into an array.
+    """
+    if hasattr(value, "detach") and hasattr(value, "cpu") and hasattr(value, "numpy"):
+        try:
+            return value.detach().cpu().numpy()
+        except (RuntimeError, TypeError) as exc:  # e.g. a bfloat16 tensor
+            try:
+                return value.detach().cpu().float().numpy()
+            except (RuntimeError, TypeError):
+                raise InvalidAction(f"{what} tensor cannot be read as an array ({exc})") from None
+    try:
+        return np.asarray(value)
+    except (ValueError, TypeError, RuntimeError, OverflowError) as exc:
+        raise InvalidAction(
+            f"{what} must be a rectangular array of numbers, got {type(value).__name__} ({exc})"
+        ) from None
+
+
 def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
     """``(height, width)`` of an ``image_size`` option.
 
@@ -97,12 +178,16 @@ def image_hw(image_size: int | Sequence[int]) -> tuple[int, int]:
     Raises:
         ValueError: not an int or a pair (strings and bools are refused), or a side < 1.
     """
-    if isinstance(image_size, (int, np.integer)) and not isinstance(image_size, bool):
+    def is_int(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if is_int(image_size):
         h = w = int(image_size)
     elif (
         isinstance(image_size, Sequence)
         and not isinstance(image_size, (str, bytes))
         and len(image_size) == 2
+        and all(is_int(v) for v in image_size)
     ):
         h, w = (int(v) for v in image_size)
     else:
@@ -178,10 +263,12 @@ def validate_options(
         ValueError: unknown task, camera or render mode; repeated camera; step limit < 1;
             bad image size.
     """
-    if task not in tasks:
+    if not isinstance(task, str) or task not in tasks:
         raise ValueError(f"unknown {family} task {task!r}; choose one of {sorted(tasks)}")
     if isinstance(cameras, str):
         raise TypeError(f"cameras must be a tuple of camera names, got the string {cameras!r}")
+    if not isinstance(cameras, Sequence) or not all(isinstance(c, str) for c in cameras):
+        raise TypeError(f"cameras must be a tuple of camera names, got {cameras!r}")
     cams = tuple(cameras)
     if known_cameras is not None:
         known = tuple(known_cameras)
@@ -194,7 +281,11 @@ def validate_options(
         raise ValueError(
             f"render_mode must be None or one of {list(render_modes)}, got {render_mode!r}"
         )
-    if int(max_episode_steps) < 1:
+    if (
+        isinstance(max_episode_steps, bool)
+        or not isinstance(max_episode_steps, (int, np.integer))
+        or max_episode_steps < 1
+    ):
         raise ValueError(f"max_episode_steps must be positive, got {max_episode_steps!r}")
     return EnvOptions(
         task=task,
@@ -226,7 +317,8 @@ def check_action(
     are accepted and clipped; anything further out is an error.
 
     Args:
-        action: anything ``np.asarray`` accepts; any real dtype (float, int, uint).
+        action: anything ``np.asarray`` accepts, or a torch tensor (see :func:`as_array`);
+            any real dtype (float, int, uint).
         space: the environment's action space.
         tolerance: how far outside ``[low, high]`` a value may lie before it is refused.
         description: how messages name the space; defaults to ``str(space)`` (pass a short
@@ -236,11 +328,12 @@ def check_action(
         A new float32 array of ``space.shape`` inside ``[space.low, space.high]``.
 
     Raises:
-        InvalidAction: non-real dtype, wrong shape, NaN/inf, or a value outside the bounds
-            beyond ``tolerance``; the message names the expected space and the value given.
+        InvalidAction: a ragged list, non-real dtype, wrong shape, NaN/inf, or a value outside
+            the bounds beyond ``tolerance``; the message names the expected space and the
+            value given.
     """
     desc = str(space) if description is None else description
-    arr = np.asarray(action)
+    arr = as_array(action)
     if arr.dtype.kind not in "fiu":
         raise InvalidAction(f"action must be a real-valued array for {desc}, got dtype {arr.dtype}")
     if arr.shape != space.shape:

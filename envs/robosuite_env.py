@@ -48,7 +48,12 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 import gymnasium as gym
 import numpy as np
 
-from kairos_gym.envs.common import EpisodeLimit, check_action, validate_options
+from kairos_gym.envs.common import (
+    EpisodeLimit,
+    check_action,
+    check_reset_options,
+    validate_options,
+)
 from kairos_gym.envs.registration import ROBOSUITE_LIMITS
 from kairos_gym.errors import ResetNeeded, missing_dependency
 
@@ -298,11 +303,21 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
     ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Start an episode; the same ``seed`` gives the same placement, state and images.
 
+        Args:
+            seed: seeds the episode's placement.
+            options: ``None`` or ``{}``; the env takes no reset options.
+
         Returns:
             ``(observation, info)`` with ``info = {"success": bool, "instruction": str}``.
+
+        Raises:
+            ValueError / TypeError: reset options (the env is left as it was).
+            ResetNeeded: the env is closed.
         """
-        super().reset(seed=seed)
         self._require_open()
+        # Checked before the seed is applied, so a refused call changes nothing.
+        check_reset_options(options, "robosuite")
+        super().reset(seed=seed)
         # One draw from the Gymnasium generator seeds robosuite's stream, so unseeded resets
         # after a seeded one continue a reproducible sequence.
         self._legacy_rng = np.random.RandomState(int(self.np_random.integers(0, 2**32)))

@@ -11,10 +11,29 @@ import torch
 
 from kairos_gym.errors import DeviceUnavailable
 
-__all__ = ["DEVICE_TYPES", "check_device"]
+__all__ = ["DEVICE_TYPES", "check_device", "parse_device"]
 
 DEVICE_TYPES = ("cpu", "cuda", "mps")
 """The device types kairos-gym runs on."""
+
+
+def parse_device(device: torch.device | str) -> torch.device:
+    """``device`` as a ``torch.device``, whether or not it exists here.
+
+    Raises:
+        DeviceUnavailable: not a string or ``torch.device``, or not a device name.
+    """
+    if isinstance(device, bool) or not isinstance(device, (str, torch.device)):
+        raise DeviceUnavailable(
+            f"device must be a string such as 'cpu' or 'cuda:0' or a torch.device, got {device!r}"
+        )
+    try:
+        return torch.device(device)
+    except (RuntimeError, ValueError, TypeError):
+        raise DeviceUnavailable(
+            f"{device!r} is not a device name; use one of {list(DEVICE_TYPES)} (with an index, "
+            "e.g. 'cuda:1')"
+        ) from None
 
 
 def check_device(device: torch.device | str) -> torch.device:
@@ -27,17 +46,7 @@ def check_device(device: torch.device | str) -> torch.device:
         DeviceUnavailable: not a device name, another device type, CUDA / MPS not available
             in this torch build or on this machine, or a GPU index out of range.
     """
-    if isinstance(device, bool) or not isinstance(device, (str, torch.device)):
-        raise DeviceUnavailable(
-            f"device must be a string such as 'cpu' or 'cuda:0' or a torch.device, got {device!r}"
-        )
-    try:
-        dev = torch.device(device)
-    except (RuntimeError, ValueError, TypeError):
-        raise DeviceUnavailable(
-            f"{device!r} is not a device name; use one of {list(DEVICE_TYPES)} (with an index, "
-            "e.g. 'cuda:1')"
-        ) from None
+    dev = parse_device(device)
     if dev.type not in DEVICE_TYPES:
         raise DeviceUnavailable(f"device type {dev.type!r} is not supported; use one of {list(DEVICE_TYPES)}")
     if dev.type == "cuda":

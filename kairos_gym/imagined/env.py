@@ -30,6 +30,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
+from kairos_gym.devices import check_device, parse_device
 from kairos_gym.envs.common import EpisodeLimit, check_action
 from kairos_gym.errors import ResetNeeded
 from kairos_gym.imagined.checkpoint import EnvCheckpoint
@@ -66,6 +67,7 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
 
     Raises:
         CheckpointError: the checkpoint is missing, corrupt or inconsistent.
+        DeviceUnavailable: ``device`` does not exist here (``"cuda"`` on a CPU-only build).
         ValueError: a bad option (named in the message); TypeError: a bad checkpoint type.
     """
 
@@ -84,6 +86,10 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
         done_threshold: float = 0.5,
     ) -> None:
         check_render_mode(render_mode)
+        if device is not None:
+            # A loaded model is never moved (the core says so); a path is loaded on the
+            # device, which must exist here: checked first, with the reason it does not.
+            (parse_device if isinstance(checkpoint, EnvCheckpoint) else check_device)(device)
         self.core = ImaginedCore(
             checkpoint, 1, device=device, max_episode_steps=max_episode_steps,
             sample_steps=sample_steps, success_threshold=success_threshold,
@@ -137,8 +143,8 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
         """Imagine one control step.
 
         Args:
-            action: ``[A]`` in the action space (any real dtype; clipped within 1e-5 of
-                the bounds, like the real env).
+            action: ``[A]`` in the action space (any real dtype, a list or a torch tensor,
+                which is detached; clipped within 1e-5 of the bounds, like the real env).
 
         Returns:
             ``(obs, reward, terminated, truncated, info)``: the imagined frame and predicted

@@ -39,6 +39,8 @@ from gymnasium.envs.registration import EnvSpec
 from gymnasium.vector import AutoresetMode, VectorEnv
 from gymnasium.vector.utils import batch_space
 
+from kairos_gym.devices import check_device, parse_device
+from kairos_gym.envs.common import as_array
 from kairos_gym.errors import InvalidAction, ResetNeeded
 from kairos_gym.imagined.checkpoint import EnvCheckpoint, default_checkpoint
 from kairos_gym.imagined.core import CoreView, ImaginedCore, StartRequest
@@ -169,6 +171,10 @@ class ImaginedVectorEnv(CoreView, VectorEnv):
         if isinstance(num_envs, bool) or not isinstance(num_envs, (int, np.integer)) or num_envs < 1:
             raise ValueError(f"num_envs must be a positive integer, got {num_envs!r}")
         check_render_mode(render_mode)
+        if device is not None:
+            # A loaded model is never moved (the core says so); a path is loaded on the
+            # device, which must exist here: checked first, with the reason it does not.
+            (parse_device if isinstance(checkpoint, EnvCheckpoint) else check_device)(device)
         self.num_envs = int(num_envs)
         self.autoreset_mode = autoreset_mode_of(autoreset_mode)
         self.core = ImaginedCore(
@@ -339,7 +345,7 @@ class ImaginedVectorEnv(CoreView, VectorEnv):
                 raise ValueError(
                     f"set_attr needs {self.num_envs} values (one per row), got {len(values)}"
                 )
-            if any(v is not values[0] and v != values[0] for v in values):
+            if any(not _same(v, values[0]) for v in values):
                 raise ValueError(
                     f"the rows of an ImaginedVectorEnv share one {name!r}; "
                     f"per-row values must all be equal, got {values!r}"
@@ -411,7 +417,7 @@ class ImaginedVectorEnv(CoreView, VectorEnv):
 
     def _check_actions(self, actions: Any, rows: np.ndarray) -> np.ndarray:
         """Float32 actions of ``rows`` (``[len(rows), A]``) from a ``[num_envs, A]`` batch."""
-        arr = np.asarray(actions)
+        arr = as_array(actions, "actions")
         expected = (self.num_envs, *self.single_action_space.shape)
         if arr.dtype.kind not in "fiu":
             raise InvalidAction(
@@ -423,6 +429,16 @@ class ImaginedVectorEnv(CoreView, VectorEnv):
                 f"{self.single_action_space}), got shape {arr.shape}"
             )
         return self.core.check_actions(arr[rows], rows.size, labels=rows)
+
+
+def _same(a: Any, b: Any) -> bool:
+    """``a is b`` or equal, for values whose ``==`` may be element-wise (arrays)."""
+    if a is b:
+        return True
+    try:
+        return bool(np.all(a == b))
+    except (ValueError, TypeError):
+        return False
 
 
 def _subset(request: StartRequest, rows: np.ndarray) -> StartRequest:

@@ -81,8 +81,7 @@ class WorldModel(nn.Module):
     # --- frame level ---
     def _actions(self, actions: Any, batch: int, steps: int | None) -> torch.Tensor:
         """Validate actions ``[B, A]`` (or ``[B, K, A]`` when ``steps`` is given) as float32."""
-        a = torch.as_tensor(np.asarray(actions, dtype=np.float32) if not isinstance(actions, torch.Tensor) else actions)
-        a = a.to(self.device, torch.float32)
+        a = _float_tensor(actions, "actions").to(self.device)
         tc, dim = self.config.temporal_compression, self.config.action_dim
         per = (tc, dim) if tc > 1 else (dim,)
         expected = (batch, *per) if steps is None else (batch, steps * tc, dim)
@@ -103,6 +102,7 @@ class WorldModel(nn.Module):
             actions: optional ``[B, T, A]``; ``actions[:, t]`` led into frame ``t``.
             generator: noise for the context-noise commit (one generator, or one per row).
         """
+        _check_state(state)
         latents = self.codec.encode(frames)
         b, t = latents.shape[:2]
         if b != state.batch_size:
@@ -145,6 +145,7 @@ class WorldModel(nn.Module):
         Planners that score many candidates by their predicted outcomes skip the decoder this
         way; :meth:`decode` turns the latents into the same frames :meth:`step` returns.
         """
+        _check_state(state)
         a = self._actions(actions, state.batch_size, None).reshape(state.batch_size, -1)
         latent, features, state = sample_frame(self.dit, state, a, settings or self.sampler, generator)
         return latent, self.outcomes(features), state
@@ -160,7 +161,7 @@ class WorldModel(nn.Module):
     def rollout(self, state: WorldState, actions: Any, generator: Generators = None,
                 settings: SamplerSettings | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], WorldState]:
         """Imagine ``K`` steps open loop: actions ``[B, K, A]`` -> frames ``[B, K, H, W, 3]``."""
-        a = torch.as_tensor(np.asarray(actions, dtype=np.float32)) if not isinstance(actions, torch.Tensor) else actions
+        a = _float_tensor(actions, "rollout actions")
         if a.ndim != 3:
             raise ShapeError(f"rollout actions must be [B, K, A], got {tuple(a.shape)}")
         tc = self.config.temporal_compression
@@ -312,4 +313,30 @@ def _check_depth(config: WorldModelConfig, headers: dict[str, dict[str, Any]], w
         raise CheckpointError(
             f"{where} declares {len(config.codec_channels)} codec stages but {ckpt.CODEC_NAME} "
             f"holds {len(headers[ckpt.CODEC_NAME])} tensors"
+        )
+
+
+def _float_tensor(value: Any, what: str) -> torch.Tensor:
+    """``value`` (a tensor, array or nested list of real numbers) as a float32 tensor.
+
+    Raises:
+        ShapeError: a ragged list, or values that are not real numbers.
+    """
+    if isinstance(value, torch.Tensor):
+        if value.is_complex() or value.dtype == torch.bool:
+            raise ShapeError(f"{what} must be real numbers, got a {value.dtype} tensor")
+        return value.detach().to(torch.float32)
+    try:
+        arr = np.asarray(value)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise ShapeError(f"{what} must be a rectangular array of numbers ({exc})") from None
+    if arr.dtype.kind not in "fiu":
+        raise ShapeError(f"{what} must be real numbers, got dtype {arr.dtype}")
+    return torch.from_numpy(arr.astype(np.float32))
+
+
+def _check_state(state: Any) -> None:
+    if not isinstance(state, WorldState):
+        raise TypeError(
+            f"state must be a WorldState (from init_state, observe or step), got {type(state).__name__}"
         )
