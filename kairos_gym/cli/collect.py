@@ -190,9 +190,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
     except Exception as exc:
-        from kairos_gym.errors import DatasetError, DependencyNotInstalled
+        from kairos_gym.errors import KairosGymError
 
-        if isinstance(exc, (DatasetError, DependencyNotInstalled)):
+        # Every deliberate error (bad data, an episode the writer refuses, a missing
+        # simulator) is reported; anything else is a bug and keeps its traceback.
+        if isinstance(exc, KairosGymError):
             print(f"{PROG}: error: {exc}", file=sys.stderr)
             return 1
         raise

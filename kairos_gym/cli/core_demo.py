@@ -16,14 +16,16 @@ import time
 
 import torch
 
+from kairos_gym.cli.options import non_negative_int, positive_int
 from kairos_gym.model import KairosDiT, WorldModel, WorldModelConfig
 from kairos_gym.model.sampler import sample_frame
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``kairos-gym core-demo``."""
-    parser.add_argument("--steps", type=int, default=200, help="imagined steps for the step-cost comparison")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--steps", type=positive_int, default=200,
+                        help="imagined steps for the step-cost comparison")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="random seed")
 
 
 @torch.no_grad()

@@ -28,6 +28,8 @@ import time
 
 import numpy as np
 
+from kairos_gym.cli.options import non_negative_int, positive_int, sample_steps
+
 PROG = "kairos-gym demo"
 
 
@@ -36,13 +38,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--checkpoint", default=None, metavar="DIR",
         help="environment checkpoint (default: the embedded robosuite Lift model)")
-    add("--seed", type=int, default=0, help="seed of the real reset and of the imagined noise (default: 0)")
-    add("--steps", type=int, default=None, metavar="N", help="steps to run (default: the episode limit)")
+    add("--seed", type=non_negative_int, default=0,
+        help="seed of the real reset and of the imagined noise (default: 0)")
+    add("--steps", type=positive_int, default=None, metavar="N", help="steps to run (default: the episode limit)")
     add("--output", default="kairos_demo.mp4", metavar="PATH", help="side-by-side video (default: kairos_demo.mp4)")
-    add("--scale", type=int, default=4, metavar="K", help="upscale frames K times in the video (default: 4)")
-    add("--sample-steps", type=int, default=None, metavar="N", help="Euler steps per imagined frame")
+    add("--scale", type=positive_int, default=4, metavar="K", help="upscale frames K times in the video (default: 4)")
+    add("--sample-steps", type=sample_steps, default=None, metavar="N", help="Euler steps per imagined frame (1..50)")
     add("--json", default=None, metavar="PATH", help="also write the per-step figures as JSON")
-    add("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
+    add("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
 
 
 def _label(frame: np.ndarray, text: str) -> np.ndarray:

@@ -11,11 +11,13 @@ import argparse
 import math
 
 __all__ = [
+    "device_name",
     "non_negative_float",
     "non_negative_int",
     "policy_spec",
     "positive_float",
     "positive_int",
+    "sample_steps",
 ]
 
 
@@ -27,6 +29,28 @@ def positive_int(text: str) -> int:
 def non_negative_int(text: str) -> int:
     """An integer >= 0."""
     return _int(text, 0, "an integer >= 0")
+
+
+def sample_steps(text: str) -> int:
+    """Euler steps per imagined frame: an integer in 1..50 (the sampler's range)."""
+    value = _int(text, 1, "an integer in 1..50")
+    if value > 50:
+        raise argparse.ArgumentTypeError(f"expected an integer in 1..50, got {value}")
+    return value
+
+
+def device_name(text: str) -> str:
+    """``auto``, or a torch device that exists on this machine (``cpu``, ``cuda``, ``cuda:1``)."""
+    if text == "auto":
+        return text
+    from kairos_gym.devices import check_device
+    from kairos_gym.errors import DeviceUnavailable
+
+    try:
+        check_device(text)
+    except DeviceUnavailable as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def non_negative_float(text: str) -> float:

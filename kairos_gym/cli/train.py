@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from kairos_gym.cli.options import device_name, positive_int
+
 PROG = "kairos-gym train"
 
 
@@ -26,10 +28,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--config", required=True, metavar="TOML", help="training config file (see configs/lift.toml)")
     add("--output", required=True, metavar="DIR", help="run directory; resumed when it holds the same run")
-    add("--device", default="auto", help="cpu, cuda or auto (default: auto)")
-    add("--threads", type=int, default=None, metavar="N", help="torch CPU threads (default: torch's)")
-    add("--stop-after", type=int, default=None, metavar="STEP",
-        help="pause each stage at this step with a checkpoint (run again to resume)")
+    add("--device", type=device_name, default="auto",
+        help="cpu, cuda, cuda:N or auto (CUDA when available; default: auto)")
+    add("--threads", type=positive_int, default=None, metavar="N",
+        help="torch CPU threads (default: torch's)")
+    add("--stop-after", type=positive_int, default=None, metavar="STEP",
+        help="pause each stage at this step (>= 1) with a checkpoint (run again to resume)")
     add("--no-open-loop", action="store_true", help="skip open-loop rollouts in held-out evaluations")
     add("--no-progress", action="store_true", help="no progress bars")
 
@@ -49,7 +53,11 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, DatasetError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
-    dist = init_distributed(args.device)
+    try:
+        dist = init_distributed(args.device)
+    except ValueError as exc:  # DeviceUnavailable: e.g. cuda on a CPU-only build
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 2
     try:
         trainer = Trainer(config, args.output, dist, progress=not args.no_progress,
                           stop_after=args.stop_after, evaluate_open_loop=not args.no_open_loop)

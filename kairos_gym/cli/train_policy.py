@@ -18,7 +18,7 @@ import dataclasses
 import sys
 import time
 
-from kairos_gym.cli.options import positive_float, positive_int
+from kairos_gym.cli.options import non_negative_int, positive_float, positive_int
 
 PROG = "kairos-gym train-policy"
 
@@ -41,7 +41,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--batch-size", type=positive_int, default=defaults.batch_size, metavar="B",
         help=f"samples per step (default: {defaults.batch_size})")
     add("--lr", type=positive_float, default=defaults.lr, help=f"learning rate (default: {defaults.lr})")
-    add("--seed", type=int, default=defaults.seed, help="seed (default: 0)")
+    add("--seed", type=non_negative_int, default=defaults.seed, help="seed (default: 0)")
     add("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
     add("--no-progress", action="store_true", help="no progress bar")
 

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from kairos_gym.devices import check_device
+
 
 @dataclass(frozen=True)
 class Distributed:
@@ -52,8 +54,14 @@ def init_distributed(device: str = "auto") -> Distributed:
 
     Args:
         device: ``"cpu"``, ``"cuda"`` or ``"auto"`` (CUDA when available).
+
+    Raises:
+        DeviceUnavailable: a device that does not exist here (``"cuda"`` on a CPU-only build).
     """
-    use_cuda = torch.cuda.is_available() if device == "auto" else device.startswith("cuda")
+    if device == "auto":
+        use_cuda = torch.cuda.is_available()
+    else:
+        use_cuda = check_device(device).type == "cuda"
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))

@@ -163,13 +163,29 @@ class Trainer:
         output: the run's directory (created; resumed when it holds the same run).
         dist: data-parallel placement (default: one process on CPU).
         progress: show progress bars (rank 0 only).
-        stop_after: stop (with a checkpoint) once a stage reaches this step, e.g. to split a
-            long run into sessions; running again resumes.
+        stop_after: stop (with a checkpoint) once a stage reaches this step (>= 1), e.g. to
+            split a long run into sessions; running again resumes.
         evaluate_open_loop: run open-loop rollouts on held-out episodes at each evaluation.
+
+    Everything that can be checked before training is checked here, so a bad run fails in
+    seconds rather than after a stage: the data files (every episode validated when read,
+    one environment, the camera), the model fields the data decides, the ``init``
+    checkpoint, and that every stage finds clips of its length in both splits.
+
+    Raises:
+        ValueError: ``stop_after`` not a positive integer, or a model config that does not
+            fit the data.
+        DatasetError: unreadable or inconsistent data, or no clip of a stage's length in a
+            split (naming the stage setting and the longest episode).
+        CheckpointError: an ``init`` checkpoint of another shape.
     """
 
     def __init__(self, config: TrainConfig, output: str | os.PathLike, dist: Distributed | None = None,
                  progress: bool = True, stop_after: int | None = None, evaluate_open_loop: bool = True) -> None:
+        if stop_after is not None and (
+            isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1
+        ):
+            raise ValueError(f"stop_after must be a positive integer or None, got {stop_after!r}")
         self.config = config
         self.output = Path(output)
         self.dist = dist or Distributed()
@@ -191,6 +207,21 @@ class Trainer:
             check_init(config)
         self.model: WorldModel | None = None
         self._codec: ConvCodec | None = None
+        self._datasets: dict[tuple[int, str], ClipDataset] = {}
+        self._check_data()
+
+    def _check_data(self) -> None:
+        """Index the clip datasets of every stage now (cheap: metadata and small arrays), so
+        a clip length the data cannot serve fails before the codec trains, not after."""
+        lengths = {"world_model.clip_len": self.config.world_model.clip_len}
+        if self.config.init is None:
+            lengths["the codec (single frames)"] = 1
+        for what, clip_len in lengths.items():
+            for split in ("train", "val"):
+                try:
+                    self._dataset(clip_len, split)
+                except DatasetError as exc:
+                    raise DatasetError(f"{what} = {clip_len} does not fit the data: {exc}") from None
 
     # --- orchestration ---
     def run(self) -> Path | None:
@@ -224,10 +255,15 @@ class Trainer:
         self.dist.barrier()
 
     def _dataset(self, clip_len: int, split: str) -> ClipDataset:
-        d = self.config.data
-        return ClipDataset(list(d.paths), clip_len=clip_len, cameras=d.camera, split=split,
-                           val_fraction=d.val_fraction, seed=d.split_seed,
-                           state_keys=self.keys.state_keys, in_memory=True)
+        """The clips of one split (built once: indexing validates every episode)."""
+        key = (clip_len, split)
+        if key not in self._datasets:
+            d = self.config.data
+            self._datasets[key] = ClipDataset(
+                list(d.paths), clip_len=clip_len, cameras=d.camera, split=split,
+                val_fraction=d.val_fraction, seed=d.split_seed,
+                state_keys=self.keys.state_keys, in_memory=True)
+        return self._datasets[key]
 
     def _indices(self, stage: str, step: int, n: int, batch: int) -> np.ndarray:
         """This rank's share of the global batch of ``step``."""
