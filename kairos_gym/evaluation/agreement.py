@@ -308,7 +308,8 @@ def scatter_plot(policies: Sequence[PolicyScores], stats: Mapping[str, Any], pat
         xerr = [[max(0.0, x - s["real"]["ci95"][0])], [max(0.0, s["real"]["ci95"][1] - x)]]
         yerr = [[max(0.0, y - s["imagined"]["ci95"][0])], [max(0.0, s["imagined"]["ci95"][1] - y)]]
         ax.errorbar(x, y, xerr=xerr, yerr=yerr, fmt="o", ms=5, capsize=2, alpha=0.8)
-        ax.annotate(p.name, (x, y), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        ax.annotate(_short_name(p.name), (x, y), fontsize=6, xytext=(3, 3),
+                    textcoords="offset points")
     ax.set(xlim=(-0.05, 1.05), ylim=(-0.05, 1.05), xlabel="real success rate",
            ylabel="imagined success rate")
     ax.set_title(
@@ -319,3 +320,11 @@ def scatter_plot(policies: Sequence[PolicyScores], stats: Mapping[str, Any], pat
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
+
+
+def _short_name(spec: str) -> str:
+    """A plot label: ``bc:runs/bc/n40+noise=0.3`` -> ``bc:n40+noise=0.3``."""
+    base, sep, rest = spec.partition("+")
+    if base.startswith("bc:"):
+        base = "bc:" + base[3:].rstrip("/").rsplit("/", 1)[-1]
+    return base + sep + rest
