@@ -5,9 +5,14 @@ Every class also derives from the builtin a caller would naturally catch (``Valu
 Gymnasium's own class where Gymnasium has one (``gymnasium.error.ResetNeeded``,
 ``InvalidAction``, ``DependencyNotInstalled``), so ``except gymnasium.error.ResetNeeded``
 catches ours however the env was built. Messages say what was expected and what arrived.
+
+:func:`raised_on_purpose` tells such an error from an accident (a numpy or torch error
+escaping from inside the library); the fuzz tests and the bad-input corpus use it.
 """
 
 from __future__ import annotations
+
+import dis
 
 from gymnasium import error as gym_error
 
@@ -55,3 +60,35 @@ def missing_dependency(package: str, extra: str) -> DependencyNotInstalled:
         f"{package} is not installed; install it with `pip install -e '.[{extra}]'` "
         f"(or `pip install kairos-gym[{extra}]`)."
     )
+
+
+_PURPOSE_CLASSES = (ValueError, TypeError, LookupError, RuntimeError, OSError)
+_OWN_MODULES = ("kairos_gym", "gymnasium")
+_RAISES = {dis.opmap[name] for name in ("RAISE_VARARGS", "RERAISE") if name in dis.opmap}
+
+
+def raised_on_purpose(exc: BaseException) -> bool:
+    """Whether ``exc`` is a deliberate refusal of bad input rather than an accident.
+
+    True for every :class:`KairosGymError` and ``gymnasium.error.Error``, and for a
+    ``ValueError``, ``TypeError``, ``LookupError``, ``RuntimeError`` or ``OSError`` whose
+    innermost frame is a ``raise`` statement in kairos-gym's or Gymnasium's own code (the
+    documented ``ValueError`` for bad reset options, ``IndexError`` for an episode index out
+    of range). An error a numpy or torch call raised inside the library is an accident, even
+    when it is a ``ValueError``: its innermost frame is the call, not a ``raise``.
+    ``AssertionError`` never counts (``python -O`` strips asserts).
+    """
+    if isinstance(exc, (KairosGymError, gym_error.Error)):
+        return True
+    if isinstance(exc, AssertionError) or not isinstance(exc, _PURPOSE_CLASSES):
+        return False
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    module = str(tb.tb_frame.f_globals.get("__name__", ""))
+    if not module.startswith(_OWN_MODULES):
+        return False
+    code = tb.tb_frame.f_code.co_code
+    return 0 <= tb.tb_lasti < len(code) and code[tb.tb_lasti] in _RAISES

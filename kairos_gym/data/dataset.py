@@ -91,7 +91,7 @@ class ClipDataset(torch.utils.data.Dataset):
         DatasetError: unreadable or invalid file (every episode is validated when the
             dataset is built: widths, dtypes, image shapes, finite values), missing camera or
             state key, or no clip at all in the split.
-        ValueError: bad arguments.
+        ValueError / TypeError: bad arguments (a non-integer seed is a TypeError).
 
     h5py handles are opened lazily and cached per process, so DataLoader workers each open
     their own; nothing but the index (episode names and lengths) is read at construction.
@@ -116,6 +116,8 @@ class ClipDataset(torch.utils.data.Dataset):
     ) -> None:
         if isinstance(paths, (str, os.PathLike)):
             paths = [paths]
+        if not isinstance(paths, Sequence) or not all(isinstance(p, (str, os.PathLike)) for p in paths):
+            raise ValueError(f"paths must be an episode file or a list of them, got {paths!r}")
         self.paths = [os.fspath(p) for p in paths]
         if not self.paths:
             raise ValueError("ClipDataset needs at least one episode file, got none")
@@ -123,7 +125,7 @@ class ClipDataset(torch.utils.data.Dataset):
             if not isinstance(value, (int, np.integer)) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         check_split(split, val_fraction)
-        if image_transform not in IMAGE_TRANSFORMS:
+        if not isinstance(image_transform, str) or image_transform not in IMAGE_TRANSFORMS:
             raise ValueError(f"image_transform must be one of {IMAGE_TRANSFORMS}, got {image_transform!r}")
         self.clip_len = int(clip_len)
         self.frame_stride = int(frame_stride)
@@ -132,9 +134,21 @@ class ClipDataset(torch.utils.data.Dataset):
         self.val_fraction = float(val_fraction)
         self.seed = int(seed)
         self.multi_camera = not isinstance(cameras, str)
+        if not isinstance(cameras, (str, Sequence)) or not all(
+            isinstance(c, str) for c in ([cameras] if isinstance(cameras, str) else cameras)
+        ):
+            raise ValueError(f"cameras must be a camera name or a list of them, got {cameras!r}")
         self.cameras = [cameras] if isinstance(cameras, str) else list(cameras)
         if not self.cameras:
             raise ValueError("cameras must name at least one camera")
+        if state_keys is not None and (
+            isinstance(state_keys, str)
+            or not isinstance(state_keys, Sequence)
+            or not all(isinstance(k, str) for k in state_keys)
+        ):
+            raise ValueError(f"state_keys must be a list of observation keys or None, got {state_keys!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise TypeError(f"seed must be an integer, got {seed!r}")
         self.with_sim_state = bool(sim_state)
         self.image_transform = image_transform
         self.in_memory = bool(in_memory)

@@ -65,10 +65,14 @@ def split_of(file_path: str, episode: str, *, val_fraction: float, seed: int) ->
 def check_split(split: str, val_fraction: float) -> None:
     """Raise ``ValueError`` unless ``split`` is one of :data:`SPLITS` and ``val_fraction``
     is in ``[0, 1]``."""
-    if split not in SPLITS:
+    if not isinstance(split, str) or split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    if not 0.0 <= val_fraction <= 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction!r}")
+    if (
+        isinstance(val_fraction, bool)
+        or not isinstance(val_fraction, (int, float, np.integer, np.floating))
+        or not 0.0 <= val_fraction <= 1.0
+    ):
+        raise ValueError(f"val_fraction must be a number in [0, 1], got {val_fraction!r}")
 
 
 def image_key_candidates(camera: str) -> list[str]:

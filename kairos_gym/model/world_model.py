@@ -332,7 +332,8 @@ def _float_tensor(value: Any, what: str) -> torch.Tensor:
         raise ShapeError(f"{what} must be a rectangular array of numbers ({exc})") from None
     if arr.dtype.kind not in "fiu":
         raise ShapeError(f"{what} must be real numbers, got dtype {arr.dtype}")
-    return torch.from_numpy(arr.astype(np.float32))
+    with np.errstate(over="ignore"):  # beyond float32 becomes inf, refused as such
+        return torch.from_numpy(arr.astype(np.float32))
 
 
 def _check_state(state: Any) -> None:
