@@ -72,7 +72,7 @@ def check_split(split: str, val_fraction: float) -> None:
         or not isinstance(val_fraction, (int, float, np.integer, np.floating))
         or not 0.0 <= val_fraction <= 1.0
     ):
-        raise ValueError(f"val_fraction must be a number in [0, 1], got {val_fraction!r}")
+        raise ValueError(f"val_fraction must be in [0, 1], got {val_fraction!r}")
 
 
 def image_key_candidates(camera: str) -> list[str]:
