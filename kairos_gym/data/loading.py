@@ -139,6 +139,7 @@ def list_episodes(
     split: str = "val",
     val_fraction: float = 0.1,
     seed: int = 0,
+    allow_external_links: bool = False,
 ) -> list[EpisodeRef]:
     """The episodes of ``split`` in ``paths``, in file then episode order (metadata only).
 
@@ -149,15 +150,17 @@ def list_episodes(
             trainer's ``val_fraction`` and ``seed`` is the held-out set.
         val_fraction: expected fraction of episodes in ``"val"``.
         seed: seed of the split.
+        allow_external_links: follow HDF5 external links (see
+            :class:`~kairos_gym.data.reader.EpisodeReader`; refused by default).
 
     Raises:
-        DatasetError: an unreadable file.
+        DatasetError: an unreadable or invalid file.
         ValueError: bad arguments.
     """
     check_split(split, val_fraction)
     refs = []
     for path in as_paths(paths):
-        with EpisodeReader(path) as reader:
+        with EpisodeReader(path, allow_external_links=allow_external_links) as reader:
             for ep in reader:
                 if (
                     split != "all"
@@ -206,6 +209,7 @@ def load_episodes(
     max_steps: int | None = None,
     max_episodes: int | None = None,
     state_keys: Sequence[str] | None = None,
+    allow_external_links: bool = False,
 ) -> list[dict[str, Any]]:
     """Read whole episodes (held-out ones by default), e.g. for open-loop evaluation.
 
@@ -222,6 +226,7 @@ def load_episodes(
             of a kairos-gym file's env spec (what an environment checkpoint's state head
             predicts) and the layout's proprioception for LIBERO / robomimic files, exactly
             as :class:`~kairos_gym.data.dataset.ClipDataset`; ``()``: no state.
+        allow_external_links: follow HDF5 external links (refused by default).
 
     Returns:
         Episode dicts (see the module docstring): ``frames`` uint8 ``[T + 1, H, W, 3]``,
@@ -240,7 +245,8 @@ def load_episodes(
     if max_episodes is not None and max_episodes < 1:
         raise ValueError(f"max_episodes must be >= 1 or None, got {max_episodes}")
     paths = as_paths(paths)
-    refs = list_episodes(paths, split=split, val_fraction=val_fraction, seed=seed)
+    refs = list_episodes(paths, split=split, val_fraction=val_fraction, seed=seed,
+                         allow_external_links=allow_external_links)
     long_enough = [r for r in refs if r.steps >= min_steps]
     if not long_enough:
         longest = max((r.steps for r in refs), default=0)
@@ -261,7 +267,7 @@ def load_episodes(
         if not mine:
             continue
         # list_episodes validated these files a moment ago.
-        with EpisodeReader(path, check_values=False) as reader:
+        with EpisodeReader(path, allow_external_links=allow_external_links, check_values=False) as reader:
             keys = ObservationKeys.from_reader(reader, state_keys)
             for ref in mine:
                 steps = ref.steps if max_steps is None else min(ref.steps, max_steps)

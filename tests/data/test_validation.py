@@ -150,6 +150,7 @@ def test_external_links_are_refused_unless_allowed(tmp_path, spec):
         assert reader["demo_1"].num_samples == 9
     # 7 and 10 frames (each with its final observation): 6 + 9 clips of 2.
     assert len(ClipDataset(path, clip_len=2, allow_external_links=True)) == 6 + 9
+    assert [r.steps for r in list_episodes(path, split="all", allow_external_links=True)] == [6, 9]
 
 
 def test_external_links_inside_an_episode_and_external_storage_are_refused(tmp_path, spec):
