@@ -44,7 +44,8 @@ import torch
 from gymnasium.utils import seeding
 from gymnasium.vector.utils import create_empty_array
 
-from kairos_gym.envs.common import check_action
+from kairos_gym.devices import check_device, parse_device
+from kairos_gym.envs.common import as_array, check_action
 from kairos_gym.errors import InvalidAction, ResetNeeded, ShapeError
 from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
 from kairos_gym.model.sampler import SamplerSettings
@@ -438,7 +439,7 @@ class ImaginedCore:
         Raises:
             InvalidAction: wrong shape or dtype, NaN/inf, out of bounds (names the row).
         """
-        arr = np.asarray(actions)
+        arr = as_array(actions, "actions")
         expected = (rows, *self.action_space.shape)
         if arr.dtype.kind not in "fiu":
             raise InvalidAction(
@@ -551,7 +552,7 @@ class ImaginedCore:
             ResetNeeded / InvalidAction: as :meth:`step`; the actions are all checked first.
         """
         idx = self._rows(rows)
-        arr = np.asarray(actions)
+        arr = as_array(actions, "action chunks")
         if arr.ndim != 3 or arr.shape[0] != idx.size:
             raise InvalidAction(
                 f"action chunks must have shape ({idx.size}, H, {self.action_space.shape[0]}), "
@@ -830,14 +831,16 @@ def resolve_checkpoint(
         CheckpointError: loading failed.
     """
     if isinstance(checkpoint, EnvCheckpoint):
-        if device is not None and torch.device(device) != checkpoint.model.device:
+        if device is not None and parse_device(device) != checkpoint.model.device:
             raise ValueError(
                 f"the loaded checkpoint's model is on {checkpoint.model.device}, not "
-                f"{torch.device(device)}; a shared model is never moved (load it there)"
+                f"{parse_device(device)}; a shared model is never moved (load it there)"
             )
         ckpt = checkpoint
     elif checkpoint is None or isinstance(checkpoint, (str, os.PathLike)):
-        ckpt = load_env_checkpoint(checkpoint, device="cpu" if device is None else device)
+        ckpt = load_env_checkpoint(
+            checkpoint, device="cpu" if device is None else check_device(device)
+        )
     else:
         raise TypeError(
             "checkpoint must be a directory, an EnvCheckpoint or None, "
@@ -881,6 +884,14 @@ def check_observation(
             or arr.dtype.kind not in "fiub"
         ):
             raise ShapeError(f"{what}[{key!r}] must be {sub.dtype}, got {arr.dtype}")
+        if arr.dtype.kind in "iu" and np.dtype(sub.dtype).kind in "iu" and arr.size:
+            # same_kind lets uint16 -> uint8 through; a value the target cannot hold would wrap.
+            info = np.iinfo(sub.dtype)
+            if arr.min() < info.min or arr.max() > info.max:
+                raise ShapeError(
+                    f"{what}[{key!r}] has values in [{arr.min()}, {arr.max()}], outside what "
+                    f"{np.dtype(sub.dtype)} holds"
+                )
         arr = arr.astype(sub.dtype, copy=True)
         if not sub.contains(arr):
             raise ShapeError(f"{what}[{key!r}] has NaN or values outside {sub}")

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import kairos_gym
-from kairos_gym.errors import InvalidAction, ResetNeeded
+from kairos_gym.errors import DeviceUnavailable, InvalidAction, ResetNeeded, ShapeError
 from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.imagined.core import ImaginedCore, ImaginedSnapshot
 from kairos_gym.imagined.env import ImaginedEnv
@@ -291,3 +291,21 @@ def test_random_shooting_example_runs(ckpt_dir):
     assert done.returncode == 0, done.stderr
     assert "predicted return over 3 steps: planned" in done.stdout
     assert "24 imagined candidate steps" in done.stdout
+
+
+def test_inputs_the_core_refuses_cleanly(ckpt):
+    core = ImaginedCore(ckpt, 1, done_threshold=1.0)
+    core.start(seeds=[0])
+    with pytest.raises(InvalidAction, match="rectangular array"):
+        core.step([[0.0] * 7, [0.0] * 3])
+    with pytest.raises(InvalidAction, match="rectangular array"):
+        core.rollout([[[0.0] * 7], [[0.0]]])
+    obs = {k: v[0] for k, v in ckpt.reset_observations.items()}
+    wide = dict(obs, agentview_image=np.full(obs["agentview_image"].shape, 300, np.uint16))
+    with pytest.raises(ShapeError, match=r"values in \[300, 300\], outside what uint8 holds"):
+        core.parse_start({"observation": wide}, 1, batched=False)
+    fits = dict(obs, agentview_image=obs["agentview_image"].astype(np.uint16))
+    core.parse_start({"observation": fits}, 1, batched=False)
+    with pytest.raises(DeviceUnavailable, match="not a device name"):
+        ImaginedCore(str(ckpt.path), 1, device="tpu")
+    assert core.steps.tolist() == [0]
