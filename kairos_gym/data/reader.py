@@ -423,10 +423,16 @@ class EpisodeReader:
             raise DatasetError(
                 f"{self.path}: episode {name!r} has {T} actions but these lengths differ: {wrong}"
             )
-        if declared is not None and int(declared) != T:
-            raise DatasetError(
-                f"{self.path}: episode {name!r} declares num_samples={int(declared)} but stores {T} actions"
-            )
+        if declared is not None:
+            try:
+                matches = float(declared) == T
+            except (TypeError, ValueError):
+                matches = False
+            if not matches:
+                raise DatasetError(
+                    f"{self.path}: episode {name!r} declares num_samples={declared!r} but stores "
+                    f"{T} actions"
+                )
         return T
 
     def _layout_of(self, name: str) -> EpisodeLayout:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import zlib
 from pathlib import Path
 
 import h5py
@@ -139,7 +140,8 @@ def _mutate(path: str, kind: str, field: str, episode: int, value: object, numbe
     if kind == "truncate":
         size = os.path.getsize(path)
         with open(path, "r+b") as fh:
-            fh.truncate(int(size * (abs(hash(field)) % 100) / 100))
+            # crc32, not hash(): str hashes change per process and the run must repeat.
+            fh.truncate(int(size * (zlib.crc32(field.encode()) % 100) / 100))
 
 
 MUTATIONS = st.tuples(

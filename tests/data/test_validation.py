@@ -220,3 +220,16 @@ def test_writer_refuses_what_the_reader_would_refuse(tmp_path, spec):
     writer.write_episode(**ep)  # the writer still works
     with open_episodes(path) as reader:
         assert len(reader) == 1
+
+
+def test_a_non_finite_num_samples_attribute_is_a_dataset_error(tmp_path):
+    import h5py
+
+    from kairos_gym.data.reader import EpisodeReader
+    from tests.train.conftest import write_data
+
+    path = write_data(tmp_path / "ns.hdf5", episodes=2, steps=5)
+    with h5py.File(path, "r+") as f:
+        f["data/demo_0"].attrs["num_samples"] = float("inf")
+    with pytest.raises(DatasetError, match="declares num_samples=.*inf.* but stores 5 actions"):
+        EpisodeReader(str(path))
