@@ -164,6 +164,8 @@ def test_the_reader_reads_a_damaged_file_or_refuses_it(clean, scratch, mutations
             _mutate(path, *mutation)
         except (KeyError, OSError, RuntimeError):  # already gone, truncated, or a link loop
             continue
+        except (TypeError, OverflowError):  # h5py cannot store the value (an int beyond int64)
+            continue
     reader, error = outcome(lambda: EpisodeReader(path))
     if error is not None:
         assert isinstance(error, DatasetError), error
