@@ -87,7 +87,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     import gymnasium as gym
     import torch
 
-    from kairos_gym import ImaginedEnv, load_env_checkpoint
     from kairos_gym.errors import CheckpointError, DependencyNotInstalled
     from kairos_gym.evaluation.agreement import (
         agreement_stats,
@@ -95,6 +94,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         run_paired_agreement,
         scatter_plot,
     )
+    from kairos_gym.evaluation.real_vs_imagined import open_env_pair
     from kairos_gym.policies.registry import is_privileged, make_policy
 
     if args.episodes < 1 or args.threads < 0 or (args.steps is not None and args.steps < 1):
@@ -103,9 +103,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        ckpt = load_env_checkpoint(args.checkpoint)
-        imagined = ImaginedEnv(ckpt, sample_steps=args.sample_steps)
-        real = gym.make(ckpt.env_spec.env_id, **ckpt.env_spec.env_kwargs)
+        ckpt, real, imagined = open_env_pair(args.checkpoint, sample_steps=args.sample_steps)
         policies = {spec: make_policy(spec, real) for spec in args.policies}
     except (CheckpointError, ValueError, DependencyNotInstalled, gym.error.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)

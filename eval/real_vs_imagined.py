@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from kairos_gym.eval.script import entry_point
-from kairos_gym.evaluation.real_vs_imagined import aggregate, summarize
+from kairos_gym.evaluation.real_vs_imagined import aggregate, open_env_pair, summarize
 
 __all__ = ["add_arguments", "aggregate", "main", "run"]
 
@@ -62,8 +62,6 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     import kairos_gym  # noqa: F401  (registers the environments)
     from kairos_gym.errors import CheckpointError, DependencyNotInstalled
-    from kairos_gym.imagined.checkpoint import load_env_checkpoint
-    from kairos_gym.imagined.env import ImaginedEnv
     from kairos_gym.policies.registry import make_policy
     from kairos_gym.rollout import run_paired
 
@@ -73,9 +71,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        ckpt = load_env_checkpoint(args.checkpoint)
-        imagined = ImaginedEnv(ckpt, sample_steps=args.sample_steps)
-        real = gym.make(ckpt.env_spec.env_id, **ckpt.env_spec.env_kwargs)
+        ckpt, real, imagined = open_env_pair(args.checkpoint, sample_steps=args.sample_steps)
     except (CheckpointError, ValueError, DependencyNotInstalled, gym.error.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -11,11 +11,16 @@ rewards and both success flags. This module turns those records into the figures
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import gymnasium as gym
 import numpy as np
 
 from kairos_gym.rollout import PairedEpisode, PairedStep
+
+if TYPE_CHECKING:  # pragma: no cover
+    from kairos_gym.imagined.checkpoint import EnvCheckpoint
+    from kairos_gym.imagined.env import ImaginedEnv
 
 __all__ = ["PairedEpisode", "PairedStep", "aggregate", "summarize"]
 
@@ -92,3 +97,23 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
         "reward_mae": mean("reward_mae"),
         "first_success_step_error": float(np.mean(errors)) if errors else None,
     }
+
+
+def open_env_pair(
+    checkpoint: str | None, *, sample_steps: int | None = None
+) -> tuple[EnvCheckpoint, gym.Env, ImaginedEnv]:
+    """``(checkpoint, real env, imagined env)`` for comparing the two worlds: the real env is
+    built from the checkpoint's spec (``gym.make(spec.env_id, **spec.env_kwargs)``), so both
+    have the same spaces, cameras and episode limit.
+
+    Raises:
+        CheckpointError, ValueError: a bad checkpoint or option.
+        DependencyNotInstalled, gymnasium.error.Error: the real simulator cannot be built.
+    """
+    from kairos_gym.imagined.checkpoint import load_env_checkpoint
+    from kairos_gym.imagined.env import ImaginedEnv
+
+    ckpt = load_env_checkpoint(checkpoint)
+    imagined = ImaginedEnv(ckpt, sample_steps=sample_steps)
+    real = gym.make(ckpt.env_spec.env_id, **ckpt.env_spec.env_kwargs)
+    return ckpt, real, imagined
