@@ -162,8 +162,8 @@ class WorldModel(nn.Module):
                 settings: SamplerSettings | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor], WorldState]:
         """Imagine ``K`` steps open loop: actions ``[B, K, A]`` -> frames ``[B, K, H, W, 3]``."""
         a = _float_tensor(actions, "rollout actions")
-        if a.ndim != 3:
-            raise ShapeError(f"rollout actions must be [B, K, A], got {tuple(a.shape)}")
+        if a.ndim != 3 or a.shape[1] < 1:
+            raise ShapeError(f"rollout actions must be [B, K >= 1, A], got {tuple(a.shape)}")
         tc = self.config.temporal_compression
         if a.shape[1] % tc:
             raise ShapeError(f"rollout length {a.shape[1]} must be a multiple of temporal_compression {tc}")

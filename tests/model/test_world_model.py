@@ -98,3 +98,10 @@ def test_no_state_head_by_default(tiny_world_model):
     state = tiny_world_model.observe(tiny_world_model.init_state(1), torch.zeros(1, 1, 16, 16, 3, dtype=torch.uint8))
     _, out, _ = tiny_world_model.step(state, torch.zeros(1, 7))
     assert set(out) == {"reward", "success", "done"}
+
+
+def test_a_rollout_of_no_steps_is_refused():
+    model = WorldModel(WorldModelConfig.preset("tiny")).eval()
+    state = model.observe(model.init_state(1), torch.zeros(1, 1, 16, 16, 3, dtype=torch.uint8))
+    with pytest.raises(ShapeError, match=r"\[B, K >= 1, A\], got \(1, 0, 7\)"):
+        model.rollout(state, torch.zeros(1, 0, 7))
