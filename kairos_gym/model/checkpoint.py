@@ -186,11 +186,27 @@ def check_header(
     Run before building the real model, this bounds what a config can make the loader
     allocate by the tensors the file actually holds.
     """
-    missing = sorted(k for k in expected if k not in header)
-    unexpected = sorted(k for k in header if k not in expected)
+    problems = shape_problems(
+        {k: tuple(v.shape) for k, v in expected.items()}, {k: v[1] for k, v in header.items()}
+    )
+    if problems:
+        raise CheckpointError(
+            f"{source} does not hold the model config.json declares: " + "; ".join(problems))
+
+
+def shape_problems(
+    model: Mapping[str, tuple[int, ...]],
+    checkpoint: Mapping[str, tuple[int, ...]],
+    allow_missing: tuple[str, ...] = (),
+) -> list[str]:
+    """What differs between a model's tensor shapes and a checkpoint's, by name: missing and
+    unexpected keys and mis-shaped tensors (each list clipped for messages); ``[]`` when they
+    match. Names starting with one of ``allow_missing`` may be absent from the checkpoint."""
+    missing = sorted(k for k in model if k not in checkpoint and not k.startswith(allow_missing))
+    unexpected = sorted(k for k in checkpoint if k not in model)
     misshaped = sorted(
-        f"{k}: checkpoint {header[k][1]} vs model {tuple(expected[k].shape)}"
-        for k in expected if k in header and header[k][1] != tuple(expected[k].shape))
+        f"{k}: checkpoint {tuple(checkpoint[k])} vs model {tuple(model[k])}"
+        for k in model if k in checkpoint and tuple(checkpoint[k]) != tuple(model[k]))
     problems = []
     if missing:
         problems.append(f"missing keys ({len(missing)}): {_clip(missing)}")
@@ -198,9 +214,7 @@ def check_header(
         problems.append(f"unexpected keys ({len(unexpected)}): {_clip(unexpected)}")
     if misshaped:
         problems.append(f"mis-shaped tensors ({len(misshaped)}): {_clip(misshaped)}")
-    if problems:
-        raise CheckpointError(
-            f"{source} does not hold the model config.json declares: " + "; ".join(problems))
+    return problems
 
 
 def load_tensors(path: str | os.PathLike) -> dict[str, torch.Tensor]:
@@ -233,20 +247,12 @@ def load_state_strict(
         CheckpointError: listing missing, unexpected and mis-shaped tensors.
     """
     own = module.state_dict()
-    missing = sorted(k for k in own if k not in tensors)
-    tolerated = [k for k in missing if k.startswith(allow_missing)]
-    missing = [k for k in missing if k not in tolerated]
-    unexpected = sorted(k for k in tensors if k not in own)
-    misshaped = sorted(
-        f"{k}: checkpoint {tuple(tensors[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in tensors if k in own and tuple(tensors[k].shape) != tuple(own[k].shape))
-    problems = []
-    if missing:
-        problems.append(f"missing keys ({len(missing)}): {_clip(missing)}")
-    if unexpected:
-        problems.append(f"unexpected keys ({len(unexpected)}): {_clip(unexpected)}")
-    if misshaped:
-        problems.append(f"mis-shaped tensors ({len(misshaped)}): {_clip(misshaped)}")
+    tolerated = sorted(k for k in own if k not in tensors and k.startswith(allow_missing))
+    problems = shape_problems(
+        {k: tuple(v.shape) for k, v in own.items()},
+        {k: tuple(v.shape) for k, v in tensors.items()},
+        allow_missing,
+    )
     if problems:
         raise CheckpointError(f"{source} does not match the model: " + "; ".join(problems))
     for k, v in tensors.items():
