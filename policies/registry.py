@@ -61,36 +61,34 @@ def make_policy(spec: str, env: gym.Env, *, noise: float = 0.0) -> Policy:
         RandomGripper,
     )
 
-    check_spec(spec)
-    base, *mods = spec.split("+")
+    base, modifiers = parse_spec(spec)
     policy = _base_policy(base, env, noise)
-    wrappers = {
-        "noise": lambda p, v: NoisyPolicy(p, _number(v, 0.0, None)),
-        "interrupt": lambda p, v: Interrupted(p, _number(v, 0.0, 1.0)),
-        "hold": lambda p, v: Interrupted(p, _number(v, 0.0, 1.0), hold=True),
-        "gripper": lambda p, v: RandomGripper(p, _number(v, 0.0, 1.0)),
-    }
-    for i, mod in enumerate(mods):
-        name, eq, value = mod.partition("=")
-        try:
-            if name in wrappers and eq:
-                policy = wrappers[name](policy, value)
-            elif name == "open" and not eq:
-                policy = GripperOverride(policy, -1.0)
-            elif name == "execute" and eq and i == len(mods) - 1:
-                policy = ChunkedPolicy(policy, int(value))
-            else:
-                raise ValueError("unknown")
-        except (ValueError, TypeError) as exc:
-            raise ValueError(
-                f"bad modifier {mod!r} in policy {spec!r} ({exc}); modifiers are "
-                f"{', '.join(MODIFIERS)} (execute last)"
-            ) from None
+    for name, value in modifiers:
+        if name == "noise":
+            policy = NoisyPolicy(policy, value)
+        elif name in ("interrupt", "hold"):
+            policy = Interrupted(policy, value, hold=name == "hold")
+        elif name == "gripper":
+            policy = RandomGripper(policy, value)
+        elif name == "open":
+            policy = GripperOverride(policy, -1.0)
+        else:  # execute, always last
+            policy = ChunkedPolicy(policy, int(value))
     return policy
 
 
 def check_spec(spec: str) -> str:
     """Check a spec's grammar without building anything (``bc:DIR`` is not opened).
+
+    Raises:
+        ValueError: as :func:`parse_spec`.
+    """
+    parse_spec(spec)
+    return spec
+
+
+def parse_spec(spec: str) -> tuple[str, list[tuple[str, float | None]]]:
+    """``(base, [(modifier, value or None), ...])`` of a spec, every value checked.
 
     Raises:
         ValueError: an empty spec, an unknown base or modifier, a value out of range, or
@@ -103,22 +101,26 @@ def check_spec(spec: str) -> str:
         raise ValueError(f"unknown policy {base!r}; choose one of {POLICY_NAMES}")
     ranges = {"noise": (0.0, None), "interrupt": (0.0, 1.0), "hold": (0.0, 1.0),
               "gripper": (0.0, 1.0)}
+    parsed: list[tuple[str, float | None]] = []
     for i, mod in enumerate(mods):
         name, eq, value = mod.partition("=")
         try:
             if name in ranges and eq:
-                _number(value, *ranges[name])
+                parsed.append((name, _number(value, *ranges[name])))
             elif name == "execute" and eq and i == len(mods) - 1:
                 if int(value) < 1:
                     raise ValueError(f"{value!r} is not an integer >= 1")
-            elif not (name == "open" and not eq):
+                parsed.append((name, int(value)))
+            elif name == "open" and not eq:
+                parsed.append((name, None))
+            else:
                 raise ValueError("unknown")
         except ValueError as exc:
             raise ValueError(
                 f"bad modifier {mod!r} in policy {spec!r} ({exc}); modifiers are "
                 f"{', '.join(MODIFIERS)} (execute last)"
             ) from None
-    return spec
+    return base, parsed
 
 
 def is_privileged(spec: str) -> bool:
