@@ -13,8 +13,6 @@ batched :class:`~kairos_gym.imagined.vector.ImaginedVectorEnv` over one model.
 
 from __future__ import annotations
 
-import json
-
 import gymnasium as gym
 
 # Task -> default episode limit (steps). The env modules take their defaults from here, so
@@ -28,14 +26,13 @@ IMAGINED_ID = "kairos_gym/Imagined-v0"
 
 def embedded_episode_limit() -> int | None:
     """The embedded default model's episode limit (from its config; ``None`` if absent)."""
-    from kairos_gym.imagined.checkpoint import DEFAULT_CHECKPOINT
+    from kairos_gym.errors import CheckpointError
+    from kairos_gym.imagined.checkpoint import checkpoint_episode_limit
 
     try:
-        config = json.loads((DEFAULT_CHECKPOINT / "config.json").read_text())
-        value = config["env_spec"]["env_kwargs"].get("max_episode_steps")
-    except (OSError, ValueError, KeyError, TypeError):
+        return checkpoint_episode_limit(None)
+    except (CheckpointError, AttributeError, TypeError, ValueError):
         return None
-    return int(value) if value is not None else None
 
 
 def register_all() -> None:

@@ -208,3 +208,20 @@ def default_checkpoint() -> Path:
             "or pass checkpoint=<directory written by kairos-gym train>")
     return DEFAULT_CHECKPOINT
 
+
+
+def checkpoint_episode_limit(checkpoint: str | os.PathLike | EnvCheckpoint | None) -> int | None:
+    """The episode limit of an environment checkpoint, read from its ``config.json`` without
+    loading the model (``None`` is the embedded model); ``None`` when its real env had no limit.
+
+    Raises:
+        CheckpointError: the config is missing or unreadable.
+    """
+    if isinstance(checkpoint, EnvCheckpoint):
+        return checkpoint.max_episode_steps
+    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
+        return None  # the env constructor names the bad type
+    path = default_checkpoint() if checkpoint is None else checkpoint
+    env_spec = ckpt.read_config(path).get("env_spec", {})
+    value = env_spec.get("env_kwargs", {}).get("max_episode_steps")
+    return int(value) if value is not None else None

@@ -42,10 +42,9 @@ from gymnasium.vector.utils import batch_space
 from kairos_gym.devices import check_device, parse_device
 from kairos_gym.envs.common import as_array
 from kairos_gym.errors import InvalidAction, ResetNeeded
-from kairos_gym.imagined.checkpoint import EnvCheckpoint, default_checkpoint
+from kairos_gym.imagined.checkpoint import EnvCheckpoint, checkpoint_episode_limit
 from kairos_gym.imagined.core import CoreView, ImaginedCore, StartRequest
 from kairos_gym.imagined.env import RENDER_MODES, check_render_mode
-from kairos_gym.model import checkpoint as model_checkpoint
 from kairos_gym.model.world_model import WorldModel
 
 __all__ = ["IMAGINED_ID", "ImaginedVectorEnv", "make_vec"]
@@ -99,22 +98,6 @@ def make_vec(
         vector_kwargs={"autoreset_mode": mode},
         **kwargs,
     )
-
-
-def checkpoint_episode_limit(checkpoint: str | os.PathLike | EnvCheckpoint | None) -> int | None:
-    """The episode limit of an environment checkpoint (read from its config, not loaded).
-
-    Raises:
-        CheckpointError: the config is missing or unreadable.
-    """
-    if isinstance(checkpoint, EnvCheckpoint):
-        return checkpoint.max_episode_steps
-    if checkpoint is not None and not isinstance(checkpoint, (str, os.PathLike)):
-        return None  # the constructor names the bad type
-    path = default_checkpoint() if checkpoint is None else checkpoint
-    env_spec = model_checkpoint.read_config(path).get("env_spec", {})
-    value = env_spec.get("env_kwargs", {}).get("max_episode_steps")
-    return int(value) if value is not None else None
 
 
 def autoreset_mode_of(value: str | AutoresetMode) -> AutoresetMode:
