@@ -19,6 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 LAYER_KINDS = ("swa", "dswa", "gated", "full")
+SAMPLER_FIELDS = frozenset({"sample_steps", "timestep_shift", "context_sigma", "guidance_scale"})
+"""Config fields that only set how frames are sampled: they may change on a trained model
+(``WorldModel.with_config``) and do not count as its shape (fine-tuning's ``init`` check)."""
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ from kairos_gym.devices import check_device
 from kairos_gym.errors import CheckpointError, ShapeError
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.codec import Codec, ConvCodec
-from kairos_gym.model.config import WorldModelConfig
+from kairos_gym.model.config import SAMPLER_FIELDS, WorldModelConfig
 from kairos_gym.model.dit import KairosDiT
 from kairos_gym.model.sampler import Generators, SamplerSettings, add_noise, sample_frame
 from kairos_gym.model.state import WorldState
@@ -255,8 +255,7 @@ class WorldModel(nn.Module):
 
     def with_config(self, **changes: Any) -> WorldModel:
         """Change sampler fields of the config in place (shapes cannot change); returns self."""
-        shape_fields = {f.name for f in dataclasses.fields(WorldModelConfig)} - {
-            "sample_steps", "timestep_shift", "context_sigma", "guidance_scale"}
+        shape_fields = {f.name for f in dataclasses.fields(WorldModelConfig)} - SAMPLER_FIELDS
         bad = sorted(set(changes) & shape_fields)
         if bad:
             raise ValueError(f"only sampler fields can change on a built model, not {bad}")

@@ -48,6 +48,7 @@ from kairos_gym.evaluation.open_loop import open_loop_eval
 from kairos_gym.imagined.checkpoint import save_env_checkpoint
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.codec import ConvCodec
+from kairos_gym.model.config import SAMPLER_FIELDS
 from kairos_gym.model.world_model import WorldModel
 from kairos_gym.train.checkpointing import (
     METRICS_NAME,
@@ -124,10 +125,9 @@ def check_init(config: TrainConfig) -> None:
         if not (init / name).exists() and not (init / name).is_symlink():
             raise CheckpointError(f"init {init}: no {name}")
         ckpt.checkpoint_file(init, name)
-    sampler = {"sample_steps", "timestep_shift", "context_sigma", "guidance_scale"}
-    theirs = {k: v for k, v in data.get("model", {}).items() if k not in sampler}
+    theirs = {k: v for k, v in data.get("model", {}).items() if k not in SAMPLER_FIELDS}
     mine = {k: v for k, v in json.loads(json.dumps(config.model.to_dict())).items()
-            if k not in sampler}
+            if k not in SAMPLER_FIELDS}
     differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
     if differ:
         detail = ", ".join(f"{k}: init {theirs.get(k)!r}, config {mine.get(k)!r}" for k in differ)
