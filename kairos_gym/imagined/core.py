@@ -319,6 +319,7 @@ class ImaginedCore:
         *,
         batched: bool,
         mask: np.ndarray | None = None,
+        handled: Sequence[str] = (),
     ) -> StartRequest:
         """Validate reset options for ``rows`` rows without touching any row.
 
@@ -326,11 +327,12 @@ class ImaginedCore:
             options: ``None``; ``{"observation": obs}`` (one observation, or with
                 ``batched=True`` a batch ``{key: [rows, *shape]}``); or
                 ``{"reset_index": i}`` (an int, or with ``batched=True`` also ``rows`` ints).
-                Other keys are the caller's to remove first.
             rows: how many rows the request is for.
             batched: whether observations/indices come one per row.
             mask: bool ``[rows]``: only these rows' batched observations are used (and
                 checked); the others' entries are left empty.
+            handled: option keys the caller reads itself (the vector env's ``reset_mask``):
+                skipped here, and named among the known keys in messages.
 
         Raises:
             TypeError: options that are not a dict.
@@ -341,11 +343,10 @@ class ImaginedCore:
             return StartRequest()
         if not isinstance(options, Mapping):
             raise TypeError(f"reset options must be a dict or None, got {type(options).__name__}")
-        unknown = sorted(set(options) - set(RESET_OPTIONS))
+        known = [*RESET_OPTIONS, *handled]
+        unknown = sorted(set(options) - set(known))
         if unknown:
-            raise ValueError(
-                f"unknown reset option(s) {unknown}; the imagined env takes {list(RESET_OPTIONS)}"
-            )
+            raise ValueError(f"unknown reset option(s) {unknown}; the imagined env takes {known}")
         if "observation" in options and "reset_index" in options:
             raise ValueError("give either options['observation'] or options['reset_index'], not both")
         if "observation" in options:
@@ -407,7 +408,7 @@ class ImaginedCore:
         batch = {k: np.stack([s[k] for s in starts]) for k in self.observation_space.spaces}
         frames = torch.from_numpy(batch[self.image_key]).to(self.model.device)
         fresh = self.model.observe(self.model.init_state(idx.size), frames[:, None], generator=generators)
-        everyone = idx.size == self.num_rows and np.array_equal(idx, np.arange(self.num_rows))
+        everyone = self._covers_all(idx)
         if everyone:
             self._state = fresh
         else:
@@ -488,7 +489,7 @@ class ImaginedCore:
         idx = self._rows(rows)
         self._require_running(idx)
         acts = actions if checked else self.check_actions(actions, idx.size)
-        everyone = idx.size == self.num_rows and np.array_equal(idx, np.arange(self.num_rows))
+        everyone = self._covers_all(idx)
         generators = [self._generators[i] for i in idx]
         saved = [g.get_state() for g in generators]
         try:
@@ -676,7 +677,7 @@ class ImaginedCore:
             )
         # The model never writes into a state it is given, so the snapshot's can be shared.
         state = state.to(self.model.device)
-        everyone = idx.size == self.num_rows and np.array_equal(idx, np.arange(self.num_rows))
+        everyone = self._covers_all(idx)
         if self._state is None and not everyone:
             self._state = self.model.init_state(self.num_rows)
         self._state = state if everyone else self._state.put_rows(idx.tolist(), state)
@@ -716,6 +717,10 @@ class ImaginedCore:
         if idx.min() < 0 or idx.max() >= self.num_rows or len(set(idx.tolist())) != idx.size:
             raise ValueError(f"rows must be distinct indices in 0..{self.num_rows - 1}, got {idx.tolist()}")
         return idx
+
+    def _covers_all(self, idx: np.ndarray) -> bool:
+        """Whether ``idx`` is every row in order (the batch is then used without select/put)."""
+        return idx.size == self.num_rows and bool(np.array_equal(idx, np.arange(self.num_rows)))
 
     def _require_running(self, idx: np.ndarray) -> None:
         if self._state is None or not self._started[idx].all():

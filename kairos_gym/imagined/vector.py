@@ -376,9 +376,8 @@ class ImaginedVectorEnv(CoreView, VectorEnv):
             return mask, StartRequest()
         if not isinstance(options, dict):
             raise TypeError(f"reset options must be a dict or None, got {type(options).__name__}")
-        rest = dict(options)
-        if "reset_mask" in rest:
-            mask = rest.pop("reset_mask")
+        if "reset_mask" in options:
+            mask = options["reset_mask"]
             if not isinstance(mask, np.ndarray) or mask.dtype != np.bool_:
                 raise TypeError(f"options['reset_mask'] must be a numpy bool array, got {mask!r}")
             if mask.shape != (n,):
@@ -386,16 +385,9 @@ class ImaginedVectorEnv(CoreView, VectorEnv):
             if not mask.any():
                 raise ValueError("options['reset_mask'] must select at least one env")
             mask = mask.copy()
-        try:
-            request = self.core.parse_start(rest, n, batched=True, mask=mask)
-        except ValueError as exc:
-            if "unknown reset option" in str(exc):
-                unknown = sorted(set(rest) - {"observation", "reset_index"})
-                raise ValueError(
-                    f"unknown reset option(s) {unknown}; the imagined vector env takes "
-                    "['observation', 'reset_index', 'reset_mask']"
-                ) from None
-            raise
+        request = self.core.parse_start(
+            options, n, batched=True, mask=mask, handled=("reset_mask",)
+        )
         return mask, request
 
     def _check_actions(self, actions: Any, rows: np.ndarray) -> np.ndarray:
