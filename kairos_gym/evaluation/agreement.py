@@ -117,6 +117,12 @@ class PolicyScores:
     real_first_success: list[int | None] = dataclasses.field(default_factory=list)
     imagined_first_success: list[int | None] = dataclasses.field(default_factory=list)
 
+    def add(self, side: str, success: bool, episode_return: float, first_success: int | None) -> None:
+        """Record one episode of ``side`` (``"real"`` or ``"imagined"``)."""
+        getattr(self, side).append(bool(success))
+        getattr(self, f"{side}_returns").append(float(episode_return))
+        getattr(self, f"{side}_first_success").append(first_success)
+
     def summary(self) -> dict[str, Any]:
         """Success rates with Wilson intervals, mean returns and first-success steps, both sides."""
         out: dict[str, Any] = {"name": self.name}
@@ -222,21 +228,17 @@ def run_agreement(
                         on_reset=lambda obs, info, keep=starts: keep.append(obs),
                     )
                     start = starts[0]
-                    row.real.append(bool(outcome.success))
-                    row.real_returns.append(float(outcome.total_reward))
-                    row.real_first_success.append(outcome.first_success)
+                    row.add("real", outcome.success, outcome.total_reward, outcome.first_success)
                 else:
                     start, _ = real.reset(seed=seed + k)
-                    row.real.append(known.real[k])
-                    row.real_returns.append(known.real_returns[k] if known.real_returns else 0.0)
-                    row.real_first_success.append(known.real_first_success[k])
+                    row.add("real", known.real[k],
+                            known.real_returns[k] if known.real_returns else 0.0,
+                            known.real_first_success[k])
                 dream = run_episode(
                     imagined, policy, seed=seed + k, options={"observation": start},
                     max_steps=max_steps, execute=execute, stop_on_success=True,
                 )
-                row.imagined.append(bool(dream.success))
-                row.imagined_returns.append(float(dream.total_reward))
-                row.imagined_first_success.append(dream.first_success)
+                row.add("imagined", dream.success, dream.total_reward, dream.first_success)
                 bar.update(1)
                 bar.set_postfix(policy=name, refresh=False)
             scores.append(row)
@@ -278,10 +280,8 @@ def run_paired_agreement(
                 for side, flag, reward in (("real", "success", "reward"),
                                            ("imagined", "imagined_success", "imagined_reward")):
                     first = next((st.step for st in paired.steps if getattr(st, flag)), None)
-                    getattr(row, side).append(first is not None)
-                    getattr(row, f"{side}_returns").append(
-                        float(sum(getattr(st, reward) for st in paired.steps)))
-                    getattr(row, f"{side}_first_success").append(first)
+                    row.add(side, first is not None,
+                            sum(getattr(st, reward) for st in paired.steps), first)
                 bar.update(1)
             scores.append(row)
     finally:
