@@ -67,12 +67,16 @@ class TaskSpec:
         env_name: robosuite environment name passed to ``robosuite.make``.
         instruction: natural-language instruction reported in ``info`` and ``env.instruction``.
         objects: privileged name -> robosuite observation key, copied by ``privileged()``.
+        object_state: the ``objects`` concatenated, in this order, into the optional
+            ``object_state`` observation (``object_obs=True``): what a world model must carry
+            to know where the task's objects are and whether the task is done.
         kwargs: extra keyword arguments for ``robosuite.make``.
     """
 
     env_name: str
     instruction: str
     objects: dict[str, str]
+    object_state: tuple[str, ...] = ()
     kwargs: dict[str, Any] = field(default_factory=dict)
 
 
@@ -81,6 +85,7 @@ TASKS: dict[str, TaskSpec] = {
         "Lift",
         "lift the red cube",
         {"cube_pos": "cube_pos", "cube_quat": "cube_quat"},
+        ("cube_pos",),
     ),
     "Stack": TaskSpec(
         "Stack",
@@ -91,11 +96,13 @@ TASKS: dict[str, TaskSpec] = {
             "cubeB_pos": "cubeB_pos",
             "cubeB_quat": "cubeB_quat",
         },
+        ("cubeA_pos", "cubeB_pos"),
     ),
     "PickPlaceCan": TaskSpec(
         "PickPlaceCan",
         "pick the can and place it in its bin",
         {"can_pos": "Can_pos", "can_quat": "Can_quat"},
+        ("can_pos",),
     ),
     "Door": TaskSpec(
         "Door",
@@ -106,6 +113,7 @@ TASKS: dict[str, TaskSpec] = {
             "hinge_qpos": "hinge_qpos",
             "handle_qpos": "handle_qpos",
         },
+        ("handle_pos", "hinge_qpos", "handle_qpos"),
     ),
 }
 
@@ -145,6 +153,14 @@ def panda_ground_truth(sim: Any, eef_site_id: int, raw: dict[str, Any]) -> dict[
     }
 
 
+def object_state(spec: TaskSpec, raw: dict[str, Any]) -> np.ndarray:
+    """The ``object_state`` observation float32 ``[K]`` of a raw robosuite observation: the
+    task's ``spec.object_state`` entries, flattened and concatenated."""
+    parts = [np.asarray(raw[spec.objects[name]], dtype=np.float32).reshape(-1)
+             for name in spec.object_state]
+    return np.concatenate(parts).astype(np.float32)
+
+
 def _import_robosuite() -> Any:
     try:
         import robosuite
@@ -169,6 +185,11 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
         reward_shaping: robosuite's dense shaped reward instead of its sparse one.
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the first camera's
             upright frame ``[H, W, 3]``, or the ``agentview`` camera when ``cameras=()``).
+        object_obs: add the privileged ``object_state`` observation, float32: the task's
+            object positions (Lift: cube position [3]; Stack: both cubes [6]; PickPlaceCan:
+            the can [3]; Door: handle position, hinge and latch angles [5]). Off by default:
+            policies should not see it. World models trained on data with it carry the
+            objects' state, as they carry the arm's (``model.proprio_conditioning``).
 
     Attributes:
         instruction: the task instruction (also in every ``info``).
@@ -187,6 +208,7 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
         terminate_on_success: bool = False,
         reward_shaping: bool = False,
         render_mode: str | None = None,
+        object_obs: bool = False,
     ) -> None:
         if max_episode_steps is None and task in TASKS:
             max_episode_steps = ROBOSUITE_LIMITS[task]
@@ -207,6 +229,7 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
         self.control_freq = CONTROL_FREQ
         self.metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
         self._spec = spec
+        self.object_obs = bool(object_obs)
 
         robosuite = _import_robosuite()
         needs_renderer = bool(cameras) or render_mode == "rgb_array"
@@ -247,6 +270,10 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
             f"{cam}_image": gym.spaces.Box(0, 255, (h, w, 3), np.uint8) for cam in cameras
         }
         spaces["state"] = gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
+        if self.object_obs:
+            width = sum(int(np.size(self._env.observation_spec()[spec.objects[name]]))
+                        for name in spec.object_state)
+            spaces["object_state"] = gym.spaces.Box(-np.inf, np.inf, (width,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
 
@@ -367,6 +394,36 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
         self._require_open()
         return np.asarray(self._env.sim.get_state().flatten(), dtype=np.float64)
 
+    def observe_sim_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """Put the simulator in a recorded ``state`` and return the observation there.
+
+        Args:
+            state: a flat MuJoCo state ``[1 + nq + nv]`` from :meth:`get_sim_state` or an
+                episode file's ``states``.
+
+        Returns:
+            The observation in that state (a copy), as ``reset`` or ``step`` would give it.
+            Observations recorded without a key (``object_state``, another camera) are
+            recomputed this way from the episode's states.
+
+        Raises:
+            ValueError: a state of the wrong width or with NaN.
+        """
+        self._require_open()
+        sim = self._env.sim
+        flat = np.asarray(state, dtype=np.float64)
+        width = 1 + sim.model.nq + sim.model.nv
+        if flat.shape != (width,) or not np.isfinite(flat).all():
+            raise ValueError(
+                f"a simulator state of this task is {width} finite values [time, qpos, qvel], "
+                f"got shape {flat.shape}" + ("" if np.isfinite(flat).all() else " with NaN/inf")
+            )
+        sim.set_state_from_flattened(flat)
+        sim.forward()
+        self._raw = self._env._get_observations(force_update=True)
+        self._obs = self._make_obs()
+        return self._copy_obs()
+
     def privileged(self) -> dict[str, np.ndarray]:
         """Simulator ground truth for scripted experts (never part of the observation).
 
@@ -434,6 +491,8 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
     def _make_obs(self) -> dict[str, np.ndarray]:
         obs = {f"{cam}_image": self._render_camera(cam) for cam in self.cameras}
         obs["state"] = panda_state(self._raw)
+        if self.object_obs:
+            obs["object_state"] = object_state(self._spec, self._raw)
         return obs
 
     def _copy_obs(self) -> dict[str, np.ndarray]:

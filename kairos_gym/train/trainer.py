@@ -56,6 +56,7 @@ from kairos_gym.imagined.checkpoint import save_env_checkpoint
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.codec import Codec, ConvCodec, build_codec
 from kairos_gym.model.config import ADDED_PATHWAY_FIELDS, SAMPLER_FIELDS, WorldModelConfig
+from kairos_gym.model.dit import OUTCOMES
 from kairos_gym.model.world_model import WorldModel
 from kairos_gym.train.checkpointing import (
     METRICS_NAME,
@@ -168,12 +169,50 @@ def check_init(config: TrainConfig) -> None:
         # Fine-tuning may add the proprioceptive pathway to a model without it.
         mine = {k: v for k, v in mine.items() if k not in ADDED_PATHWAY_FIELDS}
         theirs = {k: v for k, v in theirs.items() if k not in ADDED_PATHWAY_FIELDS}
+    if mine.get("proprio_conditioning") and 0 < theirs.get("state_dim", 0) < mine["state_dim"]:
+        # ... and may widen its state with new keys (see widen_state_tensors).
+        mine.pop("state_dim")
+        theirs.pop("state_dim")
     differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
     if differ:
         detail = ", ".join(f"{k}: init {theirs.get(k)!r}, config {mine.get(k)!r}" for k in differ)
         raise CheckpointError(
             f"init {init} has another model shape ({detail}); set [model] to match"
         )
+
+
+def widen_state_tensors(tensors: dict[str, torch.Tensor], dit: nn.Module) -> dict[str, torch.Tensor]:
+    """Fit an init checkpoint with a narrower state into ``dit``, whose state has new keys
+    appended (e.g. ``object_state`` after the arm's ``state``).
+
+    The init's state entries keep their trained weights and normalisation; the new ones start
+    where they change nothing: their columns of the state embedding are zero and their rows
+    of the outcome head and their normalisation (already fitted to the data) are ``dit``'s
+    own. The proprioceptive dynamics, whose every layer depends on the width, is dropped so
+    that it is fitted anew (the ``[proprio]`` stage).
+
+    Args:
+        tensors: the init's denoiser tensors, with ``state_mean`` ``[S_old]``.
+        dit: the receiving denoiser, with state width ``S > S_old`` and the proprioceptive
+            path.
+
+    Returns:
+        Tensors that load into ``dit`` (missing only ``proprio_dynamics.*``).
+    """
+    own = dit.state_dict()
+    old = int(tensors["state_mean"].shape[0])
+    out = {k: v for k, v in tensors.items() if not k.startswith("proprio_dynamics.")}
+    for name in ("state_mean", "state_std"):
+        out[name] = torch.cat([tensors[name], own[name][old:].to(tensors[name].dtype)])
+    head = len(OUTCOMES) + old
+    for name in ("outcome_head.1.weight", "outcome_head.1.bias"):
+        out[name] = torch.cat([tensors[name][:head], own[name][head:].to(tensors[name].dtype)])
+    first = "proprio_embedding.0.weight"
+    if first in tensors:  # an init that already had the path: zero columns for the new keys
+        weight = tensors[first]
+        zeros = weight.new_zeros(weight.shape[0], own[first].shape[1] - old)
+        out[first] = torch.cat([weight, zeros], dim=1)
+    return out
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
@@ -597,9 +636,11 @@ class Trainer:
                 if self.config.model.proprio_conditioning
                 else ()
             )
-            ckpt.load_state_strict(
-                model.dit, ckpt.load_tensors(path), str(path), allow_missing=added
-            )
+            tensors = ckpt.load_tensors(path)
+            init_width = int(tensors["state_mean"].shape[0]) if "state_mean" in tensors else 0
+            if 0 < init_width < self.config.model.state_dim:
+                tensors = widen_state_tensors(tensors, model.dit)
+            ckpt.load_state_strict(model.dit, tensors, str(path), allow_missing=added)
         if self.config.proprio.steps and not self.train_proprio(model):
             return False
         objective = WorldModelObjective(
