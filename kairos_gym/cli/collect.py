@@ -73,6 +73,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="keep only episodes that reached success at some step")
     add("--max-attempts", type=positive_int, default=None, metavar="N",
         help="with --only-success, stop after N attempts in this run (default: 10 x --episodes)")
+    add("--object-state", action="store_true",
+        help="record the privileged object_state observation too (robosuite envs: the task's "
+             "object positions; for world models that carry them, not for policies)")
     add("--compression", choices=("gzip", "lzf"), default="gzip",
         help="compression (default: gzip, readable everywhere; lzf decodes faster, h5py only)")
     add("--no-progress", action="store_true", help="no progress bar")
@@ -84,6 +87,7 @@ def make_env(
     cameras: tuple[str, ...] | None,
     image_size: int | None,
     max_steps: int | None,
+    object_state: bool = False,
 ) -> Any:
     """``gym.make`` with the collection options; ``max_steps`` becomes Gymnasium's
     ``TimeLimit`` (the env's registered limit otherwise), the one truncation of the episode.
@@ -107,6 +111,8 @@ def make_env(
     if max_steps is not None:
         # gym.make's TimeLimit truncates at max_steps (the env gives up its own limit).
         kwargs["max_episode_steps"] = max_steps
+    if object_state:
+        kwargs["object_obs"] = True
     try:
         return gym.make(env_id, **kwargs)
     except DependencyNotInstalled:
@@ -129,6 +135,8 @@ def _env_kwargs(env: Any) -> dict[str, Any]:
     steps = getattr(base, "max_episode_steps", None) or (env.spec.max_episode_steps if env.spec else None)
     if steps is not None:
         kwargs["max_episode_steps"] = int(steps)
+    if getattr(base, "object_obs", False):
+        kwargs["object_obs"] = True
     return kwargs
 
 
@@ -214,7 +222,8 @@ def _collect(args: argparse.Namespace) -> int:
                 f"{output} was collected with different settings ({detail}); use another --output"
             )
 
-    env = make_env(args.env, cameras=args.cameras, image_size=args.image_size, max_steps=args.max_steps)
+    env = make_env(args.env, cameras=args.cameras, image_size=args.image_size,
+                   max_steps=args.max_steps, object_state=args.object_state)
     try:
         try:
             policy = make_policy(args.policy, env, noise=args.noise)

@@ -181,9 +181,11 @@ def check_init(config: TrainConfig) -> None:
         )
 
 
-def widen_state_tensors(tensors: dict[str, torch.Tensor], dit: nn.Module) -> dict[str, torch.Tensor]:
+def widen_state_tensors(
+    tensors: dict[str, torch.Tensor], dit: nn.Module, index: torch.Tensor
+) -> dict[str, torch.Tensor]:
     """Fit an init checkpoint with a narrower state into ``dit``, whose state has new keys
-    appended (e.g. ``object_state`` after the arm's ``state``).
+    (e.g. ``object_state`` beside the arm's ``state``).
 
     The init's state entries keep their trained weights and normalisation; the new ones start
     where they change nothing: their columns of the state embedding are zero and their rows
@@ -195,24 +197,48 @@ def widen_state_tensors(tensors: dict[str, torch.Tensor], dit: nn.Module) -> dic
         tensors: the init's denoiser tensors, with ``state_mean`` ``[S_old]``.
         dit: the receiving denoiser, with state width ``S > S_old`` and the proprioceptive
             path.
+        index: ``[S_old]`` long, where each of the init's state entries lies in ``dit``'s
+            state vector (keys are matched by name: see :func:`state_index`).
 
     Returns:
         Tensors that load into ``dit`` (missing only ``proprio_dynamics.*``).
     """
     own = dit.state_dict()
-    old = int(tensors["state_mean"].shape[0])
     out = {k: v for k, v in tensors.items() if not k.startswith("proprio_dynamics.")}
     for name in ("state_mean", "state_std"):
-        out[name] = torch.cat([tensors[name], own[name][old:].to(tensors[name].dtype)])
-    head = len(OUTCOMES) + old
+        merged = own[name].clone().to(tensors[name].dtype)
+        merged[index] = tensors[name]
+        out[name] = merged
+    n = len(OUTCOMES)
     for name in ("outcome_head.1.weight", "outcome_head.1.bias"):
-        out[name] = torch.cat([tensors[name][:head], own[name][head:].to(tensors[name].dtype)])
+        merged = own[name].clone().to(tensors[name].dtype)
+        merged[:n] = tensors[name][:n]
+        merged[n + index] = tensors[name][n:]
+        out[name] = merged
     first = "proprio_embedding.0.weight"
     if first in tensors:  # an init that already had the path: zero columns for the new keys
-        weight = tensors[first]
-        zeros = weight.new_zeros(weight.shape[0], own[first].shape[1] - old)
-        out[first] = torch.cat([weight, zeros], dim=1)
+        merged = tensors[first].new_zeros(own[first].shape)
+        merged[:, index] = tensors[first]
+        out[first] = merged
     return out
+
+
+def state_index(old: ObservationKeys, new: ObservationKeys, source: str) -> torch.Tensor:
+    """``[S_old]``: where each entry of ``old``'s flat state lies in ``new``'s.
+
+    Raises:
+        CheckpointError: a state key of ``old`` that ``new`` lacks or holds with another width.
+    """
+    slices, widths = new.state_slices(), new.state_widths
+    parts = []
+    for key, width in old.state_widths.items():
+        if widths.get(key) != width:
+            raise CheckpointError(
+                f"{source}: its state key {key!r} ({width} values) is not in the data's state "
+                f"{dict(widths)}; a model's state can only gain keys"
+            )
+        parts.append(torch.arange(slices[key].start, slices[key].stop))
+    return torch.cat(parts)
 
 
 def load_config(path: str | os.PathLike) -> TrainConfig:
@@ -639,7 +665,9 @@ class Trainer:
             tensors = ckpt.load_tensors(path)
             init_width = int(tensors["state_mean"].shape[0]) if "state_mean" in tensors else 0
             if 0 < init_width < self.config.model.state_dim:
-                tensors = widen_state_tensors(tensors, model.dit)
+                theirs = EpisodeEnvSpec.from_dict(ckpt.read_config(self.config.init)["env_spec"])
+                index = state_index(ObservationKeys.from_spec(theirs), self.keys, str(path))
+                tensors = widen_state_tensors(tensors, model.dit, index)
             ckpt.load_state_strict(model.dit, tensors, str(path), allow_missing=added)
         if self.config.proprio.steps and not self.train_proprio(model):
             return False
