@@ -229,7 +229,7 @@ def state_index(old: ObservationKeys, new: ObservationKeys, source: str) -> torc
     Raises:
         CheckpointError: a state key of ``old`` that ``new`` lacks or holds with another width.
     """
-    slices, widths = new.state_slices(), new.state_widths
+    slices, widths = new.state_slices, new.state_widths
     parts = []
     for key, width in old.state_widths.items():
         if widths.get(key) != width:
