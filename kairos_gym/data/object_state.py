@@ -62,7 +62,15 @@ def add_object_state(path: str | os.PathLike, *, progress: bool = False) -> int:
         raise DatasetError(f"{path}: object_state is defined for robosuite envs, not {spec.env_id}")
     if missing_states:
         raise DatasetError(f"{path}: episodes {missing_states[:5]} record no simulator states")
-    kwargs = {k: v for k, v in spec.env_kwargs.items() if k != "cameras"}
+    if not todo:
+        if KEY not in spec.observation_space.spaces:  # interrupted after the last episode
+            with h5py.File(path, "r") as f:
+                names = list(f["data"])
+                width = f["data"][names[0]]["obs"][KEY].shape[1] if names else 0
+            if names:
+                _declare_key(path, spec, width)
+        return 0
+    kwargs = {k: v for k, v in spec.env_kwargs.items() if k not in ("cameras", "object_obs")}
     env = gym.make(spec.env_id, **kwargs, cameras=(), object_obs=True)
     try:
         base = env.unwrapped

@@ -354,3 +354,31 @@ def test_max_episode_steps_means_the_same_via_gym_make_and_directly(limit, monke
     finally:
         for env in (made, direct, default):
             env.close()
+
+
+def test_object_obs_adds_the_task_objects_state_and_recorded_states_restore_it():
+    env = RobosuiteEnv("Lift", cameras=(), object_obs=True)
+    try:
+        assert env.observation_space["object_state"].shape == (3,)
+        obs, _ = env.reset(seed=4)
+        np.testing.assert_allclose(obs["object_state"], env.privileged()["cube_pos"], atol=1e-6)
+        recorded = env.get_sim_state()
+        for _ in range(5):
+            moved, *_ = env.step(np.array([0, 0, -1, 0, 0, 0, 1], np.float32))
+        assert not np.allclose(moved["state"], obs["state"])
+        back = env.observe_sim_state(recorded)
+        for key in obs:
+            np.testing.assert_allclose(back[key], obs[key], atol=1e-6, err_msg=key)
+        with pytest.raises(ValueError, match="finite values"):
+            env.observe_sim_state(recorded[:-1])
+        bad = recorded.copy()
+        bad[3] = np.nan
+        with pytest.raises(ValueError, match="NaN"):
+            env.observe_sim_state(bad)
+    finally:
+        env.close()
+    plain = RobosuiteEnv("Lift", cameras=())
+    try:
+        assert "object_state" not in plain.observation_space.spaces
+    finally:
+        plain.close()
