@@ -52,3 +52,13 @@ def test_config_round_trips_to_a_json_dict(tmp_path):
     d = config.to_dict()
     assert d["model"]["state_dim"] == 9 and d["world_model"]["clip_len"] == 4
     assert d["data"]["paths"] == [str(data.resolve())]
+
+
+def test_codec_weights_are_a_path_beside_the_config(tmp_path):
+    raw = {"data": {"paths": ["e.hdf5"]}, "model": {"preset": "tiny-wan"}}
+    config = TrainConfig.from_dict({**raw, "codec_weights": "vae/w.safetensors"}, base_dir=tmp_path)
+    assert config.codec_weights == str(tmp_path.resolve() / "vae" / "w.safetensors")
+    assert config.to_dict()["codec_weights"] == config.codec_weights
+    assert "codec_weights" not in TrainConfig.from_dict(raw).to_dict()  # earlier runs resume
+    with pytest.raises(ValueError, match="codec_weights must be a path"):
+        TrainConfig.from_dict({**raw, "codec_weights": 1})
