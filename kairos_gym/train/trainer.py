@@ -702,8 +702,10 @@ class Trainer:
                 add_lora(plain.dit, ft.lora_targets, ft.lora_rank, ft.lora_alpha)
             plain.dit.load_state_dict(self._final_states["world_model"])
             self.model = plain
-        if done:
+        if done and not self._sharded(self.model):
             # The environment checkpoint holds the plain model: adapters merged into weights.
+            # (Not on the other ranks' sharded copies: merging DTensors is a collective, and
+            # only rank 0 exports.)
             merge_lora(self.model.dit)
         return done
 

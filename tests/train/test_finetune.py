@@ -21,7 +21,6 @@ from kairos_gym.imagined.env import ImaginedEnv
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.config import WorldModelConfig
 from kairos_gym.model.dit import KairosDiT
-from kairos_gym.model.video_codec import WanVideoCodec
 from kairos_gym.model.world_model import WorldModel
 from kairos_gym.train.checkpointing import STATE_NAME
 from kairos_gym.train.config import FinetuneConfig, TrainConfig
@@ -33,15 +32,8 @@ from kairos_gym.train.finetune import (
     check_lora_targets,
     merge_lora,
 )
-from kairos_gym.train.trainer import Trainer, model_defaults_from_data, read_env_spec
-from tests.train.conftest import write_data
-
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+from kairos_gym.train.trainer import Trainer
+from tests.train.conftest import CONFIGS, recipe, write_data, write_release
 
 
 # --- the LoRA module ---
@@ -104,39 +96,12 @@ def data(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def release(tmp_path_factory) -> dict[str, Path]:
-    """Release-format weights at tiny size: the DiT under ``video_dit.`` names with an
-    ``action_dit.`` expert and no action pathway, and a Wan VAE file."""
-    directory = tmp_path_factory.mktemp("release")
-    cfg = WorldModelConfig.preset("tiny-wan")
-    torch.manual_seed(11)
-    dit = KairosDiT(cfg)
-    with torch.no_grad():  # non-zero gates: the released weights shape every output
-        for p in dit.parameters():
-            p.normal_(0.0, 0.1)
-    tensors = {
-        f"video_dit.{k}": v.clone()
-        for k, v in dit.state_dict().items()
-        if not k.startswith(ckpt.NEW_IN_KAIROS_GYM)
-    }
-    tensors["action_dit.blocks.0.ffn.0.weight"] = torch.zeros(2, 2)
-    save_file(tensors, str(directory / "kairos_dit.safetensors"))
-    vae = WanVideoCodec(cfg).save_vae_weights(directory / "vae.safetensors")
-    return {"dit": directory / "kairos_dit.safetensors", "vae": vae}
+    return write_release(tmp_path_factory.mktemp("release"))
 
 
 def released_tensors(release: dict[str, Path]) -> dict[str, torch.Tensor]:
     tensors, _ = ckpt.map_released_dit_keys(ckpt.load_tensors(release["dit"]))
     return tensors
-
-
-def recipe(data: Path, release: dict[str, Path], **finetune) -> TrainConfig:
-    """configs/tiny_wan_lora.toml with its weight and data paths pointed at the test's files."""
-    raw = tomllib.loads((CONFIGS / "tiny_wan_lora.toml").read_text())
-    raw["data"]["paths"] = [str(data)]
-    raw["codec_weights"] = str(release["vae"])
-    raw["finetune"].update(released_dit=str(release["dit"]), **finetune)
-    spec = read_env_spec((str(data),), "agentview")
-    return TrainConfig.from_dict(raw, base_dir=CONFIGS, **model_defaults_from_data(spec))
 
 
 def train(config: TrainConfig, output: Path, stop_after: int | None = None) -> Path | None:
