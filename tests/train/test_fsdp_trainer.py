@@ -118,8 +118,14 @@ def _worst(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> float:
 
 def test_two_fsdp_processes_train_the_model_one_process_trains(runs):
     fsdp, single = _weights(runs["whole"] / "model"), _weights(runs["single"] / "model")
+    assert fsdp.keys() == single.keys()
+    sharded = [k for k in fsdp if not k.startswith("codec.")]
+    # The sharded denoiser agrees to float32 summation order (measured: 3e-7); the small
+    # codec, trained by DDP under an FSDP config, as DDP does in test_trainer (6e-5).
+    worst = _worst({k: fsdp[k] for k in sharded}, {k: single[k] for k in sharded})
+    assert worst < 1e-5, f"2-process FSDP denoiser differs from 1 process by {worst}"
     worst = _worst(fsdp, single)
-    assert worst < 1e-4, f"2-process FSDP weights differ from 1 process by {worst}"
+    assert worst < 1e-4, f"2-process codec weights differ from 1 process by {worst}"
     state = torch.load(runs["whole"] / "world_model" / "trainer_state.pt", weights_only=True)
     assert state["config"]["parallel"]["strategy"] == "fsdp"
     # The optimizer state was gathered whole (not rank 0's shard) for the checkpoint.
