@@ -302,11 +302,21 @@ def load_released_dit(
     Raises:
         CheckpointError: a missing or unreadable file, or tensors that do not match.
     """
+    path = released_dit_file(path)
+    tensors, _ = map_released_dit_keys(load_tensors(path))
+    return load_state_strict(module, tensors, str(path), allow_missing=allow_missing)
+
+
+def released_dit_file(path: str | os.PathLike) -> Path:
+    """``path``, checked to be an existing file (the released DiT's weights are local only).
+
+    Raises:
+        CheckpointError: no such file.
+    """
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(
             f"missing released DiT weights file {str(path)!r} (weights are read from local "
             "files only)"
         )
-    tensors, _ = map_released_dit_keys(load_tensors(path))
-    return load_state_strict(module, tensors, str(path), allow_missing=allow_missing)
+    return path

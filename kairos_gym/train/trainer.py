@@ -322,12 +322,7 @@ class Trainer:
             dit = KairosDiT(self.config.model)
         expected = {k: tuple(v.shape) for k, v in dit.state_dict().items()}
         if ft.released_dit is not None:
-            path = Path(ft.released_dit)
-            if not path.is_file():
-                raise CheckpointError(
-                    f"missing released DiT weights file {str(path)!r} (finetune.released_dit; "
-                    "weights are read from local files only)"
-                )
+            path = ckpt.released_dit_file(ft.released_dit)
             header = {k: shape for k, (_, shape) in ckpt.read_header(path).items()}
             provided, _ = ckpt.map_released_dit_keys(header)
             problems = ckpt.shape_problems(expected, provided, self._added_pathways())
