@@ -9,6 +9,10 @@ ends with the weights an uninterrupted run would have. Data parallel over N proc
 
     torchrun --nproc_per_node N -m kairos_gym.cli train --config configs/lift.toml --output runs/lift
 
+A model over the Wan2.1 VAE (``[model] preset = "kairos-4b"``) reads the released VAE's
+weights from a local file: ``--codec-weights Wan2.1-VAE/diffusion_pytorch_model.safetensors``
+(or a diffusers VAE directory; overrides ``codec_weights`` in the config).
+
 The result, ``<output>/model``, is an environment checkpoint for
 ``gym.make("kairos_gym/Imagined-v0", checkpoint="<output>/model")``.
 """
@@ -32,6 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="cpu, cuda, cuda:N or auto (CUDA when available; default: auto)")
     add("--threads", type=positive_int, default=None, metavar="N",
         help="torch CPU threads (default: torch's)")
+    add("--codec-weights", default=None, metavar="PATH",
+        help="the Wan2.1 VAE's weights (.safetensors file or diffusers VAE folder) for a model "
+             "with codec = \"wan\"; overrides codec_weights in the config")
     add("--stop-after", type=positive_int, default=None, metavar="STEP",
         help="pause each stage at this step (>= 1) with a checkpoint (run again to resume)")
     add("--no-open-loop", action="store_true", help="skip open-loop rollouts in held-out evaluations")
@@ -40,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Train; returns a process exit code."""
+    import dataclasses
+    from pathlib import Path
+
     import torch
 
     from kairos_gym.errors import CheckpointError, DatasetError
@@ -50,6 +60,10 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(args.threads)
     try:
         config = load_config(args.config)
+        if args.codec_weights is not None:
+            # Relative to the working directory, as a command-line path is.
+            weights = str(Path(args.codec_weights).resolve())
+            config = dataclasses.replace(config, codec_weights=weights)
     except (ValueError, DatasetError) as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2

@@ -285,3 +285,38 @@ def map_released_dit_keys(tensors: Mapping[str, torch.Tensor]) -> tuple[dict[str
             continue
         renamed[name.removeprefix("video_dit.")] = value
     return renamed, dropped
+
+
+def load_released_dit(
+    module: nn.Module, path: str | os.PathLike, allow_missing: tuple[str, ...] = NEW_IN_KAIROS_GYM
+) -> list[str]:
+    """Load a released Kairos DiT ``.safetensors`` into ``module`` by name (strict).
+
+    Names go through :func:`map_released_dit_keys`; every tensor of ``module`` must be in
+    the file with its shape, except names starting with ``allow_missing`` (the pathways the
+    release does not have), which keep their values.
+
+    Returns:
+        The names the file did not provide (the new pathway).
+
+    Raises:
+        CheckpointError: a missing or unreadable file, or tensors that do not match.
+    """
+    path = released_dit_file(path)
+    tensors, _ = map_released_dit_keys(load_tensors(path))
+    return load_state_strict(module, tensors, str(path), allow_missing=allow_missing)
+
+
+def released_dit_file(path: str | os.PathLike) -> Path:
+    """``path``, checked to be an existing file (the released DiT's weights are local only).
+
+    Raises:
+        CheckpointError: no such file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(
+            f"missing released DiT weights file {str(path)!r} (weights are read from local "
+            "files only)"
+        )
+    return path

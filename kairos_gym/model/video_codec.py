@@ -108,6 +108,27 @@ def _check_temporal(latents: torch.Tensor, shape: tuple[int, ...], what: str) ->
         raise ShapeError(f"{what} must be [B, T, {', '.join(map(str, shape))}], got {got}")
 
 
+def vae_weights_file(path: str | os.PathLike) -> Path:
+    """The safetensors file a VAE weights path names: the file itself, or a diffusers VAE
+    directory's ``diffusion_pytorch_model.safetensors``. Checks only that it exists (cheap:
+    a trainer calls it before anything trains).
+
+    Raises:
+        CheckpointError: not a ``.safetensors`` file, or no such file.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / VAE_WEIGHTS_NAME
+    if path.suffix != ".safetensors":
+        raise CheckpointError(f"VAE weights must be a .safetensors file, got {str(path)!r}")
+    if not path.is_file():
+        raise CheckpointError(
+            f"missing VAE weights file {str(path)!r} (weights are read from local files only; "
+            f"download the Wan2.1 VAE in diffusers format first)"
+        )
+    return path
+
+
 class WanVideoCodec(Codec):
     """Frames <-> normalised Wan2.1 VAE latents (8x spatial, 4x temporal, 16 channels).
 
@@ -186,16 +207,7 @@ class WanVideoCodec(Codec):
         Raises:
             CheckpointError: the file is missing or corrupt, or names/shapes do not match.
         """
-        path = Path(path)
-        if path.is_dir():
-            path = path / VAE_WEIGHTS_NAME
-        if path.suffix != ".safetensors":
-            raise CheckpointError(f"VAE weights must be a .safetensors file, got {str(path)!r}")
-        if not path.is_file():
-            raise CheckpointError(
-                f"missing VAE weights file {str(path)!r} (weights are read from local files only; "
-                f"download the Wan2.1 VAE in diffusers format first)"
-            )
+        path = vae_weights_file(path)
         ckpt.load_state_strict(self.vae, ckpt.load_tensors(path), str(path))
 
     def save_vae_weights(self, path: str | os.PathLike) -> Path:

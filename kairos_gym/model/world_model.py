@@ -512,8 +512,7 @@ class WorldModel(nn.Module):
         ``config`` exactly. ``action_dit.*`` tensors of world-action checkpoints are dropped.
         """
         model = cls(config, codec)
-        tensors, _ = ckpt.map_released_dit_keys(ckpt.load_tensors(path))
-        ckpt.load_state_strict(model.dit, tensors, str(path), allow_missing=ckpt.NEW_IN_KAIROS_GYM)
+        ckpt.load_released_dit(model.dit, path)
         return model
 
     def with_config(self, **changes: Any) -> WorldModel:

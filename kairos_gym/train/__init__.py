@@ -5,7 +5,21 @@ Run it with ``kairos-gym train --config CONFIG.toml --output runs/NAME`` (or und
 layout and :mod:`kairos_gym.train.config` for the config file.
 """
 
-from kairos_gym.train.config import CodecTrainConfig, DataConfig, TrainConfig, WorldModelTrainConfig
+from kairos_gym.train.config import (
+    CodecTrainConfig,
+    DataConfig,
+    FinetuneConfig,
+    TrainConfig,
+    WorldModelTrainConfig,
+)
 from kairos_gym.train.trainer import Trainer, load_config
 
-__all__ = ["CodecTrainConfig", "DataConfig", "TrainConfig", "Trainer", "WorldModelTrainConfig", "load_config"]
+__all__ = [
+    "CodecTrainConfig",
+    "DataConfig",
+    "FinetuneConfig",
+    "TrainConfig",
+    "Trainer",
+    "WorldModelTrainConfig",
+    "load_config",
+]

@@ -27,6 +27,14 @@ A training run is described by one :class:`TrainConfig`::
     activation_checkpointing = true
     precision = "bf16"
 
+    [finetune]                   # optional: start from released weights, train part of them
+    released_dit = "Kairos-4B/dit.safetensors"
+    mode = "lora"                # "full" (default), "frozen" or "lora"
+    lora_rank = 16
+
+A model over the Wan VAE takes the released VAE's weights from the top-level key
+``codec_weights = "path"`` (or ``kairos-gym train --codec-weights PATH``).
+
 Relative data paths are resolved against the config file's directory. Unknown keys are an
 error (a typo must not silently train with a default), and so are out-of-range values.
 """
@@ -179,6 +187,71 @@ class ParallelConfig:
                              f"{self.activation_checkpointing!r}")
 
 
+FINETUNE_MODES = ("full", "frozen", "lora")
+"""What trains when a run starts from existing weights (see :class:`FinetuneConfig`)."""
+DEFAULT_LORA_TARGETS = (
+    "self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o",
+    "gated_delta.q_proj", "gated_delta.k_proj", "gated_delta.v_proj", "gated_delta.o_proj",
+    "ffn.0", "ffn.2",
+)
+"""The attention, Gated DeltaNet and MLP linears of every denoiser block (names inside a block)."""
+
+
+@dataclass(frozen=True)
+class FinetuneConfig:
+    """Fine-tuning from existing denoiser weights (``[finetune]`` in TOML).
+
+    The starting weights are the released Kairos DiT (``released_dit``) or an environment
+    checkpoint (the top-level ``init``). ``mode`` decides what trains:
+
+    - ``full``: every parameter of the denoiser and heads;
+    - ``frozen``: only the parameters the starting weights do not have: the new pathway
+      (action conditioning and outcome head over a released DiT; the proprioceptive pathway
+      added over an ``init``); every starting weight stays exactly as loaded;
+    - ``lora``: the new pathway plus low-rank adapters (:mod:`kairos_gym.train.finetune`) on
+      the ``lora_targets`` linears of every block; the starting weights stay frozen and the
+      adapters are merged into them when the environment checkpoint is written.
+    """
+
+    mode: str = "full"
+    """``full``, ``frozen`` or ``lora``."""
+    released_dit: str | None = None
+    """A released Kairos DiT ``.safetensors`` (local file; ``video_dit.`` prefixes stripped,
+    ``action_dit.*`` dropped) the denoiser starts from. Needs ``model.codec = "wan"`` (the
+    release denoises Wan VAE latents); not together with ``init``."""
+    lora_rank: int = 16
+    """Rank r of each adapter (``lora`` mode)."""
+    lora_alpha: float = 16.0
+    """Adapter scale numerator: the update is ``(lora_alpha / lora_rank) * B @ A``."""
+    lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    """Linears that get adapters, named inside a block (``self_attn.q``, ``ffn.0``, ...);
+    each must be a linear of at least one block of the model."""
+
+    def __post_init__(self) -> None:
+        if self.mode not in FINETUNE_MODES:
+            raise ValueError(f"finetune.mode must be one of {FINETUNE_MODES}, got {self.mode!r}")
+        rank = self.lora_rank
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank < 1:
+            raise ValueError(f"finetune.lora_rank must be a positive integer, got {rank!r}")
+        if (
+            isinstance(self.lora_alpha, bool)
+            or not isinstance(self.lora_alpha, (int, float))
+            or not math.isfinite(self.lora_alpha)
+            or self.lora_alpha <= 0
+        ):
+            raise ValueError(f"finetune.lora_alpha must be a number > 0, got {self.lora_alpha!r}")
+        targets = self.lora_targets
+        if isinstance(targets, str) or not all(isinstance(t, str) and t for t in targets):
+            raise ValueError(
+                f"finetune.lora_targets must be a list of linear names inside a block "
+                f"(e.g. {list(DEFAULT_LORA_TARGETS[:2])}), got {targets!r}"
+            )
+        object.__setattr__(self, "lora_targets", tuple(targets))
+        object.__setattr__(self, "lora_alpha", float(self.lora_alpha))
+        if self.mode == "lora" and not targets:
+            raise ValueError("finetune.mode = 'lora' needs at least one finetune.lora_targets name")
+
+
 @dataclass(frozen=True)
 class ProprioTrainConfig(OptimConfig):
     """Stage 2a (models with ``proprio_conditioning``): the proprioceptive dynamics alone.
@@ -214,6 +287,12 @@ class TrainConfig:
     """Data-parallel strategy, activation checkpointing and precision."""
     proprio: ProprioTrainConfig = field(default_factory=ProprioTrainConfig)
     """The proprioceptive dynamics stage (``[proprio]``; off unless ``steps > 0``)."""
+    finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    """Released starting weights and what trains (``[finetune]``; default: everything)."""
+    codec_weights: str | None = None
+    """The released Wan2.1 VAE's weights (a local ``.safetensors`` file or diffusers VAE
+    directory) for a model with ``codec = "wan"``; unset: the VAE of ``init``, or random
+    weights (tests). Also ``kairos-gym train --codec-weights PATH``."""
     seed: int = 0
     """Seed of initialisation, batch order and noise: two runs with one config are identical."""
     model_preset: str = "small"
@@ -256,10 +335,41 @@ class TrainConfig:
                     raise ValueError(f"proprio.{name} must be a positive integer, got {value!r}")
             if not pro.lr > 0:
                 raise ValueError(f"proprio.lr must be > 0, got {pro.lr}")
+        self._check_starting_weights()
         if not self.data.paths:
             raise ValueError("data.paths must name at least one episode file")
         if not 0.0 < self.data.val_fraction < 1.0:
             raise ValueError(f"data.val_fraction must be in (0, 1), got {self.data.val_fraction}")
+
+    def _check_starting_weights(self) -> None:
+        """Combinations of ``init``, ``codec_weights`` and ``[finetune]`` that cannot work."""
+        ft = self.finetune
+        if self.codec_weights is not None:
+            if self.model.codec != "wan":
+                raise ValueError(
+                    f"codec_weights are the Wan VAE's weights; this model's codec is "
+                    f"{self.model.codec!r} (set [model] preset = \"kairos-4b\" or codec = \"wan\")"
+                )
+            if self.init is not None:
+                raise ValueError(
+                    "codec_weights and init both give the codec: init's environment checkpoint "
+                    "brings its own VAE; leave codec_weights out"
+                )
+        if ft.released_dit is not None:
+            if self.init is not None:
+                raise ValueError(
+                    "finetune.released_dit and init both give the starting denoiser; set one"
+                )
+            if self.model.codec != "wan":
+                raise ValueError(
+                    f"finetune.released_dit denoises Wan VAE latents; this model's codec is "
+                    f"{self.model.codec!r} (use a preset with codec = \"wan\", e.g. kairos-4b)"
+                )
+        if ft.mode != "full" and ft.released_dit is None and self.init is None:
+            raise ValueError(
+                f"finetune.mode = {ft.mode!r} keeps starting weights frozen, but there are none: "
+                "set finetune.released_dit or init"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (stored with checkpoints, compared on resume)."""
@@ -276,6 +386,13 @@ class TrainConfig:
             out["parallel"] = dataclasses.asdict(self.parallel)
         if self.proprio != ProprioTrainConfig():
             out["proprio"] = dataclasses.asdict(self.proprio)
+        if self.finetune != FinetuneConfig():
+            out["finetune"] = {
+                **dataclasses.asdict(self.finetune),
+                "lora_targets": list(self.finetune.lora_targets),
+            }
+        if self.codec_weights is not None:
+            out["codec_weights"] = self.codec_weights
         if self.init is not None:
             # Only when set, so the stored configs of earlier runs still compare equal on resume.
             out["init"] = self.init
@@ -303,7 +420,10 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, raw: dict[str, Any], base_dir: str | os.PathLike = ".", **model_defaults: Any) -> TrainConfig:
         """Build from a TOML-shaped dict (see the module docstring)."""
-        known = {"seed", "init", "model", "data", "codec", "world_model", "parallel", "proprio"}
+        known = {
+            "seed", "init", "codec_weights", "model", "data", "codec", "world_model", "parallel",
+            "proprio", "finetune",
+        }
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ValueError(f"unknown training config keys {unknown}; expected {sorted(known)}")
@@ -321,6 +441,11 @@ class TrainConfig:
         if isinstance(paths, str):
             paths = [paths]
         data_raw["paths"] = tuple(str((Path(base_dir) / p).resolve()) for p in paths)
+        finetune_raw = dict(raw.get("finetune", {}))
+        if "released_dit" in finetune_raw:
+            finetune_raw["released_dit"] = _path(
+                finetune_raw, "released_dit", base_dir, "finetune.released_dit"
+            )
         return cls(
             model=model,
             data=_build(DataConfig, data_raw, "data"),
@@ -328,11 +453,25 @@ class TrainConfig:
             world_model=_build(WorldModelTrainConfig, raw.get("world_model", {}), "world_model"),
             parallel=_build(ParallelConfig, raw.get("parallel", {}), "parallel"),
             proprio=_build(ProprioTrainConfig, raw.get("proprio", {}), "proprio"),
+            finetune=_build(FinetuneConfig, finetune_raw, "finetune"),
+            codec_weights=_path(raw, "codec_weights", base_dir),
             seed=int(raw.get("seed", 0)),
             model_preset=preset,
             model_overrides=model_raw,
-            init=None if raw.get("init") is None else str((Path(base_dir) / raw["init"]).resolve()),
+            init=_path(raw, "init", base_dir),
         )
+
+
+def _path(
+    raw: dict[str, Any], key: str, base_dir: str | os.PathLike, label: str | None = None
+) -> str | None:
+    """``raw[key]`` as an absolute path (relative to ``base_dir``), or None when unset."""
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ValueError(f"{label or key} must be a path (a string), got {value!r}")
+    return str((Path(base_dir) / value).resolve())
 
 
 def _build(cls: type, values: dict[str, Any], section: str) -> Any:

@@ -14,11 +14,17 @@ that is interrupted and started again with the same command ends with exactly th
 an uninterrupted run would have (on the same hardware and thread count).
 
 A model over the Wan2.1 video VAE (``model.codec = "wan"``) skips the codec stage: the codec
-is the released VAE, loaded from a local weights file (``Trainer(codec_weights=...)``), or
-random at test sizes. Its clips hold ``1 + 4k`` frames (``world_model.clip_len``) and every
-latent frame takes the four actions that led into its frames (:func:`group_by_latent`).
+is the released VAE, loaded from a local weights file (``codec_weights`` in the config, or
+``kairos-gym train --codec-weights``), or random at test sizes. Its clips hold ``1 + 4k``
+frames (``world_model.clip_len``) and every latent frame takes the four actions that led into
+its frames (:func:`group_by_latent`).
 The ``[parallel]`` section wraps the loss for DDP or FSDP (:mod:`kairos_gym.train.distributed`);
 under FSDP every process gathers the full weights for a checkpoint and rank 0 writes it.
+
+The world model may start from the released Kairos DiT (``[finetune] released_dit``) or an
+environment checkpoint (``init``), and train all of it, only the pathway the starting
+weights lack (``mode = "frozen"``), or that pathway and LoRA adapters (``mode = "lora"``,
+merged into the weights of the exported model); see :mod:`kairos_gym.train.finetune`.
 """
 
 from __future__ import annotations
@@ -56,7 +62,8 @@ from kairos_gym.imagined.checkpoint import save_env_checkpoint
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.codec import Codec, ConvCodec, build_codec
 from kairos_gym.model.config import ADDED_PATHWAY_FIELDS, SAMPLER_FIELDS, WorldModelConfig
-from kairos_gym.model.dit import OUTCOMES
+from kairos_gym.model.dit import OUTCOMES, KairosDiT
+from kairos_gym.model.video_codec import vae_weights_file
 from kairos_gym.model.world_model import WorldModel
 from kairos_gym.train.checkpointing import (
     METRICS_NAME,
@@ -71,6 +78,12 @@ from kairos_gym.train.distributed import (
     denoisers,
     full_state_dict,
     wrap_with_config,
+)
+from kairos_gym.train.finetune import (
+    add_lora,
+    apply_finetune,
+    check_lora_targets,
+    merge_lora,
 )
 from kairos_gym.train.objectives import CodecObjective, ProprioObjective, WorldModelObjective
 
@@ -273,21 +286,26 @@ class Trainer:
         stop_after: stop (with a checkpoint) once a stage reaches this step (>= 1), e.g. to
             split a long run into sessions; running again resumes.
         evaluate_open_loop: run open-loop rollouts on held-out episodes at each evaluation.
-        codec_weights: the released Wan2.1 VAE's weights (a local ``.safetensors`` file or
-            diffusers VAE directory) for a model with ``codec = "wan"``; ``None`` leaves the
-            VAE random (tests).
+        codec_weights: overrides the config's ``codec_weights`` (the released Wan2.1 VAE's
+            weights: a local ``.safetensors`` file or diffusers VAE directory, for a model
+            with ``codec = "wan"``); ``None`` keeps the config's.
 
     Everything that can be checked before training is checked here, so a bad run fails in
     seconds rather than after a stage: the data files (every episode validated when read,
     one environment, the camera), the model fields the data decides, the ``init``
-    checkpoint, and that every stage finds clips of its length in both splits.
+    checkpoint, the codec and released denoiser weights (files present, shapes from the
+    header), the fine-tuning mode, and that every stage finds clips of its length in both
+    splits.
 
     Raises:
         ValueError: ``stop_after`` not a positive integer, a model config that does not
-            fit the data, or a clip length a video codec cannot encode.
+            fit the data, a clip length a video codec cannot encode, ``codec_weights`` for
+            a model without the Wan codec, LoRA targets the blocks do not have, or
+            ``frozen`` fine-tuning with nothing new to train.
         DatasetError: unreadable or inconsistent data, or no clip of a stage's length in a
             split (naming the stage setting and the longest episode).
-        CheckpointError: an ``init`` checkpoint of another shape.
+        CheckpointError: an ``init`` checkpoint or released DiT of another shape, or a
+            missing weights file.
     """
 
     def __init__(
@@ -304,6 +322,9 @@ class Trainer:
             isinstance(stop_after, bool) or not isinstance(stop_after, int) or stop_after < 1
         ):
             raise ValueError(f"stop_after must be a positive integer or None, got {stop_after!r}")
+        if codec_weights is not None:
+            # One place holds it (the config): recorded with the run and compared on resume.
+            config = dataclasses.replace(config, codec_weights=str(codec_weights))
         self.config = config
         self.output = Path(output)
         self.dist = dist or Distributed()
@@ -334,16 +355,50 @@ class Trainer:
                 f"world_model.clip_len = {config.world_model.clip_len}: a model with temporal "
                 f"compression {tc} trains on clips of 1 + {tc}k frames (e.g. {1 + 2 * tc})"
             )
-        if codec_weights is not None and config.model.codec != "wan":
-            raise ValueError(
-                f"codec_weights are the Wan VAE's; this model's codec is {config.model.codec!r}"
-            )
-        self.codec_weights = codec_weights
+        if config.codec_weights is not None:
+            vae_weights_file(config.codec_weights)
+        self._check_finetune()
         self.model: WorldModel | None = None
+        self._trainable_parameters = 0
         self._codec: Codec | None = None
         self._final_states: dict[str, dict[str, torch.Tensor]] = {}
         self._datasets: dict[tuple[int, str], ClipDataset] = {}
         self._check_data()
+
+    def _added_pathways(self) -> tuple[str, ...]:
+        """Parameter-name prefixes the starting weights may lack (they keep their init)."""
+        added = ("proprio_dynamics.", "proprio_embedding.")
+        proprio = added if self.config.model.proprio_conditioning else ()
+        if self.config.finetune.released_dit is not None:
+            return ckpt.NEW_IN_KAIROS_GYM + proprio
+        return proprio
+
+    def _check_finetune(self) -> None:
+        """Dry-run the fine-tuning setup on a ``meta`` denoiser (shapes only, no memory): the
+        released DiT's tensors against the model (from its header), the LoRA targets, and
+        that ``frozen`` leaves something to train."""
+        ft = self.config.finetune
+        if ft.mode == "lora":
+            check_lora_targets(self.config.model, ft.lora_targets)
+        if ft.released_dit is None and ft.mode == "full":
+            return
+        with torch.device("meta"):
+            dit = KairosDiT(self.config.model)
+        expected = {k: tuple(v.shape) for k, v in dit.state_dict().items()}
+        if ft.released_dit is not None:
+            path = ckpt.released_dit_file(ft.released_dit)
+            header = {k: shape for k, (_, shape) in ckpt.read_header(path).items()}
+            provided, _ = ckpt.map_released_dit_keys(header)
+            problems = ckpt.shape_problems(expected, provided, self._added_pathways())
+            if problems:
+                raise CheckpointError(
+                    f"finetune.released_dit {path} does not fit [model] ({self.config.model_preset}"
+                    f" preset): " + "; ".join(problems)
+                )
+        else:  # init: check_init has compared its shapes already
+            provided = ckpt.read_header(ckpt.checkpoint_file(self.config.init, ckpt.MODEL_NAME))
+        new = [k for k in expected if k not in provided]
+        apply_finetune(dit, ft.mode, new, ft.lora_targets, ft.lora_rank, ft.lora_alpha)
 
     def _check_data(self) -> None:
         """Index the clip datasets of every stage now (cheap: metadata and small arrays), so
@@ -586,7 +641,7 @@ class Trainer:
         """Train (or resume, or load the finished) codec. Returns False when paused.
 
         A Wan VAE codec (``model.codec = "wan"``) is not trained: it is the released VAE
-        (``codec_weights``), the ``init`` checkpoint's, or random at test sizes.
+        (the config's ``codec_weights``), the ``init`` checkpoint's, or random at test sizes.
         """
         cfg = self.config.codec
         if self.config.model.codec != "conv":
@@ -634,8 +689,8 @@ class Trainer:
         if self.config.init is not None:
             path = ckpt.checkpoint_file(self.config.init, ckpt.CODEC_NAME)
             ckpt.load_state_strict(codec, ckpt.load_tensors(path), str(path))
-        elif self.codec_weights is not None:
-            codec.load_vae_weights(self.codec_weights)
+        elif self.config.codec_weights is not None:
+            codec.load_vae_weights(self.config.codec_weights)
         self._codec = codec.to(self.dist.device).eval()
         return True
 
@@ -654,21 +709,13 @@ class Trainer:
         val = self._dataset(cfg.clip_len, "val")
         if self.config.model.state_dim:
             self._fit_state_normalisation(model, train)
-        if self.config.init is not None:
-            # After the fit: the initial weights bring their own state normalisation.
-            path = ckpt.checkpoint_file(self.config.init, ckpt.MODEL_NAME)
-            added = (
-                ("proprio_dynamics.", "proprio_embedding.")
-                if self.config.model.proprio_conditioning
-                else ()
-            )
-            tensors = ckpt.load_tensors(path)
-            init_width = int(tensors["state_mean"].shape[0]) if "state_mean" in tensors else 0
-            if 0 < init_width < self.config.model.state_dim:
-                theirs = EpisodeEnvSpec.from_dict(ckpt.read_config(self.config.init)["env_spec"])
-                index = state_index(ObservationKeys.from_spec(theirs), self.keys, str(path))
-                tensors = widen_state_tensors(tensors, model.dit, index)
-            ckpt.load_state_strict(model.dit, tensors, str(path), allow_missing=added)
+        # After the fit: the initial weights bring their own state normalisation.
+        new = self._load_starting_weights(model)
+        ft = self.config.finetune
+        apply_finetune(model.dit, ft.mode, new, ft.lora_targets, ft.lora_rank, ft.lora_alpha)
+        self._trainable_parameters = sum(
+            p.numel() for p in model.dit.parameters() if p.requires_grad
+        )
         if self.config.proprio.steps and not self.train_proprio(model):
             return False
         objective = WorldModelObjective(
@@ -710,9 +757,40 @@ class Trainer:
             # The export (rank 0) needs plain tensors: a fresh copy holding the gathered
             # weights, which only rank 0 receives (gathered to its CPU).
             plain = WorldModel(self.config.model, codec=self._codec).to(self.dist.device)
+            if ft.mode == "lora":
+                add_lora(plain.dit, ft.lora_targets, ft.lora_rank, ft.lora_alpha)
             plain.dit.load_state_dict(self._final_states["world_model"])
             self.model = plain
+        if done and not self._sharded(self.model):
+            # The environment checkpoint holds the plain model: adapters merged into weights.
+            # (Not on the other ranks' sharded copies: merging DTensors is a collective, and
+            # only rank 0 exports.)
+            merge_lora(self.model.dit)
         return done
+
+    def _load_starting_weights(self, model: WorldModel) -> list[str]:
+        """Load ``init``'s or the released DiT's weights into ``model.dit``.
+
+        Returns:
+            The names the starting weights did not provide (all of them when there are none).
+        """
+        if self.config.init is not None:
+            path = ckpt.checkpoint_file(self.config.init, ckpt.MODEL_NAME)
+            tensors = ckpt.load_tensors(path)
+            init_width = int(tensors["state_mean"].shape[0]) if "state_mean" in tensors else 0
+            if 0 < init_width < self.config.model.state_dim:
+                # A proprioceptive model whose state gains keys (see widen_state_tensors).
+                theirs = EpisodeEnvSpec.from_dict(ckpt.read_config(self.config.init)["env_spec"])
+                index = state_index(ObservationKeys.from_spec(theirs), self.keys, str(path))
+                tensors = widen_state_tensors(tensors, model.dit, index)
+            return ckpt.load_state_strict(
+                model.dit, tensors, str(path), allow_missing=self._added_pathways()
+            )
+        if self.config.finetune.released_dit is not None:
+            return ckpt.load_released_dit(
+                model.dit, self.config.finetune.released_dit, self._added_pathways()
+            )
+        return [name for name, _ in model.dit.named_parameters()]
 
     def train_proprio(self, model: WorldModel) -> bool:
         """Fit the proprioceptive dynamics alone (``[proprio]``), then freeze it for the
@@ -859,6 +937,11 @@ class Trainer:
         return {
             "config": self.config.to_dict(),
             "init": self.config.init,
+            "finetune": {
+                "mode": self.config.finetune.mode,
+                "released_dit": self.config.finetune.released_dit,
+                "trainable_parameters": self._trainable_parameters,
+            },
             "data": data,
             "steps": {
                 "codec": self.config.codec.steps,

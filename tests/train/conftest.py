@@ -5,9 +5,24 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import torch
+from safetensors.torch import save_file
 
 from kairos_gym.data.episodes import EpisodeWriter
+from kairos_gym.model import checkpoint as ckpt
+from kairos_gym.model.config import WorldModelConfig
+from kairos_gym.model.dit import KairosDiT
+from kairos_gym.model.video_codec import WanVideoCodec
+from kairos_gym.train.config import TrainConfig
+from kairos_gym.train.trainer import model_defaults_from_data, read_env_spec
 from tests.data.conftest import make_episode, make_multikey_episode, make_multikey_spec, make_spec
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
 TINY_MODEL = """
 [model]
@@ -68,3 +83,33 @@ eval_horizon = 3
     path = directory / "train.toml"
     path.write_text(text)
     return path
+
+
+def write_release(directory: Path) -> dict[str, Path]:
+    """Release-format weights at tiny size: the DiT under ``video_dit.`` names with an
+    ``action_dit.`` expert and no action pathway, and a Wan VAE file (``tiny-wan``)."""
+    cfg = WorldModelConfig.preset("tiny-wan")
+    torch.manual_seed(11)
+    dit = KairosDiT(cfg)
+    with torch.no_grad():  # non-zero gates: the released weights shape every output
+        for p in dit.parameters():
+            p.normal_(0.0, 0.1)
+    tensors = {
+        f"video_dit.{k}": v.clone()
+        for k, v in dit.state_dict().items()
+        if not k.startswith(ckpt.NEW_IN_KAIROS_GYM)
+    }
+    tensors["action_dit.blocks.0.ffn.0.weight"] = torch.zeros(2, 2)
+    save_file(tensors, str(directory / "kairos_dit.safetensors"))
+    vae = WanVideoCodec(cfg).save_vae_weights(directory / "vae.safetensors")
+    return {"dit": directory / "kairos_dit.safetensors", "vae": vae}
+
+
+def recipe(data: Path, release: dict[str, Path], **finetune) -> TrainConfig:
+    """configs/tiny_wan_lora.toml with its weight and data paths pointed at the test's files."""
+    raw = tomllib.loads((CONFIGS / "tiny_wan_lora.toml").read_text())
+    raw["data"]["paths"] = [str(data)]
+    raw["codec_weights"] = str(release["vae"])
+    raw["finetune"].update(released_dit=str(release["dit"]), **finetune)
+    spec = read_env_spec((str(data),), "agentview")
+    return TrainConfig.from_dict(raw, base_dir=CONFIGS, **model_defaults_from_data(spec))

@@ -4,7 +4,7 @@ import pytest
 
 from kairos_gym.train.config import OptimConfig, TrainConfig
 from kairos_gym.train.trainer import load_config
-from tests.train.conftest import write_config, write_data
+from tests.train.conftest import CONFIGS, write_config, write_data
 
 
 def test_load_config_takes_shapes_from_data_and_resolves_paths(tmp_path):
@@ -52,3 +52,21 @@ def test_config_round_trips_to_a_json_dict(tmp_path):
     d = config.to_dict()
     assert d["model"]["state_dim"] == 9 and d["world_model"]["clip_len"] == 4
     assert d["data"]["paths"] == [str(data.resolve())]
+
+
+def test_codec_weights_are_a_path_beside_the_config(tmp_path):
+    raw = {"data": {"paths": ["e.hdf5"]}, "model": {"preset": "tiny-wan"}}
+    config = TrainConfig.from_dict({**raw, "codec_weights": "vae/w.safetensors"}, base_dir=tmp_path)
+    assert config.codec_weights == str(tmp_path.resolve() / "vae" / "w.safetensors")
+    assert config.to_dict()["codec_weights"] == config.codec_weights
+    assert "codec_weights" not in TrainConfig.from_dict(raw).to_dict()  # earlier runs resume
+    with pytest.raises(ValueError, match="codec_weights must be a path"):
+        TrainConfig.from_dict({**raw, "codec_weights": 1})
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
+def test_every_shipped_config_parses(name):
+    # Parsing only (the data files are not read): a renamed or mistyped key fails here. The
+    # state width, which the trainer reads from the data, is given as the Lift data's.
+    config = TrainConfig.from_toml(CONFIGS / name, state_dim=8)
+    assert config.data.paths
