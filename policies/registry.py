@@ -10,8 +10,14 @@ A policy spec is ``BASE[+MODIFIER...]``:
   ``kairos-gym serve-policy``; see :mod:`kairos_gym.serving`);
 - modifiers, applied left to right: ``noise=S`` (Gaussian execution noise), ``open`` (the
   gripper never closes), ``interrupt=R`` (random-action segments started with probability
-  ``R`` per step), ``hold=R`` (zero-action pauses), ``gripper=R`` (random open/close
-  segments), ``execute=K`` (re-plan after ``K`` actions of a chunk).
+  ``R`` per step), ``hold=R`` (pauses), ``gripper=R`` (random open/close segments),
+  ``execute=K`` (re-plan after ``K`` actions of a chunk).
+
+The modifiers that write actions themselves follow the env's :func:`action_convention`: on the
+bimanual ALOHA envs (absolute joint targets, grippers at entries 6 and 13, ``1`` open) ``open``
+opens both grippers, a pause repeats the last target and a random segment holds one random
+target inside the bounds; ``zero`` stays the literal zero action (there: the all-zero joint
+pose with both grippers closed, not a still arm).
 
 ``make_policy("expert", env)`` is the scripted expert; ``make_policy("expert+interrupt=0.05",
 env)`` the same expert with random detours; ``make_policy("bc:runs/bc/lift+noise=0.3", env)``
@@ -28,6 +34,7 @@ import gymnasium as gym
 import numpy as np
 
 from kairos_gym.policies.base import Policy, RandomPolicy
+from kairos_gym.policies.wrappers import ActionConvention
 
 # gymnasium id -> "module:Class" of its scripted expert (constructed as Class(noise=...)).
 EXPERTS: dict[str, str] = {
@@ -71,19 +78,49 @@ def make_policy(spec: str, env: gym.Env, *, noise: float = 0.0) -> Policy:
 
     base, modifiers = parse_spec(spec)
     policy = _base_policy(base, env, noise)
+    convention = action_convention(env) if modifiers else None
     for name, value in modifiers:
+        assert convention is not None
         if name == "noise":
-            space = env.action_space
-            policy = NoisyPolicy(policy, value, low=space.low, high=space.high)
+            policy = NoisyPolicy(policy, value, low=convention.low, high=convention.high)
         elif name in ("interrupt", "hold"):
-            policy = Interrupted(policy, value, hold=name == "hold")
+            policy = Interrupted(policy, value, hold=name == "hold", convention=convention)
         elif name == "gripper":
-            policy = RandomGripper(policy, value)
+            policy = RandomGripper(policy, value, convention=convention)
         elif name == "open":
-            policy = GripperOverride(policy, -1.0)
+            policy = GripperOverride(policy, convention.gripper_open, index=convention.grippers)
         else:  # execute, always last
             policy = ChunkedPolicy(policy, int(value))
     return policy
+
+
+# Env id prefix -> its action convention where it is not robosuite's (see action_convention).
+_ALOHA_PREFIX = "kairos_gym/Aloha-"
+
+
+def action_convention(env: gym.Env) -> ActionConvention:
+    """How ``env``'s actions are laid out, for the modifiers that write actions themselves.
+
+    ALOHA (``kairos_gym/Aloha-*``, and imagined envs trained on it, which record the real id):
+    absolute joint targets, grippers at entries 6 and 13, ``1`` open and ``0`` closed. Every
+    other env: robosuite's deltas, one gripper last, ``-1`` open. The bounds are the env's
+    action space.
+    """
+    from kairos_gym.policies.wrappers import ActionConvention
+
+    space = env.action_space
+    low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
+    env_id = _env_id(env) or ""
+    if env_id.startswith(_ALOHA_PREFIX) or _imitated_id(env).startswith(_ALOHA_PREFIX):
+        return ActionConvention(low=low, high=high, grippers=(6, 13), gripper_open=1.0,
+                                gripper_closed=0.0, absolute=True)
+    return ActionConvention(low=low, high=high)
+
+
+def _imitated_id(env: gym.Env) -> str:
+    """The real env id an imagined env imitates ("" for any other env)."""
+    checkpoint = getattr(getattr(env, "unwrapped", env), "checkpoint", None)
+    return str(getattr(getattr(checkpoint, "env_spec", None), "env_id", "") or "")
 
 
 def check_spec(spec: str) -> str:

@@ -5,10 +5,16 @@ expert data never shows; these wrappers make them from any observation-only poli
 
 - :class:`NoisyPolicy`: seeded Gaussian noise on every action (execution noise), clipped to
   the action bounds;
-- :class:`GripperOverride`: the gripper dimension pinned (``-1``: never grasps);
+- :class:`GripperOverride`: the gripper dimension(s) pinned (``-1`` in robosuite: never grasps);
 - :class:`ConstantPolicy`: one fixed action every step (``zeros``: the arm never moves);
 - :class:`Interrupted`: random or paused segments inside another policy's episode;
 - :class:`RandomGripper`: random open/close segments of the gripper.
+
+Two action conventions are covered (:class:`ActionConvention`): robosuite / LIBERO deltas in
+``[-1, 1]`` with one gripper last (``-1`` open, ``+1`` closed), where a zero action pauses the
+arm; and ALOHA's absolute joint targets with two grippers (entries 6 and 13, ``1`` open, ``0``
+closed), where a pause repeats the last target and a random detour is one random target held
+for the segment (targets redrawn every step make gym-aloha's undamped servos diverge).
 
 Each wrapper returns what its inner policy returns, chunk or single action, changed per
 action, so it composes with :class:`~kairos_gym.policies.ChunkedPolicy`.
@@ -17,6 +23,7 @@ action, so it composes with :class:`~kairos_gym.policies.ChunkedPolicy`.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import gymnasium as gym
@@ -25,6 +32,7 @@ import numpy as np
 from kairos_gym.policies.base import Policy
 
 __all__ = [
+    "ActionConvention",
     "ConstantPolicy",
     "GripperOverride",
     "Interrupted",
@@ -32,6 +40,35 @@ __all__ = [
     "PolicyWrapper",
     "RandomGripper",
 ]
+
+
+@dataclass(frozen=True)
+class ActionConvention:
+    """What an action space's entries mean, for wrappers that write actions themselves.
+
+    Attributes:
+        low, high: the action bounds (scalars or per-dimension ``[A]`` arrays).
+        grippers: indices of the gripper entries (one per arm).
+        gripper_open, gripper_closed: the gripper command values that open / close it.
+        absolute: actions are absolute position targets (ALOHA's joints) rather than deltas:
+            a pause repeats the last action instead of sending zeros, and a random detour holds
+            one random target instead of drawing a new one every step.
+    """
+
+    low: float | np.ndarray = -1.0
+    high: float | np.ndarray = 1.0
+    grippers: tuple[int, ...] = (-1,)
+    gripper_open: float = -1.0
+    gripper_closed: float = 1.0
+    absolute: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.grippers:
+            raise ValueError("an action convention needs at least one gripper index")
+
+
+# robosuite / LIBERO: OSC deltas in [-1, 1], gripper last (-1 open, +1 closed).
+DELTA_CONVENTION = ActionConvention()
 
 
 class PolicyWrapper(Policy):
@@ -98,15 +135,17 @@ class NoisyPolicy(PolicyWrapper):
 
 
 class GripperOverride(PolicyWrapper):
-    """``policy``'s actions with the last dimension (the gripper) set to ``value``.
+    """``policy``'s actions with the gripper entries set to ``value``.
 
-    ``value=-1`` opens the gripper for good: the arm reaches but never grasps, a failure the
-    expert data never shows.
+    ``value=-1`` (robosuite) opens the gripper for good: the arm reaches but never grasps, a
+    failure the expert data never shows. ``index`` is one gripper entry or a tuple of them
+    (ALOHA: ``(6, 13)``, opened with ``value=1``).
     """
 
-    def __init__(self, policy: Policy, value: float = -1.0, index: int = -1) -> None:
+    def __init__(self, policy: Policy, value: float = -1.0, index: int | tuple[int, ...] = -1) -> None:
         super().__init__(policy)
-        self.value, self.index = float(value), index
+        self.value = float(value)
+        self.index = list(index) if isinstance(index, tuple) else index
 
     def transform(self, action: np.ndarray) -> np.ndarray:
         action[..., self.index] = self.value
@@ -129,8 +168,14 @@ class ConstantPolicy(Policy):
 
 class Interrupted(PolicyWrapper):
     """``policy``, interrupted: at each step, with probability ``rate``, a segment of
-    ``length`` steps starts in which the action is replaced by a uniform random action (or,
-    with ``hold=True``, by a zero action: the arm pauses). Seeded per episode by :meth:`reset`.
+    ``length`` steps starts in which the action is replaced by a uniform random action inside
+    the convention's bounds (or, with ``hold=True``, by a pause). Seeded per episode by
+    :meth:`reset`.
+
+    For delta actions (robosuite, LIBERO) a pause is the zero action and a new random action
+    is drawn every step. For absolute targets (``convention.absolute``, ALOHA) a pause repeats
+    the last action returned before the segment, and one random target is held for the whole
+    segment (an excursion towards a random pose, which the position servos survive).
 
     Interrupted experts show what actions do off the expert's path and how the expert's
     motion resumes from there, which expert data alone never shows.
@@ -140,50 +185,90 @@ class Interrupted(PolicyWrapper):
     # Segments are counted per call: a batch is acted on row by row (Policy's default).
     act_batch = Policy.act_batch
 
-    def __init__(self, policy: Policy, rate: float, length: int = 8, hold: bool = False) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        rate: float,
+        length: int = 8,
+        hold: bool = False,
+        convention: ActionConvention = DELTA_CONVENTION,
+    ) -> None:
         if not 0.0 <= rate <= 1.0 or length < 1:
             raise ValueError(f"need 0 <= rate <= 1 and length >= 1, got {rate!r} and {length!r}")
         super().__init__(policy)
         self.rate, self.length, self.hold = float(rate), int(length), hold
+        self.convention = convention
         self._left = 0
+        self._last: np.ndarray | None = None  # the last action returned (absolute pauses)
+        self._target: np.ndarray | None = None  # the segment's held target (absolute detours)
 
     def on_reset(self) -> None:
         self._left = 0
+        self._last = self._target = None
 
     def transform(self, action: np.ndarray) -> np.ndarray:
         # The inner policy is asked every step, so a scripted expert keeps its own phase.
         if self._left == 0 and self.rng.random() < self.rate:
             self._left = self.length
+            self._target = None
         if self._left == 0:
+            self._last = action.copy()
             return action
         self._left -= 1
-        shape = action.shape[-1:]
-        return (np.zeros(shape) if self.hold else self.rng.uniform(-1, 1, shape)).astype(np.float32)
+        conv, shape = self.convention, action.shape[-1:]
+        if not conv.absolute:
+            out = np.zeros(shape) if self.hold else self._uniform(shape)
+            return out.astype(np.float32)
+        if self._target is None:
+            # A pause at the first step of an episode holds the inner policy's first action.
+            pause = self._last if self._last is not None else action
+            self._target = pause.copy() if self.hold else self._uniform(shape)
+        out = np.asarray(self._target, np.float32).copy()
+        self._last = out.copy()
+        return out
+
+    def _uniform(self, shape: tuple[int, ...]) -> np.ndarray:
+        low, high = self.convention.low, self.convention.high
+        if np.isscalar(low) and np.isscalar(high):
+            return self.rng.uniform(low, high, shape)
+        return self.rng.uniform(np.broadcast_to(low, shape), np.broadcast_to(high, shape))
 
 
 class RandomGripper(PolicyWrapper):
-    """``policy`` with the gripper command replaced, in random segments, by a random open
-    (``-1``) or close (``+1``): closing on nothing and opening mid-grasp, both of which the
-    expert data never shows. A segment of ``length`` steps starts with probability ``rate``.
+    """``policy`` with a gripper command replaced, in random segments, by a random open or
+    close (robosuite: ``-1`` / ``+1``): closing on nothing and opening mid-grasp, both of which
+    the expert data never shows. A segment of ``length`` steps starts with probability
+    ``rate``; with several grippers (ALOHA) each segment picks one of them at random.
     """
 
     seed_tag = 0x6217
     act_batch = Policy.act_batch  # segments counted per call, as in Interrupted
 
-    def __init__(self, policy: Policy, rate: float, length: int = 10) -> None:
+    def __init__(
+        self,
+        policy: Policy,
+        rate: float,
+        length: int = 10,
+        convention: ActionConvention = DELTA_CONVENTION,
+    ) -> None:
         if not 0.0 <= rate <= 1.0 or length < 1:
             raise ValueError(f"need 0 <= rate <= 1 and length >= 1, got {rate!r} and {length!r}")
         super().__init__(policy)
-        self.rate, self.length = float(rate), int(length)
-        self._left, self._value = 0, -1.0
+        self.rate, self.length, self.convention = float(rate), int(length), convention
+        self._left, self._value, self._index = 0, convention.gripper_open, convention.grippers[0]
 
     def on_reset(self) -> None:
         self._left = 0
 
     def transform(self, action: np.ndarray) -> np.ndarray:
+        conv = self.convention
         if self._left == 0 and self.rng.random() < self.rate:
-            self._left, self._value = self.length, float(self.rng.choice([-1.0, 1.0]))
+            choices = [conv.gripper_open, conv.gripper_closed]
+            self._left, self._value = self.length, float(self.rng.choice(choices))
+            # Drawn only with several grippers, so one-gripper streams stay as they were.
+            if len(conv.grippers) > 1:
+                self._index = conv.grippers[int(self.rng.integers(len(conv.grippers)))]
         if self._left:
             self._left -= 1
-            action[..., -1] = self._value
+            action[..., self._index] = self._value
         return action

@@ -140,3 +140,17 @@ def test_execution_noise_is_clipped_to_the_aloha_action_bounds():
     assert all(space.contains(a) for a in actions)
     assert (np.abs(actions) > 1.0).any()
     env.close()
+
+
+def test_modifier_specs_act_inside_the_aloha_action_space():
+    """The robosuite-style modifiers wrote -1 grippers and [-1, 1] detours, which ALOHA refuses."""
+    env = gym.make("kairos_gym/Aloha-TransferCube-v0", cameras=())
+    policy = make_policy("expert+interrupt=0.2+gripper=0.2+hold=0.1+open", env)
+    obs, _ = env.reset(seed=3)
+    policy.reset(seed=3, env=env)
+    for _ in range(40):
+        action = policy.act(obs)
+        assert action[6] == action[13] == 1.0  # both grippers held open
+        obs, _, terminated, truncated, info = env.step(action)
+        assert "physics_error" not in info and not (terminated or truncated)
+    env.close()

@@ -43,3 +43,28 @@ def test_a_served_spec_builds_a_client_of_the_server():
         np.testing.assert_array_equal(np.stack([first, second]), chunk[:2])
         assert server.answered == 1  # the second action came from the queue
         client.close()
+
+
+def test_aloha_specs_follow_the_absolute_two_gripper_convention():
+    from types import SimpleNamespace
+
+    from kairos_gym.policies.registry import action_convention
+
+    low = np.array([-3.0] * 6 + [0.0] + [-3.0] * 6 + [0.0], np.float32)
+    space = gym.spaces.Box(low, -low + (low == 0), dtype=np.float32)
+    aloha = type("A", (), {"action_space": space,
+                           "spec": SimpleNamespace(id="kairos_gym/Aloha-TransferCube-v0")})()
+    conv = action_convention(aloha)
+    assert conv.absolute and conv.grippers == (6, 13) and conv.gripper_open == 1.0
+    assert not action_convention(ENV).absolute and action_convention(ENV).grippers == (-1,)
+    opened = make_policy("zero+open", aloha).act({})
+    assert opened[6] == opened[13] == 1.0 and np.all(np.delete(opened, [6, 13]) == 0.0)
+    policy = make_policy("zero+interrupt=0.5+gripper=0.5+hold=0.2", aloha)
+    policy.reset(seed=0)
+    actions = np.stack([policy.act({}) for _ in range(100)])
+    assert np.all(actions >= space.low) and np.all(actions <= space.high)
+    # An imagined env trained on ALOHA data answers the id it imitates.
+    spec = SimpleNamespace(env_id="kairos_gym/Aloha-TransferCube-v0")
+    imagined = type("I", (), {"action_space": space, "spec": None,
+                              "checkpoint": SimpleNamespace(env_spec=spec)})()
+    assert action_convention(imagined).absolute

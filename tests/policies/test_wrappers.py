@@ -86,3 +86,81 @@ def test_policy_specs_build_and_refuse():
             check_spec(bad)
     with pytest.raises(ValueError, match="no scripted expert"):
         make_policy("expert", env)
+
+
+# ALOHA's layout: absolute joint targets, grippers at 6 and 13 (1 open, 0 closed), per-entry bounds.
+ALOHA_LOW = np.array([-3.0, -1.8, -1.7, -3.0, -1.8, -3.0, 0.0] * 2, np.float32)
+ALOHA_HIGH = np.array([3.0, 1.2, 1.6, 3.0, 2.2, 3.0, 1.0] * 2, np.float32)
+
+
+def aloha_convention():
+    from kairos_gym.policies.wrappers import ActionConvention
+
+    return ActionConvention(low=ALOHA_LOW, high=ALOHA_HIGH, grippers=(6, 13), gripper_open=1.0,
+                            gripper_closed=0.0, absolute=True)
+
+
+class Counting(Policy):
+    """Returns ``[0.01 * (t % 50 + 1)] * 14`` at call ``t``: a moving target inside ALOHA's bounds."""
+
+    def reset(self, *, seed=None, env=None):
+        self.t = 0
+
+    def act(self, observation, instruction=""):
+        self.t += 1
+        return np.full(14, 0.01 * (self.t % 50 + 1), np.float32)
+
+
+def test_interrupted_absolute_holds_one_target_inside_the_bounds():
+    from kairos_gym.policies.wrappers import Interrupted
+
+    policy = Interrupted(Counting(), rate=0.2, length=4, convention=aloha_convention())
+    policy.reset(seed=5)
+    actions = np.stack([policy.act({}) for _ in range(200)])
+    detour = ~np.isclose(actions, 0.01 * (np.arange(1, 201) % 50 + 1)[:, None]).all(axis=1)
+    assert 0 < detour.sum() < 200
+    assert np.all(actions >= ALOHA_LOW) and np.all(actions <= ALOHA_HIGH)
+    # One target per segment: consecutive detour steps repeat the same action.
+    starts = np.flatnonzero(detour[1:] & ~detour[:-1]) + 1
+    for s in starts[starts <= 196]:
+        np.testing.assert_array_equal(actions[s], actions[s + 1])
+    # Robosuite's stream is unchanged by per-entry [-1, 1] bounds (the Lift data stays reproducible).
+    from kairos_gym.policies.wrappers import ActionConvention
+
+    box = ActionConvention(low=np.full(7, -1, np.float32), high=np.full(7, 1, np.float32))
+    a, b = Interrupted(ConstantPolicy(np.zeros(7)), 0.3), Interrupted(
+        ConstantPolicy(np.zeros(7)), 0.3, convention=box)
+    a.reset(seed=9)
+    b.reset(seed=9)
+    np.testing.assert_array_equal([a.act({}) for _ in range(40)], [b.act({}) for _ in range(40)])
+
+
+def test_interrupted_absolute_pause_repeats_the_last_action():
+    from kairos_gym.policies.wrappers import Interrupted
+
+    policy = Interrupted(Counting(), rate=0.1, length=5, hold=True, convention=aloha_convention())
+    policy.reset(seed=1)
+    actions = np.stack([policy.act({}) for _ in range(100)])
+    paused = np.flatnonzero(np.all(actions[1:] == actions[:-1], axis=1)) + 1
+    assert len(paused) > 0 and not np.any(np.all(actions == 0.0, axis=1))
+    # A paused step repeats the step before it; outside pauses the counter moves on.
+    for i in paused:
+        np.testing.assert_array_equal(actions[i], actions[i - 1])
+    first = Interrupted(Counting(), rate=1.0, length=3, hold=True, convention=aloha_convention())
+    first.reset(seed=0)
+    np.testing.assert_allclose(first.act({}), np.full(14, 0.02))  # paused from step 1
+
+
+def test_random_gripper_and_open_on_two_grippers():
+    from kairos_gym.policies.wrappers import RandomGripper
+
+    base = ConstantPolicy(np.full(14, 0.5))
+    grip = RandomGripper(base, rate=0.3, length=4, convention=aloha_convention())
+    grip.reset(seed=2)
+    g = np.stack([grip.act({}) for _ in range(200)])
+    arms = np.delete(g, [6, 13], axis=1)
+    np.testing.assert_array_equal(arms, 0.5)
+    for i in (6, 13):
+        assert set(np.unique(g[:, i])) == {0.0, 0.5, 1.0}
+    opened = GripperOverride(base, 1.0, index=(6, 13)).act({})
+    assert opened[6] == opened[13] == 1.0 and np.all(np.delete(opened, [6, 13]) == 0.5)
