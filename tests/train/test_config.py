@@ -70,3 +70,11 @@ def test_every_shipped_config_parses(name):
     # state width, which the trainer reads from the data, is given as the Lift data's.
     config = TrainConfig.from_toml(CONFIGS / name, state_dim=8)
     assert config.data.paths
+
+
+def test_transfer_cube_config_is_the_proprio_recipe_on_the_top_camera():
+    config = TrainConfig.from_toml(CONFIGS / "transfer_cube.toml", image_size=(64, 64),
+                                   action_dim=14, state_dim=14)
+    assert config.data.camera == "top" and config.model.proprio_conditioning
+    assert config.proprio.steps > 0 and config.proprio.window == config.world_model.clip_len
+    assert not any("heldout" in p for p in config.data.paths)
