@@ -158,7 +158,7 @@ def object_state(spec: TaskSpec, raw: dict[str, Any]) -> np.ndarray:
     task's ``spec.object_state`` entries, flattened and concatenated."""
     parts = [np.asarray(raw[spec.objects[name]], dtype=np.float32).reshape(-1)
              for name in spec.object_state]
-    return np.concatenate(parts).astype(np.float32)
+    return np.concatenate(parts)
 
 
 def _import_robosuite() -> Any:
@@ -271,8 +271,7 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
         }
         spaces["state"] = gym.spaces.Box(-np.inf, np.inf, (STATE_DIM,), np.float32)
         if self.object_obs:
-            width = sum(int(np.size(self._env.observation_spec()[spec.objects[name]]))
-                        for name in spec.object_state)
+            width = object_state(spec, self._env.observation_spec()).size
             spaces["object_state"] = gym.spaces.Box(-np.inf, np.inf, (width,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
@@ -413,10 +412,11 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
         sim = self._env.sim
         flat = np.asarray(state, dtype=np.float64)
         width = 1 + sim.model.nq + sim.model.nv
-        if flat.shape != (width,) or not np.isfinite(flat).all():
+        finite = bool(np.isfinite(flat).all())
+        if flat.shape != (width,) or not finite:
             raise ValueError(
                 f"a simulator state of this task is {width} finite values [time, qpos, qvel], "
-                f"got shape {flat.shape}" + ("" if np.isfinite(flat).all() else " with NaN/inf")
+                f"got shape {flat.shape}" + ("" if finite else " with NaN/inf")
             )
         sim.set_state_from_flattened(flat)
         sim.forward()

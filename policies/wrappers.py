@@ -166,6 +166,12 @@ class ConstantPolicy(Policy):
         return np.repeat(self.action[None], rows, axis=0)
 
 
+def _check_segments(rate: float, length: int) -> None:
+    """Segment wrappers start a segment of ``length`` steps with probability ``rate``."""
+    if not 0.0 <= rate <= 1.0 or length < 1:
+        raise ValueError(f"need 0 <= rate <= 1 and length >= 1, got {rate!r} and {length!r}")
+
+
 class Interrupted(PolicyWrapper):
     """``policy``, interrupted: at each step, with probability ``rate``, a segment of
     ``length`` steps starts in which the action is replaced by a uniform random action inside
@@ -193,8 +199,7 @@ class Interrupted(PolicyWrapper):
         hold: bool = False,
         convention: ActionConvention = DELTA_CONVENTION,
     ) -> None:
-        if not 0.0 <= rate <= 1.0 or length < 1:
-            raise ValueError(f"need 0 <= rate <= 1 and length >= 1, got {rate!r} and {length!r}")
+        _check_segments(rate, length)
         super().__init__(policy)
         self.rate, self.length, self.hold = float(rate), int(length), hold
         self.convention = convention
@@ -251,8 +256,7 @@ class RandomGripper(PolicyWrapper):
         length: int = 10,
         convention: ActionConvention = DELTA_CONVENTION,
     ) -> None:
-        if not 0.0 <= rate <= 1.0 or length < 1:
-            raise ValueError(f"need 0 <= rate <= 1 and length >= 1, got {rate!r} and {length!r}")
+        _check_segments(rate, length)
         super().__init__(policy)
         self.rate, self.length, self.convention = float(rate), int(length), convention
         self._left, self._value, self._index = 0, convention.gripper_open, convention.grippers[0]

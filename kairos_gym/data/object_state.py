@@ -23,6 +23,7 @@ import argparse
 import dataclasses
 import json
 import os
+import sys
 from collections.abc import Sequence
 
 import gymnasium as gym
@@ -85,9 +86,9 @@ def add_object_state(path: str | os.PathLike, *, progress: bool = False) -> int:
             last = np.stack([base.observe_sim_state(s)[KEY] for s in final])
             with h5py.File(path, "a") as f:
                 group = f["data"][name]
-                group["obs"].create_dataset(KEY, data=values.astype(np.float32))
+                group["obs"].create_dataset(KEY, data=values)
                 if "final_obs" in group:
-                    group["final_obs"].create_dataset(KEY, data=last.astype(np.float32))
+                    group["final_obs"].create_dataset(KEY, data=last)
             bar.update(1)
         bar.close()
     finally:
@@ -127,7 +128,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("files", nargs="+", help="episode files to update in place")
     args = parser.parse_args(argv)
     for path in args.files:
-        count = add_object_state(path, progress=True)
+        try:
+            count = add_object_state(path, progress=True)
+        except DatasetError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(f"{path}: object_state added to {count} episodes")
     return 0
 

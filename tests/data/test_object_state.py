@@ -57,3 +57,12 @@ def test_files_it_cannot_label_are_refused(tmp_path):
         add_object_state(tmp_path / "aloha.hdf5")
     with h5py.File(tmp_path / "aloha.hdf5") as f:  # nothing was written
         assert "object_state" not in f["data/demo_0/obs"]
+
+
+def test_the_command_reports_a_bad_file_and_exits_2(tmp_path, capsys):
+    from kairos_gym.data.object_state import main as label
+
+    (tmp_path / "junk.hdf5").write_bytes(b"not hdf5")
+    assert label([str(tmp_path / "junk.hdf5")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "not a kairos-gym episode file" in err
