@@ -11,7 +11,8 @@ A policy spec is ``BASE[+MODIFIER...]``:
 - modifiers, applied left to right: ``noise=S`` (Gaussian execution noise), ``open`` (the
   gripper never closes), ``interrupt=R`` (random-action segments started with probability
   ``R`` per step), ``hold=R`` (pauses), ``gripper=R`` (random open/close segments),
-  ``execute=K`` (re-plan after ``K`` actions of a chunk).
+  ``execute=K`` (re-plan after ``K`` actions of a chunk), ``miss=D`` (robosuite experts only:
+  every grasp aimed up to ``D`` metres off the object, drawn once per episode).
 
 The modifiers that write actions themselves follow the env's :func:`action_convention`: on the
 bimanual ALOHA envs (absolute joint targets, grippers at entries 6 and 13, ``1`` open) ``open``
@@ -49,7 +50,7 @@ EXPERTS: dict[str, str] = {
 }
 
 POLICY_NAMES = ("expert", "random", "zero", "bc:DIR", "served:ADDRESS")
-MODIFIERS = ("noise=S", "open", "interrupt=R", "hold=R", "gripper=R", "execute=K")
+MODIFIERS = ("noise=S", "open", "interrupt=R", "hold=R", "gripper=R", "execute=K", "miss=D")
 
 
 def make_policy(spec: str, env: gym.Env, *, noise: float = 0.0) -> Policy:
@@ -78,6 +79,15 @@ def make_policy(spec: str, env: gym.Env, *, noise: float = 0.0) -> Policy:
 
     base, modifiers = parse_spec(spec)
     policy = _base_policy(base, env, noise)
+    for name, value in modifiers:
+        if name == "miss":  # a property of the expert's plan, not of its actions
+            from kairos_gym.policies.robosuite_experts import RobosuiteExpert
+
+            if not isinstance(policy, RobosuiteExpert):
+                raise ValueError(f"miss=D modifies a robosuite expert's grasp, not {base!r} ({spec!r})")
+            assert value is not None
+            policy.aim_error = float(value)
+    modifiers = [(name, value) for name, value in modifiers if name != "miss"]
     convention = action_convention(env) if modifiers else None
     for name, value in modifiers:
         assert convention is not None
@@ -150,7 +160,7 @@ def parse_spec(spec: str) -> tuple[str, list[tuple[str, float | None]]]:
     elif base not in ("expert", "random", "zero") and not (base.startswith("bc:") and len(base) > 3):
         raise ValueError(f"unknown policy {base!r}; choose one of {POLICY_NAMES}")
     ranges = {"noise": (0.0, None), "interrupt": (0.0, 1.0), "hold": (0.0, 1.0),
-              "gripper": (0.0, 1.0)}
+              "gripper": (0.0, 1.0), "miss": (0.0, 0.5)}
     parsed: list[tuple[str, float | None]] = []
     for i, mod in enumerate(mods):
         name, eq, value = mod.partition("=")

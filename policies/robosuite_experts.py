@@ -86,11 +86,16 @@ class RobosuiteExpert(Policy):
             units, before clipping to [-1, 1]); 0 gives the deterministic expert.
         pos_gain: proportional gain on the position error, in units of ``POS_SCALE``.
         rot_gain: proportional gain on the orientation error, in units of ``ROT_SCALE``.
+        aim_error: radius in metres of a horizontal offset, drawn once per episode (uniform
+            in the disk), that the expert adds to every grasp point: ``0`` grasps where it
+            should, a few centimetres gives near misses (grasps on an edge, pushes, drops),
+            the failures a weak policy makes and the successful expert never shows.
     """
 
     task: str = ""
 
-    def __init__(self, noise: float = 0.0, *, pos_gain: float = 1.0, rot_gain: float = 1.0) -> None:
+    def __init__(self, noise: float = 0.0, *, pos_gain: float = 1.0, rot_gain: float = 1.0,
+                 aim_error: float = 0.0) -> None:
         try:
             value = float(noise)
         except (TypeError, ValueError):
@@ -98,6 +103,10 @@ class RobosuiteExpert(Policy):
         if not (math.isfinite(value) and value >= 0.0):
             raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
         self.noise = value
+        if not (math.isfinite(float(aim_error)) and float(aim_error) >= 0.0):
+            raise ValueError(f"aim_error must be a finite number >= 0, got {aim_error!r}")
+        self.aim_error = float(aim_error)
+        self._aim_offset = np.zeros(3)
         self.pos_gain = float(pos_gain)
         self.rot_gain = float(rot_gain)
         self._env: Any = None
@@ -126,6 +135,11 @@ class RobosuiteExpert(Policy):
         self._env = base
         self._rng = np.random.default_rng(seed)
         self._memory = {}
+        # Drawn from its own stream so that an aim error leaves the action noise unchanged.
+        aim_rng = np.random.default_rng(None if seed is None else [seed, 1])
+        radius = self.aim_error * math.sqrt(aim_rng.uniform())
+        angle = aim_rng.uniform(0.0, 2.0 * math.pi)
+        self._aim_offset = np.array([radius * math.cos(angle), radius * math.sin(angle), 0.0])
         self._set_phase("approach")
 
     def act(self, observation: dict[str, np.ndarray], instruction: str = "") -> np.ndarray:
@@ -176,7 +190,7 @@ class RobosuiteExpert(Policy):
         ``approach_dir`` (default straight down, i.e. it hovers above), then moves in.
         """
         direction = np.array([0.0, 0.0, -1.0]) if approach_dir is None else approach_dir
-        grasp = obj_pos + np.array([0.0, 0.0, grasp_dz])
+        grasp = obj_pos + self._aim_offset + np.array([0.0, 0.0, grasp_dz])
         above = grasp - direction * hover
         if self.phase == "approach":
             aligned = self._aligned(p, grasp_mat, 0.1)

@@ -36,6 +36,8 @@ PROG = "kairos-gym collect"
 
 
 def _camera_list(text: str) -> tuple[str, ...]:
+    if text.strip() == "none":
+        return ()
     names = tuple(name.strip() for name in text.split(","))
     if not all(names):
         raise argparse.ArgumentTypeError(
@@ -64,7 +66,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--image-size", type=positive_int, default=None, metavar="PX",
         help="square camera image side in pixels (default: the env's)")
     add("--cameras", type=_camera_list, default=None, metavar="A,B",
-        help="comma-separated camera names (default: the env's)")
+        help="comma-separated camera names, or 'none' for state-only episodes (no rendering: "
+             "several times faster; data for proprioceptive dynamics) (default: the env's)")
     add("--max-steps", type=positive_int, default=None, metavar="N",
         help="truncate episodes after N steps (default: the env's)")
     add("--output", required=True, metavar="PATH",

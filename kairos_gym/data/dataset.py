@@ -38,7 +38,8 @@ class ClipDataset(torch.utils.data.Dataset):
 
     Each item (``T = clip_len``, ``s = frame_stride``, ``A`` action size)::
 
-        frames       uint8   [T, H, W, 3]  (one camera) or [T, V, H, W, 3] (a list of V cameras)
+        frames       uint8   [T, H, W, 3]  (one camera) or [T, V, H, W, 3] (a list of V cameras);
+                                       absent with ``cameras=()`` (state-only clips)
         actions      float32 [T, s*A]  actions[t] = the s actions executed between frame t-1 and
                                        frame t, concatenated in time order (s = 1: the action
                                        that LED INTO frame t). actions[0] is all zeros.
@@ -63,7 +64,9 @@ class ClipDataset(torch.utils.data.Dataset):
         paths: one episode file or several.
         clip_len: ``T`` frames per clip (>= 1).
         cameras: camera name (``"agentview"`` -> obs key ``agentview_image``, or
-            ``agentview_rgb`` in LIBERO files) or a full obs key, or a list of them.
+            ``agentview_rgb`` in LIBERO files) or a full obs key, or a list of them. An empty
+            list gives state-only clips (no ``frames``): what a proprioceptive dynamics model
+            learns from, and files recorded without cameras (``collect --cameras none``) hold.
         frame_stride: take every ``s``-th frame (``s`` actions per clip step).
         clip_step: distance in frames between the starts of consecutive clips (default 1:
             every possible clip).
@@ -147,8 +150,6 @@ class ClipDataset(torch.utils.data.Dataset):
         ):
             raise ValueError(f"cameras must be a camera name or a list of them, got {cameras!r}")
         self.cameras = [cameras] if isinstance(cameras, str) else list(cameras)
-        if not self.cameras:
-            raise ValueError("cameras must name at least one camera")
         if state_keys is not None and (
             isinstance(state_keys, str)
             or not isinstance(state_keys, Sequence)
@@ -270,9 +271,7 @@ class ClipDataset(torch.utils.data.Dataset):
                 return data[key][start:stop:s]
             return ep.frames(key, start, stop, s)
 
-        images = [frames_of(k) for k in self._image_keys[file_index]]
-        images = [self._transform(im) for im in images]
-        frames = np.stack(images, axis=1) if self.multi_camera else images[0]
+        images = [self._transform(frames_of(k)) for k in self._image_keys[file_index]]
 
         # Step-level arrays over the steps that lead into frames start-s+1 .. stop-1.
         lo = max(0, start - s)
@@ -307,8 +306,11 @@ class ClipDataset(torch.utils.data.Dataset):
         action_mask[0] = False
         first_frame = frame_ids == 0
 
-        item = {
-            "frames": torch.from_numpy(np.ascontiguousarray(frames)),
+        item: dict[str, torch.Tensor] = {}
+        if images:
+            frames = np.stack(images, axis=1) if self.multi_camera else images[0]
+            item["frames"] = torch.from_numpy(np.ascontiguousarray(frames))
+        item |= {
             "actions": torch.from_numpy(actions),
             "action_mask": torch.from_numpy(action_mask),
             "first_frame": torch.from_numpy(first_frame),

@@ -111,6 +111,12 @@ class WorldModelConfig:
     the motion an action causes reaches the frames directly (needs ``state_dim > 0``)."""
     proprio_hidden: int = 256
     """Hidden width of the proprioceptive dynamics model."""
+    state_outcomes: bool = False
+    """Read an imagined step's reward, success and termination from the carried state (heads
+    of :class:`~kairos_gym.model.proprio.ProprioDynamics`, fitted with it on the simulator's
+    labels) instead of from the frame's features. Where the state holds what the task is
+    about (a Lift cube's height), success then follows the physics the actions caused rather
+    than what the frames look like (needs ``proprio_conditioning``)."""
     text_dim: int | None = None
     """Width of instruction tokens for cross-attention; ``None`` disables cross-attention."""
     rope_theta: float = 10000.0
@@ -144,6 +150,8 @@ class WorldModelConfig:
             raise ValueError(f"state_dim must be an integer >= 0, got {self.state_dim!r}")
         if self.proprio_conditioning and self.state_dim == 0:
             raise ValueError("proprio_conditioning needs a state (state_dim > 0)")
+        if self.state_outcomes and not self.proprio_conditioning:
+            raise ValueError("state_outcomes reads the carried state: it needs proprio_conditioning")
         if not isinstance(self.proprio_hidden, int) or self.proprio_hidden < 1:
             raise ValueError(f"proprio_hidden must be a positive integer, got {self.proprio_hidden!r}")
         bad = [k for k in self.layer_pattern if k not in LAYER_KINDS]

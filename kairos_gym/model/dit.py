@@ -51,7 +51,9 @@ class KairosDiT(nn.Module):
         self.action_embedding = nn.Sequential(nn.Linear(cfg.action_dim_per_latent, d), nn.SiLU(), nn.Linear(d, d))
         self.no_action_embedding = nn.Parameter(torch.zeros(d))
         if cfg.proprio_conditioning:
-            self.proprio_dynamics = ProprioDynamics(cfg.state_dim, cfg.action_dim_per_latent, cfg.proprio_hidden)
+            self.proprio_dynamics = ProprioDynamics(
+                cfg.state_dim, cfg.action_dim_per_latent, cfg.proprio_hidden, outcomes=cfg.state_outcomes
+            )
             self.proprio_embedding = nn.Sequential(nn.Linear(cfg.state_dim, d), nn.SiLU(), nn.Linear(d, d))
         if cfg.text_dim is not None:
             self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"),

@@ -15,6 +15,12 @@ random policy's arm wanders where its actions take it instead of where the exper
 
 The previous difference ``s_{t-1} - s_{t-2}`` stands in for the velocity, which the state
 does not hold; after a reset the arm is at rest and it is zero.
+
+With ``outcomes=True`` a second small network reads the reward, success and termination off
+the carried state (``state_outcomes`` models). Where the state holds the objects the task is
+about, whether a Lift cube is up is then a property of where the dynamics put it: a grasp
+the actions missed leaves the cube on the table and the episode unsuccessful, however
+plausible the imagined frames look.
 """
 
 from __future__ import annotations
@@ -30,12 +36,14 @@ class ProprioDynamics(nn.Module):
         state_dim: ``S``, the width of the proprioceptive state.
         action_dim: ``A``, the width of one action.
         hidden: width of the two hidden layers.
+        outcomes: also build :attr:`outcome_head` (see :meth:`outcomes`).
 
     The last layer starts at zero, so a fresh model predicts "no motion" and adding this
     module to a trained world model leaves its state predictions to be learned.
     """
 
-    def __init__(self, state_dim: int, action_dim: int, hidden: int = 256) -> None:
+    def __init__(self, state_dim: int, action_dim: int, hidden: int = 256, *,
+                 outcomes: bool = False) -> None:
         super().__init__()
         self.state_dim = state_dim
         self.action_dim = action_dim
@@ -46,6 +54,21 @@ class ProprioDynamics(nn.Module):
         )
         nn.init.zeros_(self.net[-1].weight)
         nn.init.zeros_(self.net[-1].bias)
+        self.outcome_head: nn.Sequential | None = None
+        if outcomes:
+            self.outcome_head = nn.Sequential(
+                nn.Linear(state_dim, hidden), nn.SiLU(),
+                nn.Linear(hidden, hidden), nn.SiLU(),
+                nn.Linear(hidden, 3),
+            )
+
+    def outcomes(self, state: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Raw outcomes of normalised states ``[..., S]``: ``reward`` and the logits
+        ``success`` and ``done``, each ``[...]`` (models built with ``outcomes=True``)."""
+        if self.outcome_head is None:
+            raise RuntimeError("this dynamics model has no outcome head (outcomes=False)")
+        out = self.outcome_head(state.to(self.outcome_head[0].weight.dtype)).to(state.dtype)
+        return {"reward": out[..., 0], "success": out[..., 1], "done": out[..., 2]}
 
     def forward(self, state: torch.Tensor, previous: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The next normalised state ``[B, S]`` from ``state`` and ``previous`` ``[B, S]`` (the

@@ -353,6 +353,10 @@ class WorldModel(nn.Module):
         out = self.outcomes(features)
         if self.config.proprio_conditioning:
             out["state"] = self.dit.denormalize_state(state["proprio"])
+        if self.config.state_outcomes:
+            raw = self.dit.proprio_dynamics.outcomes(state["proprio"])
+            out.update(reward=raw["reward"], success=raw["success"].sigmoid(),
+                       done=raw["done"].sigmoid())
         return latent, out, state
 
     def _proprio(self, proprio: Any, batch: int, steps: int) -> torch.Tensor:

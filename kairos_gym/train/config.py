@@ -271,6 +271,11 @@ class ProprioTrainConfig(OptimConfig):
     eval_every: int = 0
     window: int = 16
     """Actions per training window (the unroll length)."""
+    paths: tuple[str, ...] = ()
+    """State-only episode files (``kairos-gym collect --cameras none``: no rendering, several
+    times cheaper) that this stage learns from besides ``data.paths``: what actions do to
+    the state is learned from far more episodes than the frames are. Relative paths are
+    resolved against the config file's directory."""
 
 
 @dataclass(frozen=True)
@@ -333,6 +338,8 @@ class TrainConfig:
                 value = getattr(pro, name)
                 if not isinstance(value, int) or value < 1:
                     raise ValueError(f"proprio.{name} must be a positive integer, got {value!r}")
+            if self.proprio.paths and not all(isinstance(p, str) for p in self.proprio.paths):
+                raise ValueError(f"proprio.paths must be a list of file paths, got {self.proprio.paths!r}")
             if not pro.lr > 0:
                 raise ValueError(f"proprio.lr must be > 0, got {pro.lr}")
         self._check_starting_weights()
@@ -385,7 +392,7 @@ class TrainConfig:
             # Only when set, so the stored configs of earlier runs still compare equal on resume.
             out["parallel"] = dataclasses.asdict(self.parallel)
         if self.proprio != ProprioTrainConfig():
-            out["proprio"] = dataclasses.asdict(self.proprio)
+            out["proprio"] = {**dataclasses.asdict(self.proprio), "paths": list(self.proprio.paths)}
         if self.finetune != FinetuneConfig():
             out["finetune"] = {
                 **dataclasses.asdict(self.finetune),
@@ -441,6 +448,11 @@ class TrainConfig:
         if isinstance(paths, str):
             paths = [paths]
         data_raw["paths"] = tuple(str((Path(base_dir) / p).resolve()) for p in paths)
+        proprio_raw = dict(raw.get("proprio", {}))
+        if "paths" in proprio_raw:
+            extra = proprio_raw["paths"]
+            extra = [extra] if isinstance(extra, str) else extra
+            proprio_raw["paths"] = tuple(str((Path(base_dir) / p).resolve()) for p in extra)
         finetune_raw = dict(raw.get("finetune", {}))
         if "released_dit" in finetune_raw:
             finetune_raw["released_dit"] = _path(
@@ -452,7 +464,7 @@ class TrainConfig:
             codec=_build(CodecTrainConfig, raw.get("codec", {}), "codec"),
             world_model=_build(WorldModelTrainConfig, raw.get("world_model", {}), "world_model"),
             parallel=_build(ParallelConfig, raw.get("parallel", {}), "parallel"),
-            proprio=_build(ProprioTrainConfig, raw.get("proprio", {}), "proprio"),
+            proprio=_build(ProprioTrainConfig, proprio_raw, "proprio"),
             finetune=_build(FinetuneConfig, finetune_raw, "finetune"),
             codec_weights=_path(raw, "codec_weights", base_dir),
             seed=int(raw.get("seed", 0)),

@@ -31,6 +31,21 @@ def proprio_loss(dynamics: ProprioDynamics, states: torch.Tensor,
     return loss, unrolled
 
 
+def state_outcome_loss(dynamics: ProprioDynamics, states: torch.Tensor,
+                       batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
+    """Loss of the dynamics' outcome head on true normalised states ``[B, T, S]`` against the
+    labels of the same frames (``rewards``, ``success``, ``done`` ``[B, T]``): the head learns
+    what a state means, and reads imagined states only at inference."""
+    heads = dynamics.outcomes(states)
+    success = F.binary_cross_entropy_with_logits(heads["success"], batch["success"].float())
+    done = F.binary_cross_entropy_with_logits(heads["done"], batch["done"].float())
+    reward = F.mse_loss(heads["reward"], batch["rewards"].float())
+    hits = ((heads["success"] > 0) == batch["success"].bool()).float().mean()
+    metrics = {"success_bce": float(success.detach()), "reward_mse": float(reward.detach()),
+               "success_acc": float(hits)}
+    return success + done + reward, metrics
+
+
 class ProprioObjective(nn.Module):
     """The proprioceptive dynamics alone, on windows of normalised states (``[proprio]`` stage)."""
 
@@ -40,10 +55,17 @@ class ProprioObjective(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor],
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
-        """Loss of ``batch``: ``state`` ``[B, T, S]`` (normalised) and ``actions`` ``[B, T, A]``."""
+        """Loss of ``batch``: ``state`` ``[B, T, S]`` (normalised) and ``actions`` ``[B, T, A]``,
+        and for a dynamics with an outcome head the labels ``rewards``/``success``/``done``
+        ``[B, T]``."""
         loss, unrolled = proprio_loss(self.dynamics, batch["state"], batch["actions"])
         drift = (unrolled[:, 2:] - batch["state"][:, 2:]).abs().mean()
-        return loss, {"loss": float(loss.detach()), "unroll_mae": float(drift.detach())}
+        metrics = {"unroll_mae": float(drift.detach())}
+        if self.dynamics.outcome_head is not None:
+            head_loss, head_metrics = state_outcome_loss(self.dynamics, batch["state"], batch)
+            loss = loss + head_loss
+            metrics.update(head_metrics)
+        return loss, {"loss": float(loss.detach()), **metrics}
 
 
 class CodecObjective(nn.Module):
@@ -166,6 +188,8 @@ class WorldModelObjective(nn.Module):
         dynamics = dit.proprio_dynamics
         if any(p.requires_grad for p in dynamics.parameters()):
             loss, unrolled = proprio_loss(dynamics, true, actions)
+            if dynamics.outcome_head is not None:
+                loss = loss + state_outcome_loss(dynamics, true, batch)[0]
         else:  # fitted in its own stage and frozen: only its unrolls are used here
             with torch.no_grad():
                 unrolled = dynamics.unroll(true, actions, start=2)

@@ -182,6 +182,10 @@ def check_init(config: TrainConfig) -> None:
         # Fine-tuning may add the proprioceptive pathway to a model without it.
         mine = {k: v for k, v in mine.items() if k not in ADDED_PATHWAY_FIELDS}
         theirs = {k: v for k, v in theirs.items() if k not in ADDED_PATHWAY_FIELDS}
+    if mine.get("state_outcomes") and not theirs.get("state_outcomes"):
+        # ... or outcome heads on its carried state ...
+        mine.pop("state_outcomes")
+        theirs.pop("state_outcomes", None)
     if mine.get("proprio_conditioning") and 0 < theirs.get("state_dim", 0) < mine["state_dim"]:
         # ... and may widen its state with new keys (see widen_state_tensors).
         mine.pop("state_dim")
@@ -369,6 +373,8 @@ class Trainer:
         """Parameter-name prefixes the starting weights may lack (they keep their init)."""
         added = ("proprio_dynamics.", "proprio_embedding.")
         proprio = added if self.config.model.proprio_conditioning else ()
+        if self.config.model.state_outcomes:
+            proprio = (*proprio, "proprio_dynamics.outcome_head.")
         if self.config.finetune.released_dit is not None:
             return ckpt.NEW_IN_KAIROS_GYM + proprio
         return proprio
@@ -414,6 +420,13 @@ class Trainer:
                     raise DatasetError(
                         f"{what} = {clip_len} does not fit the data: {exc}"
                     ) from None
+        if self.config.proprio.steps and self.config.proprio.paths:
+            window = self.config.proprio.window
+            for split in ("train", "val"):
+                try:
+                    self._state_dataset(window + 1, split)
+                except DatasetError as exc:
+                    raise DatasetError(f"proprio.paths with window = {window}: {exc}") from None
 
     # --- orchestration ---
     def run(self) -> Path | None:
@@ -816,14 +829,34 @@ class Trainer:
         return True
 
     def _proprio_windows(self, model: WorldModel, split: str) -> dict[str, torch.Tensor]:
-        """Every window of ``window + 1`` states of a split: normalised ``state`` ``[N, W+1, S]``
-        and ``actions`` ``[N, W+1, A]`` (``actions[:, t]`` leads into state ``t``)."""
-        dataset = self._dataset(self.config.proprio.window + 1, split)
-        items = [dataset[i] for i in range(len(dataset))]
+        """Every window of ``window + 1`` states of a split, from the frame files and the
+        state-only ``[proprio] paths``: normalised ``state`` ``[N, W+1, S]``, ``actions``
+        ``[N, W+1, A]`` (``actions[:, t]`` leads into state ``t``) and the labels
+        ``rewards``/``success``/``done`` ``[N, W+1]``."""
+        datasets = [self._dataset(self.config.proprio.window + 1, split)]
+        if self.config.proprio.paths:
+            datasets.append(self._state_dataset(self.config.proprio.window + 1, split))
+        items = [d[i] for d in datasets for i in range(len(d))]
         device = self.dist.device
-        states = torch.stack([it["state"] for it in items]).to(device)
-        actions = torch.stack([it["actions"] for it in items]).to(device, torch.float32)
-        return {"state": model.dit.normalize_state(states), "actions": actions}
+        out = {k: torch.stack([it[k] for it in items]).to(device)
+               for k in ("state", "actions", "rewards", "success", "done")}
+        out["state"] = model.dit.normalize_state(out["state"])
+        out["actions"] = out["actions"].float()
+        return out
+
+    def _state_dataset(self, clip_len: int, split: str) -> ClipDataset:
+        """State-only clips of the ``[proprio] paths`` (no frames are read)."""
+        d = self.config.data
+        return ClipDataset(
+            list(self.config.proprio.paths),
+            clip_len=clip_len,
+            cameras=(),
+            split=split,
+            val_fraction=d.val_fraction,
+            seed=d.split_seed,
+            state_keys=self.keys.state_keys,
+            in_memory=True,
+        )
 
     def _fit_state_normalisation(self, model: WorldModel, train: ClipDataset) -> None:
         ids = np.random.default_rng(seed_for(self.config.seed, "state-stats")).integers(

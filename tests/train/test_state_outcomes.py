@@ -1,0 +1,126 @@
+"""Outcomes read from the carried state, and the state-only episodes the dynamics learns from."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from kairos_gym.data.dataset import ClipDataset
+from kairos_gym.data.episodes import EpisodeWriter
+from kairos_gym.errors import DatasetError
+from kairos_gym.imagined.env import ImaginedEnv
+from kairos_gym.model import checkpoint as ckpt
+from kairos_gym.train.trainer import Trainer, load_config
+from tests.data.conftest import make_episode, make_spec
+from tests.train.conftest import write_config, write_data
+
+PROPRIO = 'preset = "tiny"\nproprio_conditioning = true\nproprio_hidden = 16'
+
+
+def write_state_only(path: Path, episodes: int = 6, steps: int = 12) -> Path:
+    """Episodes as ``kairos-gym collect --cameras none`` writes them: no image key at all."""
+    spec = dataclasses.replace(
+        make_spec(),
+        observation_space=gym.spaces.Dict({"state": gym.spaces.Box(-np.inf, np.inf, (9,), np.float32)}),
+        env_kwargs={"cameras": [], "max_episode_steps": 50},
+        cameras=(),
+        image_size=None,
+    )
+    with EpisodeWriter(str(path), spec) as writer:
+        for i in range(episodes):
+            ep = make_episode(steps, seed=50 + i)
+            ep["obs"] = {"state": ep["obs"]["state"]}
+            ep["final_obs"] = {"state": ep["final_obs"]["state"]}
+            writer.write_episode(**ep, seed=i)
+    return path
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("data")
+    return write_data(root / "eps.hdf5"), write_state_only(root / "state_only.hdf5")
+
+
+def _train(config: Path, output: Path) -> Path:
+    torch.set_num_threads(1)
+    out = Trainer(load_config(config), output, progress=False).run()
+    assert out is not None
+    return out
+
+
+def _config(directory: Path, data: Path, model: str, proprio: str, init: Path | None = None) -> Path:
+    directory.mkdir()
+    config = write_config(directory, data)
+    text = config.read_text().replace('preset = "tiny"', model)
+    if init is not None:
+        text = text.replace("seed = 3", f'seed = 3\ninit = "{init}"')
+    config.write_text(text + f"\n[proprio]\nsteps = 8\nbatch_size = 16\nwindow = 3\nlog_every = 2\n"
+                             f"checkpoint_every = 4\n{proprio}\n")
+    return config
+
+
+def test_state_only_clips_have_no_frames_and_the_same_states(files):
+    data, state_only = files
+    plain = ClipDataset(state_only, clip_len=4, cameras=())
+    assert "frames" not in plain[0] and plain[0]["state"].shape == (4, 9)
+    # A file with frames read state-only gives what the full reader gives, minus the frames.
+    full, bare = ClipDataset(data, clip_len=4), ClipDataset(data, clip_len=4, cameras=())
+    for i in (0, len(full) - 1):
+        for key, value in bare[i].items():
+            torch.testing.assert_close(value, full[i][key], msg=key)
+    with pytest.raises(DatasetError, match="agentview"):
+        ClipDataset(state_only, clip_len=4)  # frames asked of a file that has none
+
+
+def test_state_outcomes_are_added_at_fine_tuning_and_fitted_on_state_only_episodes(tmp_path, files):
+    data, state_only = files
+    first = _train(_config(tmp_path / "a", data, PROPRIO, ""), tmp_path / "first")
+    config = _config(tmp_path / "b", data, PROPRIO + "\nstate_outcomes = true",
+                     f'paths = ["{state_only}"]', init=first)
+    loaded = load_config(config)
+    assert loaded.proprio.paths == (str(state_only),)
+    trainer = Trainer(loaded, tmp_path / "tuned", progress=False)
+    out = trainer.run()
+    assert out is not None
+    tensors = ckpt.load_tensors(out / "model.safetensors")
+    head = {k: v for k, v in tensors.items() if k.startswith("proprio_dynamics.outcome_head.")}
+    assert head, "the exported model lacks the outcome head"
+    records = [r for r in trainer.log.read() if r.get("stage") == "proprio"]
+    assert records and "success_bce" in records[0] and "success_acc" in records[0]
+    # The windows the stage learned from include the state-only file's.
+    windows = trainer._proprio_windows(trainer.model, "train")
+    with_frames = len(trainer._dataset(4, "train"))
+    assert len(windows["state"]) == with_frames + len(trainer._state_dataset(4, "train"))
+
+    env = ImaginedEnv(out)
+    env.reset(seed=0)
+    dyn = env.core.model.dit.proprio_dynamics
+    # Success is the head's reading of the carried state: force it and the env follows.
+    with torch.no_grad():
+        dyn.outcome_head[-1].weight.zero_()
+        dyn.outcome_head[-1].bias.copy_(torch.tensor([2.5, 20.0, -20.0]))
+    _, reward, terminated, _, info = env.step(env.action_space.sample())
+    assert info["success"] and info["success_prob"] > 0.99 and reward == pytest.approx(2.5)
+    assert not terminated
+    with torch.no_grad():
+        dyn.outcome_head[-1].bias.copy_(torch.tensor([0.0, -20.0, 20.0]))
+    _, reward, terminated, _, info = env.step(env.action_space.sample())
+    assert not info["success"] and terminated
+    env.close()
+
+
+def test_state_outcomes_need_the_proprioceptive_path(tmp_path, files):
+    config = _config(tmp_path / "c", files[0], 'preset = "tiny"\nstate_outcomes = true', "")
+    with pytest.raises(ValueError, match="state_outcomes .*proprio_conditioning"):
+        load_config(config)
+
+
+def test_a_missing_state_only_file_fails_before_training(tmp_path, files):
+    config = _config(tmp_path / "d", files[0], PROPRIO, f'paths = ["{tmp_path / "nope.hdf5"}"]')
+    with pytest.raises(DatasetError, match="nope.hdf5"):
+        Trainer(load_config(config), tmp_path / "run", progress=False)
