@@ -82,6 +82,18 @@ def test_collect_resumes_and_refuses_other_settings(collected, tmp_path, capsys)
 
 
 @pytest.mark.sim
+@pytest.mark.sim
+def test_collect_without_cameras_writes_state_only_episodes(tmp_path):
+    pytest.importorskip("robosuite")
+    path = str(tmp_path / "state.hdf5")
+    assert main(_args(path, "--episodes", "1", "--cameras", "none", "--object-state",
+                      "--policy", "expert+miss=0.04")) == 0
+    with open_episodes(path) as reader:
+        assert reader.env_spec.cameras == () and reader.env_spec.image_size is None
+        ep = reader[0]
+        assert sorted(ep.obs_keys) == ["object_state", "state"] and ep.num_samples == 6
+
+
 def test_bad_camera_and_only_success_budget(tmp_path, capsys):
     pytest.importorskip("robosuite")
     path = str(tmp_path / "x.hdf5")

@@ -143,3 +143,31 @@ def test_expert_success_script_runs_and_writes_json(tmp_path, capsys):
     result = json.loads(out.read_text())["results"][0]
     assert result["successes"] == 1 and result["per_episode"][0][0] == 3
     assert main(["--env", "kairos_gym/Nope-v0"]) == 2
+
+
+def test_a_missing_expert_aims_off_the_cube_by_at_most_its_radius():
+    env = _make("Lift")
+    try:
+        expert = make_policy("expert+miss=0.05", env)
+        assert isinstance(expert, LiftExpert) and expert.aim_error == 0.05
+        offsets = []
+        for seed in range(6):
+            obs, _ = env.reset(seed=seed)
+            expert.reset(seed=seed, env=env)
+            expert.act(obs)
+            offsets.append(expert._aim_offset.copy())
+        offsets = np.stack(offsets)
+        radii = np.linalg.norm(offsets[:, :2], axis=1)
+        assert np.all(radii <= 0.05) and np.all(offsets[:, 2] == 0) and len(set(radii.round(6))) == 6
+        # Seeded per episode, and the clean expert aims at the cube itself.
+        expert.reset(seed=3, env=env)
+        np.testing.assert_array_equal(expert._aim_offset, offsets[3])
+        clean = make_policy("expert", env)
+        clean.reset(seed=3, env=env)
+        assert not clean._aim_offset.any()
+        with pytest.raises(ValueError, match="miss=D modifies a robosuite expert"):
+            make_policy("random+miss=0.05", env)
+        with pytest.raises(ValueError, match="miss=0.9"):
+            make_policy("expert+miss=0.9", env)
+    finally:
+        env.close()
