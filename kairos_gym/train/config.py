@@ -271,6 +271,9 @@ class ProprioTrainConfig(OptimConfig):
     eval_every: int = 0
     window: int = 16
     """Actions per training window (the unroll length)."""
+    refit: bool = False
+    """Start the dynamics (and its outcome head) from fresh weights instead of the init's:
+    a fine-tuning run with new data refits it rather than inheriting the old fit's biases."""
     paths: tuple[str, ...] = ()
     """State-only episode files (``kairos-gym collect --cameras none``: no rendering, several
     times cheaper) that this stage learns from besides ``data.paths``: what actions do to

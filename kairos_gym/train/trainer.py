@@ -63,6 +63,7 @@ from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.codec import Codec, ConvCodec, build_codec
 from kairos_gym.model.config import ADDED_PATHWAY_FIELDS, SAMPLER_FIELDS, WorldModelConfig
 from kairos_gym.model.dit import OUTCOMES, KairosDiT
+from kairos_gym.model.proprio import ProprioDynamics
 from kairos_gym.model.video_codec import vae_weights_file
 from kairos_gym.model.world_model import WorldModel
 from kairos_gym.train.checkpointing import (
@@ -810,6 +811,13 @@ class Trainer:
         world-model stage. False when paused."""
         cfg = self.config.proprio
         dynamics = model.dit.proprio_dynamics
+        if cfg.refit:
+            with torch.random.fork_rng(devices=[]):  # the rest of the run draws as without it
+                torch.manual_seed(seed_for(self.config.seed, "proprio", "refit"))
+                fresh = ProprioDynamics(dynamics.state_dim, dynamics.action_dim,
+                                        model.config.proprio_hidden,
+                                        outcomes=dynamics.outcome_head is not None)
+            dynamics.load_state_dict(fresh.state_dict())
         train = self._proprio_windows(model, "train")
         val = self._proprio_windows(model, "val")
         objective = ProprioObjective(dynamics)

@@ -124,3 +124,19 @@ def test_a_missing_state_only_file_fails_before_training(tmp_path, files):
     config = _config(tmp_path / "d", files[0], PROPRIO, f'paths = ["{tmp_path / "nope.hdf5"}"]')
     with pytest.raises(DatasetError, match="nope.hdf5"):
         Trainer(load_config(config), tmp_path / "run", progress=False)
+
+
+def test_refit_starts_the_dynamics_afresh_and_keeps_the_frames(tmp_path, files):
+    data, _ = files
+    first = _train(_config(tmp_path / "a", data, PROPRIO, ""), tmp_path / "first")
+    base = ckpt.load_tensors(first / "model.safetensors")
+    # No proprio step at all would leave the fresh dynamics untouched: one tiny step shows it.
+    config = _config(tmp_path / "b", data, PROPRIO, "refit = true", init=first)
+    text = config.read_text().replace("steps = 8\nbatch_size = 16", "steps = 1\nbatch_size = 16\nlr = 1e-12")
+    config.write_text(text.replace("[world_model]\nsteps = 6", "[world_model]\nsteps = 1\nlr = 1e-12"))
+    tuned = ckpt.load_tensors(_train(config, tmp_path / "refit") / "model.safetensors")
+    last = "proprio_dynamics.net.4.weight"  # the output layer: fitted before, zero when fresh
+    assert base[last].abs().sum() > 0 and tuned[last].abs().max() < 1e-6
+    assert not torch.allclose(tuned["proprio_dynamics.net.0.weight"], base["proprio_dynamics.net.0.weight"])
+    torch.testing.assert_close(tuned["proprio_embedding.0.weight"], base["proprio_embedding.0.weight"],
+                               atol=1e-6, rtol=0)
