@@ -259,9 +259,18 @@ class ClipDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         episode_index, start = self.locate(int(index))
+        return self._clip(episode_index, start, self.clip_len)
+
+    def whole_episode(self, episode_index: int) -> dict[str, torch.Tensor]:
+        """Episode ``episode_index`` of :attr:`episodes` as one clip from its first frame to its
+        last (every ``frame_stride``-th), with the keys and conventions of an item."""
+        _, _, n_frames = self.episodes[episode_index]
+        return self._clip(episode_index, 0, (n_frames - 1) // self.frame_stride + 1)
+
+    def _clip(self, episode_index: int, start: int, T: int) -> dict[str, torch.Tensor]:
         file_index, name, _ = self.episodes[episode_index]
         ep = self._reader(file_index)[name]
-        s, T = self.frame_stride, self.clip_len
+        s = self.frame_stride
         stop = start + (T - 1) * s + 1
         frame_ids = np.arange(start, stop, s)
         data = self._episode_arrays(ep, file_index) if self.in_memory else None

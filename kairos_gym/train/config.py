@@ -271,6 +271,14 @@ class ProprioTrainConfig(OptimConfig):
     eval_every: int = 0
     window: int = 16
     """Actions per training window (the unroll length)."""
+    outcome_steps: int = 0
+    """``state_outcomes`` models: after the dynamics is fitted, refit its outcome head for this
+    many steps on the states the dynamics itself imagines (every training episode unrolled
+    open loop under its recorded actions from its start and from steps 20 and 40), together
+    with the true states, against the real labels. The head then learns what an imagined state
+    means, not only a real one: where the dynamics hedges between outcomes (a grasp that may
+    or may not hold, imagined as a cube rising at half the arm's speed), the head answers how
+    often such states succeeded. 0: the head learns on true states only."""
     refit: bool = False
     """Start the dynamics (and its outcome head) from fresh weights instead of the init's:
     a fine-tuning run with new data refits it rather than inheriting the old fit's biases."""
@@ -341,6 +349,11 @@ class TrainConfig:
                 value = getattr(pro, name)
                 if not isinstance(value, int) or value < 1:
                     raise ValueError(f"proprio.{name} must be a positive integer, got {value!r}")
+            if not isinstance(pro.outcome_steps, int) or pro.outcome_steps < 0:
+                raise ValueError(f"proprio.outcome_steps must be an integer >= 0, got {pro.outcome_steps!r}")
+            if pro.outcome_steps and not self.model.state_outcomes:
+                raise ValueError("proprio.outcome_steps fits the state outcome head: it needs "
+                                 "[model] state_outcomes = true")
             if self.proprio.paths and not all(isinstance(p, str) for p in self.proprio.paths):
                 raise ValueError(f"proprio.paths must be a list of file paths, got {self.proprio.paths!r}")
             if not pro.lr > 0:

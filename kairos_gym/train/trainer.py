@@ -86,7 +86,12 @@ from kairos_gym.train.finetune import (
     check_lora_targets,
     merge_lora,
 )
-from kairos_gym.train.objectives import CodecObjective, ProprioObjective, WorldModelObjective
+from kairos_gym.train.objectives import (
+    CodecObjective,
+    ProprioObjective,
+    WorldModelObjective,
+    state_outcome_loss,
+)
 
 STAGES = ("codec", "world_model")
 
@@ -832,9 +837,71 @@ class Trainer:
 
         if not self._run_stage("proprio", cfg, objective, dynamics, make_batch, evaluate):
             return False
+        if cfg.outcome_steps:
+            self._fit_outcomes_on_unrolls(model)
         for p in dynamics.parameters():
             p.requires_grad_(False)
         return True
+
+    # Where the outcome head also learns from the dynamics' own unrolls (see outcome_steps).
+    UNROLL_STARTS = (0, 20, 40)
+
+    def _fit_outcomes_on_unrolls(self, model: WorldModel) -> None:
+        """Refit the dynamics' outcome head (``[proprio] outcome_steps``) on true and imagined
+        states of the training episodes. Deterministic given the seed and the fitted dynamics,
+        and short: a resumed run repeats it from the stage's final checkpoint and ends with
+        the same head."""
+        cfg = self.config.proprio
+        dynamics = model.dit.proprio_dynamics
+        assert dynamics.outcome_head is not None
+        states, labels = self._outcome_samples(model)
+        n = len(states)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_for(self.config.seed, "proprio", "outcomes"))
+            for layer in dynamics.outcome_head:
+                if isinstance(layer, nn.Linear):
+                    layer.reset_parameters()
+        optimizer = torch.optim.AdamW(dynamics.outcome_head.parameters(), lr=cfg.lr, weight_decay=0.0)
+        batch = max(cfg.batch_size, 1024)
+        metrics: dict[str, float] = {}
+        for step in range(cfg.outcome_steps):
+            rows = torch.as_tensor(self._indices("proprio-outcomes", step, n, batch), device=states.device)
+            loss, metrics = state_outcome_loss(
+                dynamics, states[rows][:, None], {k: v[rows][:, None] for k, v in labels.items()}
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        if self.dist.is_main:
+            self.log.write({"stage": "proprio_outcomes", "step": cfg.outcome_steps,
+                            "samples": n, **metrics})
+
+    def _outcome_samples(self, model: WorldModel) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """True normalised states of every training episode and the dynamics' open-loop unrolls
+        of them from :attr:`UNROLL_STARTS` ``[N, S]``, with the labels of the frames they
+        stand for (``rewards``/``success``/``done`` ``[N]``)."""
+        dit = model.dit
+        window = self.config.proprio.window + 1  # the stage's datasets, already indexed
+        datasets = [self._dataset(window, "train")]
+        if self.config.proprio.paths:
+            datasets.append(self._state_dataset(window, "train"))
+        states, labels = [], {k: [] for k in ("rewards", "success", "done")}
+        with torch.no_grad():
+            for dataset in datasets:
+                for i in range(len(dataset.episodes)):
+                    ep = dataset.whole_episode(i)
+                    true = dit.normalize_state(ep["state"].to(self.dist.device))
+                    actions = ep["actions"].to(self.dist.device, torch.float32)
+                    pieces = [true] + [
+                        dit.proprio_dynamics.unroll(true[None, t:], actions[None, t:], start=1)[0]
+                        for t in self.UNROLL_STARTS if t < len(true) - 1
+                    ]
+                    starts = [0] + [t for t in self.UNROLL_STARTS if t < len(true) - 1]
+                    states.extend(pieces)
+                    for key, pieces_of_key in labels.items():
+                        value = ep[key].to(self.dist.device, torch.float32)
+                        pieces_of_key.extend(value[t:] for t in starts)
+        return torch.cat(states), {k: torch.cat(v) for k, v in labels.items()}
 
     def _proprio_windows(self, model: WorldModel, split: str) -> dict[str, torch.Tensor]:
         """Every window of ``window + 1`` states of a split, from the frame files and the

@@ -140,3 +140,27 @@ def test_refit_starts_the_dynamics_afresh_and_keeps_the_frames(tmp_path, files):
     assert not torch.allclose(tuned["proprio_dynamics.net.0.weight"], base["proprio_dynamics.net.0.weight"])
     torch.testing.assert_close(tuned["proprio_embedding.0.weight"], base["proprio_embedding.0.weight"],
                                atol=1e-6, rtol=0)
+
+
+def test_the_outcome_head_is_refitted_on_the_dynamics_own_unrolls(tmp_path, files):
+    data, state_only = files
+    config = _config(tmp_path / "e", data, PROPRIO + "\nstate_outcomes = true",
+                     f'paths = ["{state_only}"]\noutcome_steps = 5')
+    trainer = Trainer(load_config(config), tmp_path / "run", progress=False)
+    out = trainer.run()
+    assert out is not None
+    record = [r for r in trainer.log.read() if r.get("stage") == "proprio_outcomes"]
+    # Every training episode (13 frames) gives its true states and its unroll from frame 0;
+    # frames 20 and 40 lie past its end.
+    n_train = len(trainer._dataset(4, "train").episodes) + len(trainer._state_dataset(4, "train").episodes)
+    assert record and record[0]["samples"] == n_train * 13 * 2
+    # Resuming repeats the refit from the stage's final checkpoint: the same head.
+    again = Trainer(load_config(config), tmp_path / "run", progress=False).run()
+    first = ckpt.load_tensors(out / "model.safetensors")
+    second = ckpt.load_tensors(again / "model.safetensors")
+    for key in first:
+        if key.startswith("proprio_dynamics.outcome_head."):
+            torch.testing.assert_close(first[key], second[key], msg=key)
+    bad = _config(tmp_path / "f", data, PROPRIO, "outcome_steps = 5")
+    with pytest.raises(ValueError, match="outcome_steps .*state_outcomes"):
+        load_config(bad)
