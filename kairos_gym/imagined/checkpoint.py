@@ -149,6 +149,7 @@ def save_env_checkpoint(
     env_spec: EpisodeEnvSpec,
     reset_observations: Mapping[str, np.ndarray],
     training: Mapping[str, Any] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> Path:
     """Write an environment checkpoint (see the module docstring).
 
@@ -158,6 +159,7 @@ def save_env_checkpoint(
         env_spec: the spec of the real environment its data came from.
         reset_observations: ``{key: [N, *shape]}`` for every observation key.
         training: what produced the model (data, steps, hardware, metrics), kept in config.json.
+        dtype: storage dtype of the denoiser's weights (see :meth:`WorldModel.save_pretrained`).
 
     Raises:
         CheckpointError: the model cannot serve ``env_spec`` or the reset observations do not fit it.
@@ -171,7 +173,7 @@ def save_env_checkpoint(
     extra: dict[str, Any] = {"env_spec": env_spec.to_dict()}
     if training is not None:
         extra["training"] = dict(training)
-    return model.save_pretrained(directory, extra=extra)
+    return model.save_pretrained(directory, extra=extra, dtype=dtype)
 
 
 def load_env_checkpoint(directory: str | os.PathLike | None = None,

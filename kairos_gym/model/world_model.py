@@ -44,6 +44,11 @@ from kairos_gym.model.sampler import Generators, SamplerSettings, add_noise, sam
 from kairos_gym.model.state import WorldState
 
 DECODER_PREFIX = "decoder."
+
+FULL_PRECISION_PREFIXES = ("proprio_dynamics.", "state_mean", "state_std")
+"""Denoiser tensors a reduced-precision export keeps as trained: the proprioceptive dynamics
+is applied once per step to its own output, so its rounding errors compound over an episode,
+and the state normalisation maps every state."""
 """State keys of the video decoder's memory (``decoder.{i}`` per cache entry, ``decoder.t``)."""
 
 
@@ -434,18 +439,27 @@ class WorldModel(nn.Module):
 
     # --- checkpoints ---
     def save_pretrained(
-        self, directory: str | os.PathLike, extra: dict[str, Any] | None = None
+        self, directory: str | os.PathLike, extra: dict[str, Any] | None = None,
+        dtype: torch.dtype | None = None,
     ) -> Path:
         """Write ``config.json``, ``model.safetensors`` and ``codec.safetensors`` to ``directory``.
 
         Args:
             extra: more top-level entries for ``config.json`` (env spec, training info).
+            dtype: store the denoiser's floating-point weights in this dtype (e.g.
+                ``torch.bfloat16``: half the size; :meth:`from_pretrained` loads them back into
+                float32 parameters). Those under :data:`FULL_PRECISION_PREFIXES` and the codec
+                stay as they are. ``None``: as trained.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        ckpt.save_tensors_atomic(
-            self.dit.state_dict(), directory / ckpt.MODEL_NAME, {"format": "pt"}
-        )
+        tensors = self.dit.state_dict()
+        if dtype is not None:
+            tensors = {
+                k: v.to(dtype) if v.is_floating_point() and not k.startswith(FULL_PRECISION_PREFIXES) else v
+                for k, v in tensors.items()
+            }
+        ckpt.save_tensors_atomic(tensors, directory / ckpt.MODEL_NAME, {"format": "pt"})
         ckpt.save_tensors_atomic(
             self.codec.state_dict(), directory / ckpt.CODEC_NAME, {"format": "pt"}
         )

@@ -188,6 +188,9 @@ class ParallelConfig:
 
 
 FINETUNE_MODES = ("full", "frozen", "lora")
+
+EXPORT_DTYPES = {"float32": None, "bfloat16": "bfloat16"}
+"""``export_dtype`` values -> the ``torch`` dtype name the exported weights are cast to."""
 """What trains when a run starts from existing weights (see :class:`FinetuneConfig`)."""
 DEFAULT_LORA_TARGETS = (
     "self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o",
@@ -309,6 +312,12 @@ class TrainConfig:
     """The released Wan2.1 VAE's weights (a local ``.safetensors`` file or diffusers VAE
     directory) for a model with ``codec = "wan"``; unset: the VAE of ``init``, or random
     weights (tests). Also ``kairos-gym train --codec-weights PATH``."""
+    export_dtype: str = "float32"
+    """Storage dtype of the exported denoiser's weights: ``"float32"`` or ``"bfloat16"`` (half
+    the size, for embedded models; loaded back as float32). The proprioceptive dynamics and
+    the state normalisation stay float32: their rounding errors would compound over an
+    episode. Not part of the run's identity: changing it and running again re-exports a
+    finished run."""
     seed: int = 0
     """Seed of initialisation, batch order and noise: two runs with one config are identical."""
     model_preset: str = "small"
@@ -358,6 +367,8 @@ class TrainConfig:
                 raise ValueError(f"proprio.paths must be a list of file paths, got {self.proprio.paths!r}")
             if not pro.lr > 0:
                 raise ValueError(f"proprio.lr must be > 0, got {pro.lr}")
+        if self.export_dtype not in EXPORT_DTYPES:
+            raise ValueError(f"export_dtype must be one of {sorted(EXPORT_DTYPES)}, got {self.export_dtype!r}")
         self._check_starting_weights()
         if not self.data.paths:
             raise ValueError("data.paths must name at least one episode file")
@@ -416,6 +427,8 @@ class TrainConfig:
             }
         if self.codec_weights is not None:
             out["codec_weights"] = self.codec_weights
+        if self.export_dtype != "float32":
+            out["export_dtype"] = self.export_dtype
         if self.init is not None:
             # Only when set, so the stored configs of earlier runs still compare equal on resume.
             out["init"] = self.init
@@ -445,7 +458,7 @@ class TrainConfig:
         """Build from a TOML-shaped dict (see the module docstring)."""
         known = {
             "seed", "init", "codec_weights", "model", "data", "codec", "world_model", "parallel",
-            "proprio", "finetune",
+            "proprio", "finetune", "export_dtype",
         }
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -483,6 +496,7 @@ class TrainConfig:
             proprio=_build(ProprioTrainConfig, proprio_raw, "proprio"),
             finetune=_build(FinetuneConfig, finetune_raw, "finetune"),
             codec_weights=_path(raw, "codec_weights", base_dir),
+            export_dtype=str(raw.get("export_dtype", "float32")),
             seed=int(raw.get("seed", 0)),
             model_preset=preset,
             model_overrides=model_raw,

@@ -456,7 +456,9 @@ class Trainer:
                 theirs = json.loads(path.read_text())
             except json.JSONDecodeError:
                 theirs = None
-            if theirs != json.loads(json.dumps(mine)):
+            if isinstance(theirs, dict):  # how the result is stored is not what was trained
+                theirs.pop("export_dtype", None)
+            if theirs != json.loads(json.dumps({k: v for k, v in mine.items() if k != "export_dtype"})):
                 raise CheckpointError(
                     f"{self.output} holds a run with a different config; resume it with its own "
                     f"config ({path}) or train into a new --output directory"
@@ -1003,8 +1005,10 @@ class Trainer:
         model = self.model.eval()
         if self.dist.is_main:
             directory = self.output / "model"
+            dtype = getattr(torch, self.config.export_dtype)
             save_env_checkpoint(
-                directory, model, self.spec, self._reset_observations(), self._training_info()
+                directory, model, self.spec, self._reset_observations(), self._training_info(),
+                dtype=None if dtype is torch.float32 else dtype,
             )
         self.dist.barrier()
         return self.output / "model"

@@ -164,3 +164,29 @@ def test_the_outcome_head_is_refitted_on_the_dynamics_own_unrolls(tmp_path, file
     bad = _config(tmp_path / "f", data, PROPRIO, "outcome_steps = 5")
     with pytest.raises(ValueError, match="outcome_steps .*state_outcomes"):
         load_config(bad)
+
+
+def test_a_bfloat16_export_halves_the_denoiser_and_keeps_the_dynamics_exact(tmp_path, files):
+    data, _ = files
+    config = _config(tmp_path / "g", data, PROPRIO + "\nstate_outcomes = true", "")
+    out = _train(config, tmp_path / "run")
+    full = ckpt.load_tensors(out / "model.safetensors")
+    # export_dtype is not part of the run: set on a finished run, it re-exports it.
+    config.write_text('export_dtype = "bfloat16"\n' + config.read_text())
+    half_dir = _train(config, tmp_path / "run")
+    half = ckpt.load_tensors(half_dir / "model.safetensors")
+    for key, value in full.items():
+        if key.startswith(("proprio_dynamics.", "state_mean", "state_std")):
+            assert half[key].dtype == torch.float32
+            torch.testing.assert_close(half[key], value, rtol=0, atol=0, msg=key)
+        else:
+            assert half[key].dtype == torch.bfloat16, key
+            torch.testing.assert_close(half[key].float(), value, rtol=1e-2, atol=1e-2, msg=key)
+    env = ImaginedEnv(half_dir)  # loads into float32 parameters
+    env.reset(seed=0)
+    assert next(env.core.model.dit.parameters()).dtype == torch.float32
+    env.step(env.action_space.sample())
+    env.close()
+    config.write_text(config.read_text().replace('"bfloat16"', '"float16"'))
+    with pytest.raises(ValueError, match="export_dtype"):
+        load_config(config)
