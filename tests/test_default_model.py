@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
+import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
 
 import kairos_gym  # noqa: F401  (registers the environments)
@@ -84,3 +88,27 @@ def test_the_proprio_model_starts_from_the_real_arm_state_and_carries_it():
     moved = core.model.dit.denormalize_state(core.world_state["proprio"])[0].numpy()
     assert abs(moved - obs["state"]).max() < 1e-4 and abs(moved - start).max() > 0
     env.close()
+
+
+def test_the_objects_model_reads_success_from_the_carried_cube():
+    env = gym.make("kairos_gym/Imagined-v0", checkpoint=EMBEDDED_CHECKPOINTS["lift-objects"])
+    core = env.unwrapped.core
+    assert core.model.config.state_outcomes and "object_state" in env.observation_space.spaces
+    obs, _ = env.reset(seed=0)
+    # A still arm: the carried cube stays on the table and no step is imagined as a success
+    # (the earlier models with a success head on the frames imagined some).
+    for _ in range(40):
+        obs, _, terminated, _, info = env.step(np.zeros(7, np.float32))
+        assert not info["success"] and not terminated
+    assert abs(obs["object_state"][2] - 0.82) < 0.02  # the cube's height: on the table
+    # Success follows the carried state: a cube lifted 15 cm is a success.
+    dyn = core.model.dit.proprio_dynamics
+    lifted = torch.as_tensor(np.concatenate([obs["object_state"], obs["state"]]))[None].float()
+    lifted[0, 2] += 0.15
+    lifted[0, 3:6] = lifted[0, 0:3]  # the grip site at the cube
+    lifted[0, 9:11] = torch.tensor([0.0208, -0.0208])  # fingers closed on a 4 cm cube
+    with torch.no_grad():
+        p = dyn.outcomes(core.model.dit.normalize_state(lifted))["success"].sigmoid()
+    assert float(p) > 0.5
+    env.close()
+
