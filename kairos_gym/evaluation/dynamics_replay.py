@@ -1,0 +1,86 @@
+"""Replay recorded episodes through a model's proprioceptive dynamics alone (no frames).
+
+The cheap half of the paired protocol: for each episode, the carried state starts from the
+recorded first state and moves only through :class:`~kairos_gym.model.proprio.ProprioDynamics`
+under the recorded actions, open loop, as it does in the imagined env. The predicted success
+of each step is read from the state (``state_outcomes`` models) and compared with the
+simulator's. Nothing is rendered or denoised, so hundreds of episodes take seconds: the loop
+for judging a dynamics change before the frames are trained or the full agreement benchmark
+is run. The denoiser does not move the carried state, so for a ``state_outcomes`` model this
+predicts exactly the success the paired protocol would imagine from the same actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from kairos_gym.data.dataset import ClipDataset
+from kairos_gym.imagined.checkpoint import EnvCheckpoint
+
+
+@dataclass(frozen=True)
+class ReplayResult:
+    """Per-episode results of one file.
+
+    Attributes:
+        names: episode names ``[E]``.
+        real_success: the episode reached success in the simulator, bool ``[E]``.
+        imagined_success: some replayed step had ``success_prob > threshold``, bool ``[E]``.
+        final_state_error: L2 distance between the replayed and the recorded last state, in
+            environment units, float ``[E]``.
+    """
+
+    names: list[str]
+    real_success: np.ndarray
+    imagined_success: np.ndarray
+    final_state_error: np.ndarray
+
+    @property
+    def agreement(self) -> float:
+        """Fraction of episodes whose imagined success equals the real one."""
+        return float(np.mean(self.real_success == self.imagined_success))
+
+
+def replay_dynamics(ckpt: EnvCheckpoint, path: str, *, threshold: float = 0.5,
+                    max_episodes: int | None = None) -> ReplayResult:
+    """Replay every episode of ``path`` (recorded with ``ckpt``'s state keys) through the
+    dynamics of ``ckpt``'s model.
+
+    Raises:
+        ValueError: the model has no proprioceptive path or no outcome head on it.
+        DatasetError: an unreadable file, or one without the model's state keys.
+    """
+    model = ckpt.model
+    if not (model.config.proprio_conditioning and model.config.state_outcomes):
+        raise ValueError("replay_dynamics needs a model with proprio_conditioning and state_outcomes")
+    dit = model.dit
+    dataset = ClipDataset(path, clip_len=1, cameras=(), state_keys=ckpt.observation_keys.state_keys)
+    names, real, imagined, errors = [], [], [], []
+    count = len(dataset.episodes) if max_episodes is None else min(max_episodes, len(dataset.episodes))
+    with torch.no_grad():
+        for i in range(count):
+            ep = dataset.whole_episode(i)
+            states = ep["state"].to(model.device)[None]
+            actions = ep["actions"].to(model.device, torch.float32)[None]
+            unrolled = dit.proprio_dynamics.unroll(dit.normalize_state(states), actions, start=1)
+            prob = dit.proprio_dynamics.outcomes(unrolled)["success"].sigmoid()[0, 1:]
+            final = dit.denormalize_state(unrolled[:, -1])[0]
+            names.append(dataset.episodes[i][1])
+            real.append(bool(ep["success"].any()))
+            imagined.append(bool((prob > threshold).any()))
+            errors.append(float((final - states[0, -1]).norm()))
+    return ReplayResult(names, np.array(real), np.array(imagined), np.array(errors))
+
+
+def summarize(results: Sequence[ReplayResult]) -> dict[str, float]:
+    """Real and imagined success rates, agreement and mean final state error over all episodes."""
+    real = np.concatenate([r.real_success for r in results])
+    imagined = np.concatenate([r.imagined_success for r in results])
+    errors = np.concatenate([r.final_state_error for r in results])
+    return {"episodes": int(real.size), "real_success": float(real.mean()),
+            "imagined_success": float(imagined.mean()), "agreement": float(np.mean(real == imagined)),
+            "final_state_error": float(errors.mean())}
