@@ -116,8 +116,6 @@ def action_convention(env: gym.Env) -> ActionConvention:
     other env: robosuite's deltas, one gripper last, ``-1`` open. The bounds are the env's
     action space.
     """
-    from kairos_gym.policies.wrappers import ActionConvention
-
     space = env.action_space
     low, high = np.asarray(space.low, np.float32), np.asarray(space.high, np.float32)
     env_id = _env_id(env) or ""

@@ -78,6 +78,17 @@ def square_grasp_yaw(object_yaw: float) -> float:
     return (object_yaw + math.pi / 4.0) % (math.pi / 2.0) - math.pi / 4.0
 
 
+def _non_negative(name: str, value: Any) -> float:
+    """``value`` as a float, or a ValueError naming ``name`` unless it is finite and >= 0."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = float("nan")
+    if not (math.isfinite(number) and number >= 0.0):
+        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
 class RobosuiteExpert(Policy):
     """Waypoint-following expert base class; subclasses implement :meth:`plan`.
 
@@ -96,16 +107,8 @@ class RobosuiteExpert(Policy):
 
     def __init__(self, noise: float = 0.0, *, pos_gain: float = 1.0, rot_gain: float = 1.0,
                  aim_error: float = 0.0) -> None:
-        try:
-            value = float(noise)
-        except (TypeError, ValueError):
-            value = float("nan")
-        if not (math.isfinite(value) and value >= 0.0):
-            raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-        self.noise = value
-        if not (math.isfinite(float(aim_error)) and float(aim_error) >= 0.0):
-            raise ValueError(f"aim_error must be a finite number >= 0, got {aim_error!r}")
-        self.aim_error = float(aim_error)
+        self.noise = _non_negative("noise", noise)
+        self.aim_error = _non_negative("aim_error", aim_error)
         self._aim_offset = np.zeros(3)
         self.pos_gain = float(pos_gain)
         self.rot_gain = float(rot_gain)

@@ -44,12 +44,12 @@ from kairos_gym.model.sampler import Generators, SamplerSettings, add_noise, sam
 from kairos_gym.model.state import WorldState
 
 DECODER_PREFIX = "decoder."
+"""State keys of the video decoder's memory (``decoder.{i}`` per cache entry, ``decoder.t``)."""
 
 FULL_PRECISION_PREFIXES = ("proprio_dynamics.", "state_mean", "state_std")
 """Denoiser tensors a reduced-precision export keeps as trained: the proprioceptive dynamics
 is applied once per step to its own output, so its rounding errors compound over an episode,
 and the state normalisation maps every state."""
-"""State keys of the video decoder's memory (``decoder.{i}`` per cache entry, ``decoder.t``)."""
 
 
 class WorldModel(nn.Module):

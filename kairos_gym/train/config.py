@@ -188,10 +188,10 @@ class ParallelConfig:
 
 
 FINETUNE_MODES = ("full", "frozen", "lora")
-
-EXPORT_DTYPES = {"float32": None, "bfloat16": "bfloat16"}
-"""``export_dtype`` values -> the ``torch`` dtype name the exported weights are cast to."""
 """What trains when a run starts from existing weights (see :class:`FinetuneConfig`)."""
+
+EXPORT_DTYPES = ("float32", "bfloat16")
+"""``export_dtype`` values: names of the ``torch`` dtypes an exported denoiser is stored in."""
 DEFAULT_LORA_TARGETS = (
     "self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o",
     "gated_delta.q_proj", "gated_delta.k_proj", "gated_delta.v_proj", "gated_delta.o_proj",
@@ -363,12 +363,12 @@ class TrainConfig:
             if pro.outcome_steps and not self.model.state_outcomes:
                 raise ValueError("proprio.outcome_steps fits the state outcome head: it needs "
                                  "[model] state_outcomes = true")
-            if self.proprio.paths and not all(isinstance(p, str) for p in self.proprio.paths):
-                raise ValueError(f"proprio.paths must be a list of file paths, got {self.proprio.paths!r}")
+            if pro.paths and not all(isinstance(p, str) for p in pro.paths):
+                raise ValueError(f"proprio.paths must be a list of file paths, got {pro.paths!r}")
             if not pro.lr > 0:
                 raise ValueError(f"proprio.lr must be > 0, got {pro.lr}")
         if self.export_dtype not in EXPORT_DTYPES:
-            raise ValueError(f"export_dtype must be one of {sorted(EXPORT_DTYPES)}, got {self.export_dtype!r}")
+            raise ValueError(f"export_dtype must be one of {EXPORT_DTYPES}, got {self.export_dtype!r}")
         self._check_starting_weights()
         if not self.data.paths:
             raise ValueError("data.paths must name at least one episode file")
@@ -473,15 +473,10 @@ class TrainConfig:
         except TypeError as exc:
             raise ValueError(f"[model]: {exc}") from None
         data_raw = dict(raw.get("data", {}))
-        paths = data_raw.get("paths", [])
-        if isinstance(paths, str):
-            paths = [paths]
-        data_raw["paths"] = tuple(str((Path(base_dir) / p).resolve()) for p in paths)
+        data_raw["paths"] = _paths(data_raw.get("paths", []), base_dir)
         proprio_raw = dict(raw.get("proprio", {}))
         if "paths" in proprio_raw:
-            extra = proprio_raw["paths"]
-            extra = [extra] if isinstance(extra, str) else extra
-            proprio_raw["paths"] = tuple(str((Path(base_dir) / p).resolve()) for p in extra)
+            proprio_raw["paths"] = _paths(proprio_raw["paths"], base_dir)
         finetune_raw = dict(raw.get("finetune", {}))
         if "released_dit" in finetune_raw:
             finetune_raw["released_dit"] = _path(
@@ -502,6 +497,12 @@ class TrainConfig:
             model_overrides=model_raw,
             init=_path(raw, "init", base_dir),
         )
+
+
+def _paths(value: str | list[str], base_dir: str | os.PathLike) -> tuple[str, ...]:
+    """A path or a list of them (episode files) as absolute paths, relative to ``base_dir``."""
+    paths = [value] if isinstance(value, str) else value
+    return tuple(str((Path(base_dir) / p).resolve()) for p in paths)
 
 
 def _path(

@@ -372,7 +372,7 @@ class Trainer:
         self._trainable_parameters = 0
         self._codec: Codec | None = None
         self._final_states: dict[str, dict[str, torch.Tensor]] = {}
-        self._datasets: dict[tuple[int, str], ClipDataset] = {}
+        self._datasets: dict[tuple[Any, ...], ClipDataset] = {}
         self._check_data()
 
     def _added_pathways(self) -> tuple[str, ...]:
@@ -894,15 +894,16 @@ class Trainer:
                     ep = dataset.whole_episode(i)
                     true = dit.normalize_state(ep["state"].to(self.dist.device))
                     actions = ep["actions"].to(self.dist.device, torch.float32)
-                    pieces = [true] + [
+                    starts = [t for t in self.UNROLL_STARTS if t < len(true) - 1]
+                    states.append(true)
+                    states.extend(
                         dit.proprio_dynamics.unroll(true[None, t:], actions[None, t:], start=1)[0]
-                        for t in self.UNROLL_STARTS if t < len(true) - 1
-                    ]
-                    starts = [0] + [t for t in self.UNROLL_STARTS if t < len(true) - 1]
-                    states.extend(pieces)
-                    for key, pieces_of_key in labels.items():
+                        for t in starts
+                    )
+                    for key, pieces in labels.items():
                         value = ep[key].to(self.dist.device, torch.float32)
-                        pieces_of_key.extend(value[t:] for t in starts)
+                        pieces.append(value)  # the true states' labels
+                        pieces.extend(value[t:] for t in starts)
         return torch.cat(states), {k: torch.cat(v) for k, v in labels.items()}
 
     def _proprio_windows(self, model: WorldModel, split: str) -> dict[str, torch.Tensor]:
@@ -922,18 +923,22 @@ class Trainer:
         return out
 
     def _state_dataset(self, clip_len: int, split: str) -> ClipDataset:
-        """State-only clips of the ``[proprio] paths`` (no frames are read)."""
-        d = self.config.data
-        return ClipDataset(
-            list(self.config.proprio.paths),
-            clip_len=clip_len,
-            cameras=(),
-            split=split,
-            val_fraction=d.val_fraction,
-            seed=d.split_seed,
-            state_keys=self.keys.state_keys,
-            in_memory=True,
-        )
+        """State-only clips of the ``[proprio] paths`` (no frames are read; built once, as
+        :meth:`_dataset`)."""
+        key = ("state-only", clip_len, split)
+        if key not in self._datasets:
+            d = self.config.data
+            self._datasets[key] = ClipDataset(
+                list(self.config.proprio.paths),
+                clip_len=clip_len,
+                cameras=(),
+                split=split,
+                val_fraction=d.val_fraction,
+                seed=d.split_seed,
+                state_keys=self.keys.state_keys,
+                in_memory=True,
+            )
+        return self._datasets[key]
 
     def _fit_state_normalisation(self, model: WorldModel, train: ClipDataset) -> None:
         ids = np.random.default_rng(seed_for(self.config.seed, "state-stats")).integers(
@@ -1005,10 +1010,10 @@ class Trainer:
         model = self.model.eval()
         if self.dist.is_main:
             directory = self.output / "model"
-            dtype = getattr(torch, self.config.export_dtype)
+            name = self.config.export_dtype
             save_env_checkpoint(
                 directory, model, self.spec, self._reset_observations(), self._training_info(),
-                dtype=None if dtype is torch.float32 else dtype,
+                dtype=None if name == "float32" else getattr(torch, name),
             )
         self.dist.barrier()
         return self.output / "model"
