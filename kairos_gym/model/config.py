@@ -117,6 +117,12 @@ class WorldModelConfig:
     labels) instead of from the frame's features. Where the state holds what the task is
     about (a Lift cube's height), success then follows the physics the actions caused rather
     than what the frames look like (needs ``proprio_conditioning``)."""
+    proprio_object_frame: tuple[int, int] | None = None
+    """``(object_start, gripper_start)``: the dynamics also sees the object's position in the
+    gripper's frame, computed from the carried state, which holds the object's position at
+    ``object_start`` and the gripper's position and axis-angle at ``gripper_start`` (robosuite
+    with ``object_state``: ``(0, K)``, ``K`` the object state's width). Whether a grasp holds
+    depends on that offset; see :func:`~kairos_gym.model.proprio.object_in_gripper_frame`."""
     text_dim: int | None = None
     """Width of instruction tokens for cross-attention; ``None`` disables cross-attention."""
     rope_theta: float = 10000.0
@@ -154,6 +160,18 @@ class WorldModelConfig:
             raise ValueError("state_outcomes reads the carried state: it needs proprio_conditioning")
         if not isinstance(self.proprio_hidden, int) or self.proprio_hidden < 1:
             raise ValueError(f"proprio_hidden must be a positive integer, got {self.proprio_hidden!r}")
+        if self.proprio_object_frame is not None:
+            try:
+                frame = tuple(int(i) for i in self.proprio_object_frame)
+            except (TypeError, ValueError):
+                frame = ()
+            if len(frame) != 2 or not self.proprio_conditioning or min(frame) < 0 or (
+                    frame[0] + 3 > self.state_dim or frame[1] + 6 > self.state_dim):
+                raise ValueError(
+                    f"proprio_object_frame must be (object_start, gripper_start) with the object's "
+                    f"3 and the gripper's 6 values inside the state ({self.state_dim}) of a model "
+                    f"with proprio_conditioning, got {self.proprio_object_frame!r}")
+            object.__setattr__(self, "proprio_object_frame", frame)
         bad = [k for k in self.layer_pattern if k not in LAYER_KINDS]
         if not self.layer_pattern or bad:
             raise ValueError(f"layer_pattern entries must be in {LAYER_KINDS}, got {self.layer_pattern!r}")

@@ -21,12 +21,49 @@ the carried state (``state_outcomes`` models). Where the state holds the objects
 about, whether a Lift cube is up is then a property of where the dynamics put it: a grasp
 the actions missed leaves the cube on the table and the episode unsuccessful, however
 plausible the imagined frames look.
+
+With ``object_frame`` the dynamics also sees where the object is in the gripper's frame. Whether
+a grasp holds depends on the cube's offset along the fingers' axis, a product of the offset and
+the gripper's yaw that a small network fed world-frame coordinates learns poorly from a few
+hundred near misses; rotated into the gripper's frame it is a coordinate the network reads
+directly.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
+
+OBJECT_FRAME_SCALE = 0.03
+"""Metres per unit of the object-in-gripper-frame features (about a Lift cube's half-width)."""
+
+
+def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices ``[..., 3, 3]`` of axis-angle vectors ``[..., 3]`` (Rodrigues)."""
+    theta = axis_angle.norm(dim=-1, keepdim=True).clamp_min(1e-8)
+    kx, ky, kz = (axis_angle / theta).unbind(-1)
+    zero = torch.zeros_like(kx)
+    cross = torch.stack([zero, -kz, ky, kz, zero, -kx, -ky, kx, zero], dim=-1).unflatten(-1, (3, 3))
+    angle = theta[..., None]
+    eye = torch.eye(3, dtype=axis_angle.dtype, device=axis_angle.device)
+    return eye + angle.sin() * cross + (1 - angle.cos()) * (cross @ cross)
+
+
+def object_in_gripper_frame(state: torch.Tensor, object_start: int, gripper_start: int) -> torch.Tensor:
+    """The object's position relative to the gripper, in the gripper's frame ``[..., 3]``.
+
+    Args:
+        state: states in environment units ``[..., S]`` holding the object's position at
+            ``[object_start, object_start + 3)`` and the gripper's position and axis-angle
+            orientation at ``[gripper_start, gripper_start + 6)`` (robosuite's ``object_state``
+            then ``state`` layout: ``object_start = 0``, ``gripper_start`` = the object
+            state's width).
+    """
+    rotation = axis_angle_to_matrix(state[..., gripper_start + 3:gripper_start + 6])
+    offset = state[..., object_start:object_start + 3] - state[..., gripper_start:gripper_start + 3]
+    return (rotation.transpose(-1, -2) @ offset[..., None])[..., 0]
 
 
 class ProprioDynamics(nn.Module):
@@ -37,18 +74,26 @@ class ProprioDynamics(nn.Module):
         action_dim: ``A``, the width of one action.
         hidden: width of the two hidden layers.
         outcomes: also build :attr:`outcome_head` (see :meth:`outcomes`).
+        object_frame: ``(object_start, gripper_start)``: also feed the object's position in
+            the gripper's frame (:func:`object_in_gripper_frame`, in units of
+            :data:`OBJECT_FRAME_SCALE`). It is computed in environment units, so the owner sets
+            :attr:`to_environment_units` (the denoiser binds its state normalisation).
 
     The last layer starts at zero, so a fresh model predicts "no motion" and adding this
     module to a trained world model leaves its state predictions to be learned.
     """
 
     def __init__(self, state_dim: int, action_dim: int, hidden: int = 256, *,
-                 outcomes: bool = False) -> None:
+                 outcomes: bool = False, object_frame: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.state_dim = state_dim
         self.action_dim = action_dim
+        self.object_frame = None if object_frame is None else (int(object_frame[0]), int(object_frame[1]))
+        self.to_environment_units: Callable[[torch.Tensor], torch.Tensor] = lambda s: s
+        """Maps normalised states to environment units for the object-frame features."""
+        extra = 3 if object_frame is not None else 0
         self.net = nn.Sequential(
-            nn.Linear(2 * state_dim + action_dim, hidden), nn.SiLU(),
+            nn.Linear(2 * state_dim + action_dim + extra, hidden), nn.SiLU(),
             nn.Linear(hidden, hidden), nn.SiLU(),
             nn.Linear(hidden, state_dim),
         )
@@ -73,7 +118,11 @@ class ProprioDynamics(nn.Module):
     def forward(self, state: torch.Tensor, previous: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """The next normalised state ``[B, S]`` from ``state`` and ``previous`` ``[B, S]`` (the
         two latest states) and the ``action`` ``[B, A]`` that leads out of ``state``."""
-        x = torch.cat([state, state - previous, action], dim=-1).to(self.net[0].weight.dtype)
+        parts = [state, state - previous, action]
+        if self.object_frame is not None:
+            raw = self.to_environment_units(state)
+            parts.append(object_in_gripper_frame(raw, *self.object_frame).to(state.dtype) / OBJECT_FRAME_SCALE)
+        x = torch.cat(parts, dim=-1).to(self.net[0].weight.dtype)
         return state + self.net(x).to(state.dtype)
 
     def unroll(self, states: torch.Tensor, actions: torch.Tensor, start: int = 2) -> torch.Tensor:

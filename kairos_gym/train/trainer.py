@@ -192,6 +192,15 @@ def check_init(config: TrainConfig) -> None:
         # ... or outcome heads on its carried state ...
         mine.pop("state_outcomes")
         theirs.pop("state_outcomes", None)
+    if mine.get("proprio_object_frame") != theirs.get("proprio_object_frame"):
+        # ... or change what its dynamics sees, when that dynamics is fitted anew.
+        if not config.proprio.refit:
+            raise CheckpointError(
+                f"init {init}: proprio_object_frame {theirs.get('proprio_object_frame')!r} -> "
+                f"{mine.get('proprio_object_frame')!r} changes the dynamics' inputs; set "
+                "[proprio] refit = true to fit it anew")
+        mine.pop("proprio_object_frame")
+        theirs.pop("proprio_object_frame", None)
     if mine.get("proprio_conditioning") and 0 < theirs.get("state_dim", 0) < mine["state_dim"]:
         # ... and may widen its state with new keys (see widen_state_tensors).
         mine.pop("state_dim")
@@ -804,14 +813,24 @@ class Trainer:
                 theirs = EpisodeEnvSpec.from_dict(ckpt.read_config(self.config.init)["env_spec"])
                 index = state_index(ObservationKeys.from_spec(theirs), self.keys, str(path))
                 tensors = widen_state_tensors(tensors, model.dit, index)
-            return ckpt.load_state_strict(
-                model.dit, tensors, str(path), allow_missing=self._added_pathways()
-            )
+            allow = self._added_pathways()
+            if self._dynamics_inputs_change():
+                # Its dynamics is refitted (see check_init): start it from fresh weights.
+                tensors = {k: v for k, v in tensors.items() if not k.startswith("proprio_dynamics.")}
+                allow = (*allow, "proprio_dynamics.")
+            return ckpt.load_state_strict(model.dit, tensors, str(path), allow_missing=allow)
         if self.config.finetune.released_dit is not None:
             return ckpt.load_released_dit(
                 model.dit, self.config.finetune.released_dit, self._added_pathways()
             )
         return [name for name, _ in model.dit.named_parameters()]
+
+    def _dynamics_inputs_change(self) -> bool:
+        """Whether ``init``'s dynamics sees other inputs than this config's (object frame)."""
+        declared = ckpt.read_config(Path(self.config.init)).get("model", {})
+        theirs = declared.get("proprio_object_frame")
+        theirs = None if theirs is None else tuple(theirs)
+        return theirs != self.config.model.proprio_object_frame
 
     def train_proprio(self, model: WorldModel) -> bool:
         """Fit the proprioceptive dynamics alone (``[proprio]``), then freeze it for the
@@ -823,7 +842,8 @@ class Trainer:
                 torch.manual_seed(seed_for(self.config.seed, "proprio", "refit"))
                 fresh = ProprioDynamics(dynamics.state_dim, dynamics.action_dim,
                                         model.config.proprio_hidden,
-                                        outcomes=dynamics.outcome_head is not None)
+                                        outcomes=dynamics.outcome_head is not None,
+                                        object_frame=dynamics.object_frame)
             dynamics.load_state_dict(fresh.state_dict())
         train = self._proprio_windows(model, "train")
         val = self._proprio_windows(model, "val")

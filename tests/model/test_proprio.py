@@ -1,6 +1,7 @@
 """The proprioceptive path: dynamics, conditioning, the invariant, and stepping with it."""
 
 import dataclasses
+import math
 
 import numpy as np
 import pytest
@@ -8,7 +9,7 @@ import torch
 
 from kairos_gym.errors import ShapeError
 from kairos_gym.model import WorldModel, WorldModelConfig
-from kairos_gym.model.proprio import ProprioDynamics
+from kairos_gym.model.proprio import ProprioDynamics, object_in_gripper_frame
 from kairos_gym.train.config import WorldModelTrainConfig
 from kairos_gym.train.objectives import WorldModelObjective
 from tests.model.conftest import randomize_, tiny_dit
@@ -128,3 +129,40 @@ def test_a_checkpoint_keeps_the_pathway(tmp_path):
         torch.testing.assert_close(loaded.dit.state_dict()[name], value)
     plain = dataclasses.replace(model.config, proprio_conditioning=False)
     assert "proprio" not in WorldModel(plain).dit.init_state(1)
+
+
+def test_the_object_is_expressed_in_the_gripper_frame():
+    gripper = torch.tensor([1.0, 2.0, 3.0])
+    state = torch.cat([gripper + torch.tensor([0.1, 0.0, -0.05]), gripper, torch.zeros(3)])
+    level = object_in_gripper_frame(state, 0, 3)  # no rotation: the world offset
+    torch.testing.assert_close(level, torch.tensor([0.1, 0.0, -0.05]))
+    yawed = state.clone()
+    yawed[6:9] = torch.tensor([0.0, 0.0, math.pi / 2])  # the gripper turned 90 degrees about z
+    torch.testing.assert_close(object_in_gripper_frame(yawed, 0, 3), torch.tensor([0.0, -0.1, -0.05]))
+    down = state.clone()
+    down[6:9] = torch.tensor([math.pi, 0.0, 0.0])  # pointing down, as robosuite's grippers do
+    torch.testing.assert_close(object_in_gripper_frame(down, 0, 3), torch.tensor([0.1, 0.0, 0.05]))
+    # Moving the object and the gripper together changes nothing.
+    moved = yawed.clone()
+    moved[0:3] += 0.3
+    moved[3:6] += 0.3
+    torch.testing.assert_close(object_in_gripper_frame(moved, 0, 3), object_in_gripper_frame(yawed, 0, 3))
+
+
+def test_an_object_frame_dynamics_reads_the_state_in_environment_units():
+    cfg = WorldModelConfig.preset("tiny", state_dim=9, proprio_conditioning=True, proprio_hidden=16,
+                                  proprio_object_frame=(0, 3))
+    dit = randomize_(WorldModel(cfg), seed=1).dit
+    dyn = dit.proprio_dynamics
+    assert dyn.net[0].in_features == 2 * 9 + cfg.action_dim + 3
+    state, action = torch.randn(2, 9), torch.randn(2, cfg.action_dim)
+    before = dyn(state, state, action)
+    with torch.no_grad():
+        dit.state_mean[0] += 0.2  # the same normalised state now puts the object elsewhere
+    assert not torch.allclose(dyn(state, state, action), before)
+    for bad in ((0, 4), (7, 0), (0,), "ab"):
+        with pytest.raises(ValueError, match="proprio_object_frame"):
+            dataclasses.replace(cfg, proprio_object_frame=bad)
+    with pytest.raises(ValueError, match="proprio_object_frame"):
+        WorldModelConfig.preset("tiny", state_dim=9, proprio_object_frame=(0, 3))
+    assert WorldModelConfig.from_dict(cfg.to_dict()).proprio_object_frame == (0, 3)

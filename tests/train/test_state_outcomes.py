@@ -12,7 +12,7 @@ import torch
 
 from kairos_gym.data.dataset import ClipDataset
 from kairos_gym.data.episodes import EpisodeWriter
-from kairos_gym.errors import DatasetError
+from kairos_gym.errors import CheckpointError, DatasetError
 from kairos_gym.imagined.env import ImaginedEnv
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.train.trainer import Trainer, load_config
@@ -190,3 +190,20 @@ def test_a_bfloat16_export_halves_the_denoiser_and_keeps_the_dynamics_exact(tmp_
     config.write_text(config.read_text().replace('"bfloat16"', '"float16"'))
     with pytest.raises(ValueError, match="export_dtype"):
         load_config(config)
+
+
+def test_an_object_frame_is_added_to_a_trained_model_only_with_a_refit(tmp_path, files):
+    data, _ = files
+    first = _train(_config(tmp_path / "a", data, PROPRIO, ""), tmp_path / "first")
+    framed = PROPRIO + "\nproprio_object_frame = [0, 3]"
+    with pytest.raises(CheckpointError, match="refit"):
+        Trainer(load_config(_config(tmp_path / "b", data, framed, "", init=first)), tmp_path / "no",
+                progress=False)
+    out = _train(_config(tmp_path / "c", data, framed, "refit = true", init=first), tmp_path / "tuned")
+    # The dynamics' first layer takes the three object-frame features besides [s, s - s', a].
+    assert ckpt.load_tensors(out / "model.safetensors")["proprio_dynamics.net.0.weight"].shape == (16, 2 * 9 + 7 + 3)
+    env = ImaginedEnv(out)
+    assert env.core.model.config.proprio_object_frame == (0, 3)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    env.close()
