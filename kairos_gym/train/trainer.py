@@ -479,13 +479,19 @@ class Trainer:
 
     def _dataset(self, clip_len: int, split: str) -> ClipDataset:
         """The clips of one split (built once: indexing validates every episode)."""
-        key = (clip_len, split)
+        return self._cached_clips(self.config.data.paths, self.config.data.camera, clip_len, split)
+
+    def _cached_clips(self, paths: tuple[str, ...], cameras: str | tuple[str, ...],
+                      clip_len: int, split: str) -> ClipDataset:
+        """The clips of ``paths`` seen through ``cameras`` (``()``: state only), one split of
+        them as ``[data]`` splits episodes; built once per run."""
+        key = (tuple(paths), cameras, clip_len, split)
         if key not in self._datasets:
             d = self.config.data
             self._datasets[key] = ClipDataset(
-                list(d.paths),
+                list(paths),
                 clip_len=clip_len,
-                cameras=d.camera,
+                cameras=cameras,
                 split=split,
                 val_fraction=d.val_fraction,
                 seed=d.split_seed,
@@ -945,20 +951,7 @@ class Trainer:
     def _state_dataset(self, clip_len: int, split: str) -> ClipDataset:
         """State-only clips of the ``[proprio] paths`` (no frames are read; built once, as
         :meth:`_dataset`)."""
-        key = ("state-only", clip_len, split)
-        if key not in self._datasets:
-            d = self.config.data
-            self._datasets[key] = ClipDataset(
-                list(self.config.proprio.paths),
-                clip_len=clip_len,
-                cameras=(),
-                split=split,
-                val_fraction=d.val_fraction,
-                seed=d.split_seed,
-                state_keys=self.keys.state_keys,
-                in_memory=True,
-            )
-        return self._datasets[key]
+        return self._cached_clips(self.config.proprio.paths, (), clip_len, split)
 
     def _fit_state_normalisation(self, model: WorldModel, train: ClipDataset) -> None:
         ids = np.random.default_rng(seed_for(self.config.seed, "state-stats")).integers(
