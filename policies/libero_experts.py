@@ -51,6 +51,7 @@ from kairos_gym.policies.robosuite_experts import (
     R_DOWN,
     ROT_SCALE,
     mat_to_axis_angle,
+    non_negative,
     rot_z,
 )
 
@@ -230,13 +231,7 @@ class LiberoPickPlaceExpert(Policy):
     xy_gain = 2.0
 
     def __init__(self, noise: float = 0.0, *, pos_gain: float = 1.0, rot_gain: float = 1.0) -> None:
-        try:
-            value = float(noise)
-        except (TypeError, ValueError):
-            value = float("nan")
-        if not (math.isfinite(value) and value >= 0.0):
-            raise ValueError(f"noise must be a finite number >= 0, got {noise!r}")
-        self.noise = value
+        self.noise = non_negative("noise", noise)
         self.pos_gain = float(pos_gain)
         self.rot_gain = float(rot_gain)
         self._env: Any = None

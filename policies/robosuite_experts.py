@@ -78,7 +78,7 @@ def square_grasp_yaw(object_yaw: float) -> float:
     return (object_yaw + math.pi / 4.0) % (math.pi / 2.0) - math.pi / 4.0
 
 
-def _non_negative(name: str, value: Any) -> float:
+def non_negative(name: str, value: Any) -> float:
     """``value`` as a float, or a ValueError naming ``name`` unless it is finite and >= 0."""
     try:
         number = float(value)
@@ -107,8 +107,8 @@ class RobosuiteExpert(Policy):
 
     def __init__(self, noise: float = 0.0, *, pos_gain: float = 1.0, rot_gain: float = 1.0,
                  aim_error: float = 0.0) -> None:
-        self.noise = _non_negative("noise", noise)
-        self.aim_error = _non_negative("aim_error", aim_error)
+        self.noise = non_negative("noise", noise)
+        self.aim_error = non_negative("aim_error", aim_error)
         self._aim_offset = np.zeros(3)
         self.pos_gain = float(pos_gain)
         self.rot_gain = float(rot_gain)
