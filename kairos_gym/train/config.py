@@ -191,7 +191,7 @@ FINETUNE_MODES = ("full", "frozen", "lora")
 """What trains when a run starts from existing weights (see :class:`FinetuneConfig`)."""
 
 EXPORT_DTYPES = ("float32", "bfloat16")
-"""``export_dtype`` values: names of the ``torch`` dtypes an exported denoiser is stored in."""
+"""``export_dtype`` values: names of the ``torch`` dtypes an exported model is stored in."""
 DEFAULT_LORA_TARGETS = (
     "self_attn.q", "self_attn.k", "self_attn.v", "self_attn.o",
     "gated_delta.q_proj", "gated_delta.k_proj", "gated_delta.v_proj", "gated_delta.o_proj",
@@ -313,10 +313,10 @@ class TrainConfig:
     directory) for a model with ``codec = "wan"``; unset: the VAE of ``init``, or random
     weights (tests). Also ``kairos-gym train --codec-weights PATH``."""
     export_dtype: str = "float32"
-    """Storage dtype of the exported denoiser's weights: ``"float32"`` or ``"bfloat16"`` (half
-    the size, for embedded models; loaded back as float32). The proprioceptive dynamics and
-    the state normalisation stay float32: their rounding errors would compound over an
-    episode. Not part of the run's identity: changing it and running again re-exports a
+    """Storage dtype of the exported denoiser's and codec's weights: ``"float32"`` or
+    ``"bfloat16"`` (half the size, for embedded models; loaded back as float32). The
+    proprioceptive dynamics, the state normalisation and the codec's latent normalisation stay
+    float32: their rounding errors would compound over an episode or touch every latent. Not part of the run's identity: changing it and running again re-exports a
     finished run."""
     seed: int = 0
     """Seed of initialisation, batch order and noise: two runs with one config are identical."""

@@ -166,7 +166,7 @@ def test_the_outcome_head_is_refitted_on_the_dynamics_own_unrolls(tmp_path, file
         load_config(bad)
 
 
-def test_a_bfloat16_export_halves_the_denoiser_and_keeps_the_dynamics_exact(tmp_path, files):
+def test_a_bfloat16_export_halves_the_weights_and_keeps_the_dynamics_exact(tmp_path, files):
     data, _ = files
     config = _config(tmp_path / "g", data, PROPRIO + "\nstate_outcomes = true", "")
     out = _train(config, tmp_path / "run")
@@ -182,6 +182,13 @@ def test_a_bfloat16_export_halves_the_denoiser_and_keeps_the_dynamics_exact(tmp_
         else:
             assert half[key].dtype == torch.bfloat16, key
             torch.testing.assert_close(half[key].float(), value, rtol=1e-2, atol=1e-2, msg=key)
+    full_codec = ckpt.load_tensors(out / "codec.safetensors")
+    half_codec = ckpt.load_tensors(half_dir / "codec.safetensors")
+    for key, value in full_codec.items():
+        if key.rsplit(".", 1)[-1] in ("latent_mean", "latent_std"):
+            torch.testing.assert_close(half_codec[key], value, rtol=0, atol=0, msg=key)
+        elif value.is_floating_point():
+            assert half_codec[key].dtype == torch.bfloat16, key
     env = ImaginedEnv(half_dir)  # loads into float32 parameters
     env.reset(seed=0)
     assert next(env.core.model.dit.parameters()).dtype == torch.float32
