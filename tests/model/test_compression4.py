@@ -76,7 +76,10 @@ def test_step_frames_equal_decoding_the_whole_clip(wm):
     f2_row1, _ = wm.decode_step(d.select([1]), l2[1:])
     f2, _ = wm.decode_step(d, l2)
     whole = wm.codec.decode(torch.cat([wm.codec.encode(frames), l1[:, None], l2[:, None]], 1))
-    torch.testing.assert_close(torch.cat([f1, f2], 1), whole[:, 5:], atol=0, rtol=0)
+    # The same decoder math, but a streamed step and one whole-clip pass sum in different
+    # orders, so an odd pixel may round to the neighbouring grey level (seen: 4 of 12,288).
+    diff = (torch.cat([f1, f2], 1).int() - whole[:, 5:].int()).abs()
+    assert diff.max() <= 1 and (diff > 0).float().mean() < 0.01
     # One row alone rounds differently from a batch of two: within one grey level.
     assert (f2_row1.int() - f2[1:].int()).abs().max() <= 1
     assert f1.shape == (2, 4, 16, 16, 3)
