@@ -110,3 +110,23 @@ def test_the_objects_model_reads_success_from_the_carried_cube():
     assert float(p) > 0.5
     env.close()
 
+
+
+def test_the_door_model_reads_success_from_the_carried_hinge():
+    env = gym.make("kairos_gym/Imagined-v0", checkpoint=EMBEDDED_CHECKPOINTS["door"])
+    core = env.unwrapped.core
+    assert core.model.config.state_outcomes and env.unwrapped.checkpoint.image_key == "sideview_image"
+    obs, _ = env.reset(seed=0)
+    # A still arm never opens the door: the carried hinge stays shut and no step succeeds.
+    for _ in range(30):
+        obs, _, terminated, _, info = env.step(np.zeros(7, np.float32))
+        assert not info["success"] and not terminated
+    assert abs(obs["object_state"][3]) < 0.05  # the hinge angle (rad)
+    # Success follows the carried state: a door swung 0.5 rad open is a success.
+    dyn = core.model.dit.proprio_dynamics
+    opened = torch.as_tensor(np.concatenate([obs["object_state"], obs["state"]]))[None].float()
+    opened[0, 3] = 0.5
+    with torch.no_grad():
+        p = dyn.outcomes(core.model.dit.normalize_state(opened))["success"].sigmoid()
+    assert float(p) > 0.5
+    env.close()

@@ -43,12 +43,15 @@ EMBEDDED_CHECKPOINTS: dict[str, Path] = {
     "lift": DEFAULT_CHECKPOINT,
     "lift-proprio": DEFAULT_CHECKPOINT.parent / "lift_proprio",
     "lift-objects": DEFAULT_CHECKPOINT.parent / "lift_objects",
+    "door": DEFAULT_CHECKPOINT.parent / "door",
 }
 """The models shipped in the package, by name (each folder has a model card, README.md):
 ``lift`` is the default; ``lift-proprio`` the same task with the proprioceptive path, which
 follows actions off the expert's path more closely; ``lift-objects`` carries the cube's
 position too and reads success from the carried state: the one whose imagined success rates
-agree best with the real simulator's. Pass the path as ``checkpoint``."""
+agree best with the real simulator's; ``door`` is robosuite Door (64 px sideview) built the
+way ``lift-objects`` is, carrying the door's handle, hinge and latch. Pass the path as
+``checkpoint``."""
 
 
 @dataclass
