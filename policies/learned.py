@@ -48,7 +48,8 @@ class BCConfig:
     """Behaviour-cloning settings (saved beside the weights).
 
     Attributes:
-        camera: the camera whose image the policy sees (``<camera>_image``).
+        camera: the camera whose image the policy sees (``<camera>_image``); ``None``: the
+            training files' only camera (:func:`train_bc` stores the one it found).
         chunk: ``H``, actions predicted per query.
         channels: output channels of the stride-2 convolution stages.
         hidden: width of the MLP head.
@@ -62,7 +63,7 @@ class BCConfig:
         augment_shift: random image shifts of up to this many pixels (0: none).
     """
 
-    camera: str = "agentview"
+    camera: str | None = None
     chunk: int = 4
     channels: tuple[int, ...] = (32, 64, 64)
     hidden: int = 256
@@ -229,6 +230,21 @@ def _samples(episodes: Sequence[Mapping[str, Any]], chunk: int) -> tuple[np.ndar
             np.concatenate(masks))
 
 
+def _only_camera(image_keys: tuple[str, ...], where: str) -> str:
+    """The camera name of the single image key of an episode file (``sideview_image`` ->
+    ``sideview``), for a policy not told which camera to see."""
+    from kairos_gym.errors import DatasetError
+
+    if len(image_keys) != 1:
+        raise DatasetError(f"{where}: {len(image_keys)} camera images {list(image_keys)}; "
+                           "choose the one the policy sees (BCConfig.camera, --camera)")
+    key = image_keys[0]
+    for suffix in ("_image", "_rgb"):
+        if key.endswith(suffix):
+            return key[: -len(suffix)]
+    return key
+
+
 def train_bc(
     paths: str | os.PathLike | Sequence[str | os.PathLike],
     config: BCConfig = BCConfig(),
@@ -253,6 +269,8 @@ def train_bc(
     files = as_paths(paths)
     with EpisodeReader(files[0]) as reader:
         keys = ObservationKeys.from_reader(reader)
+        if config.camera is None:
+            config = dataclasses.replace(config, camera=_only_camera(keys.image_keys, files[0]))
         image_key = resolve_image_key(reader[0].obs_keys, config.camera, files[0])
     episodes = load_episodes(files, config.camera, split=config.split,
                              state_keys=keys.state_keys)

@@ -31,7 +31,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("--data", required=True, nargs="+", metavar="HDF5", help="episode files to clone")
     add("--output", required=True, metavar="DIR", help="policy directory to write")
-    add("--camera", default=defaults.camera, help=f"camera the policy sees (default: {defaults.camera})")
+    add("--camera", default=defaults.camera,
+        help="camera the policy sees (default: the data's only camera)")
     add("--episodes", type=positive_int, default=None, metavar="N",
         help="train on N episodes of a seeded shuffle (default: all)")
     add("--steps", type=positive_int, default=defaults.steps, metavar="N",

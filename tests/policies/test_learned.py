@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from kairos_gym.cli import main as cli_main
-from kairos_gym.errors import CheckpointError, ShapeError
+from kairos_gym.errors import CheckpointError, DatasetError, ShapeError
 from kairos_gym.policies.learned import BCConfig, BCPolicy, train_bc
 from tests.train.conftest import write_data
 
@@ -23,6 +23,7 @@ def test_bc_learns_a_constant_action_and_round_trips(data, tmp_path):
     torch.set_num_threads(1)
     policy = train_bc(data, BCConfig(steps=150, chunk=3, batch_size=16), progress=False)
     assert policy.image_key == "agentview_image" and policy.state_keys == ("state",)
+    assert policy.config.camera == "agentview"  # the file's only camera, stored
     from kairos_gym.data import load_episodes
 
     ep = load_episodes(data, "agentview", split="all", state_keys=("state",))[0]
@@ -41,6 +42,41 @@ def test_bc_learns_a_constant_action_and_round_trips(data, tmp_path):
     assert loaded.config == policy.config
     with pytest.raises(ShapeError, match=r"needs observation keys \['state'\]"):
         policy.act({"agentview_image": obs["agentview_image"]})
+
+
+def _with_cameras(path, names):
+    """A copy of the test episodes whose images are seen by the cameras ``names``."""
+    import dataclasses
+
+    import gymnasium as gym
+
+    from kairos_gym.data.episodes import EpisodeWriter
+    from tests.data.conftest import make_episode, make_spec
+
+    spec = make_spec()
+    spaces = {k: v for k, v in spec.observation_space.spaces.items() if k != "agentview_image"}
+    for name in names:
+        spaces[f"{name}_image"] = spec.observation_space["agentview_image"]
+    spec = dataclasses.replace(spec, observation_space=gym.spaces.Dict(spaces), cameras=tuple(names))
+    with EpisodeWriter(str(path), spec) as writer:
+        for i in range(2):
+            ep = make_episode(12, seed=i)
+            for part in ("obs", "final_obs"):
+                image = ep[part].pop("agentview_image")
+                for name in names:
+                    ep[part][f"{name}_image"] = image
+            writer.write_episode(**ep)
+    return path
+
+
+def test_bc_sees_the_files_only_camera_unless_told(tmp_path):
+    side = _with_cameras(tmp_path / "side.hdf5", ["sideview"])
+    policy = train_bc(side, BCConfig(steps=2), progress=False)
+    assert policy.image_key == "sideview_image" and policy.config.camera == "sideview"
+    two = _with_cameras(tmp_path / "two.hdf5", ["sideview", "wrist"])
+    with pytest.raises(DatasetError, match=r"2 camera images .*--camera"):
+        train_bc(two, BCConfig(steps=2), progress=False)
+    assert train_bc(two, BCConfig(steps=2, camera="wrist"), progress=False).image_key == "wrist_image"
 
 
 def test_bc_uses_fewer_episodes_when_asked_and_is_seeded(data):
