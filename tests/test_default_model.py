@@ -113,7 +113,8 @@ def test_the_objects_model_reads_success_from_the_carried_cube():
 
 
 def test_the_door_model_reads_success_from_the_carried_hinge():
-    env = gym.make("kairos_gym/Imagined-v0", checkpoint=EMBEDDED_CHECKPOINTS["door"])
+    env = gym.make("kairos_gym/Imagined-v0", checkpoint=EMBEDDED_CHECKPOINTS["door"],
+                   max_episode_steps=120)
     core = env.unwrapped.core
     assert core.model.config.state_outcomes and env.unwrapped.checkpoint.image_key == "sideview_image"
     obs, _ = env.reset(seed=0)
