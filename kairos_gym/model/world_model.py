@@ -50,10 +50,20 @@ FULL_PRECISION_PREFIXES = ("proprio_dynamics.", "state_mean", "state_std")
 """Denoiser tensors a reduced-precision export keeps as trained: the proprioceptive dynamics
 is applied once per step to its own output, so its rounding errors compound over an episode,
 and the state normalisation maps every state."""
-CODEC_FULL_PRECISION_NAMES = ("latent_mean", "latent_std")
+CODEC_FULL_PRECISION_PREFIXES = ("latent_mean", "latent_std")
 """Codec tensors a reduced-precision export keeps as trained: the latent normalisation, which
 maps every latent. In bfloat16 the rest of the 64 px codec decodes frames within 58 dB PSNR
 of the float32 one."""
+
+
+def _cast_weights(tensors: dict[str, torch.Tensor], dtype: torch.dtype | None,
+                  keep: tuple[str, ...]) -> dict[str, torch.Tensor]:
+    """``tensors`` with every floating-point one not under a ``keep`` prefix cast to ``dtype``
+    (``None``: unchanged)."""
+    if dtype is None:
+        return tensors
+    return {k: v.to(dtype) if v.is_floating_point() and not k.startswith(keep) else v
+            for k, v in tensors.items()}
 
 
 class WorldModel(nn.Module):
@@ -453,23 +463,13 @@ class WorldModel(nn.Module):
             dtype: store the floating-point weights of the denoiser and the codec in this
                 dtype (e.g. ``torch.bfloat16``: half the size; :meth:`from_pretrained` loads
                 them back into float32 parameters). Denoiser tensors under
-                :data:`FULL_PRECISION_PREFIXES` and codec tensors named in
-                :data:`CODEC_FULL_PRECISION_NAMES` stay as they are. ``None``: as trained.
+                :data:`FULL_PRECISION_PREFIXES` and codec tensors under
+                :data:`CODEC_FULL_PRECISION_PREFIXES` stay as they are. ``None``: as trained.
         """
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
-        tensors = self.dit.state_dict()
-        codec = self.codec.state_dict()
-        if dtype is not None:
-            tensors = {
-                k: v.to(dtype) if v.is_floating_point() and not k.startswith(FULL_PRECISION_PREFIXES) else v
-                for k, v in tensors.items()
-            }
-            codec = {
-                k: v.to(dtype) if v.is_floating_point() and k.rsplit(".", 1)[-1] not in CODEC_FULL_PRECISION_NAMES
-                else v
-                for k, v in codec.items()
-            }
+        tensors = _cast_weights(self.dit.state_dict(), dtype, FULL_PRECISION_PREFIXES)
+        codec = _cast_weights(self.codec.state_dict(), dtype, CODEC_FULL_PRECISION_PREFIXES)
         ckpt.save_tensors_atomic(tensors, directory / ckpt.MODEL_NAME, {"format": "pt"})
         ckpt.save_tensors_atomic(codec, directory / ckpt.CODEC_NAME, {"format": "pt"})
         data = {"format": ckpt.FORMAT_VERSION, "model": self.config.to_dict(), **(extra or {})}
