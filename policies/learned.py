@@ -233,13 +233,14 @@ def _samples(episodes: Sequence[Mapping[str, Any]], chunk: int) -> tuple[np.ndar
 def _only_camera(image_keys: tuple[str, ...], where: str) -> str:
     """The camera name of the single image key of an episode file (``sideview_image`` ->
     ``sideview``), for a policy not told which camera to see."""
+    from kairos_gym.data.keys import CAMERA_SUFFIXES
     from kairos_gym.errors import DatasetError
 
     if len(image_keys) != 1:
         raise DatasetError(f"{where}: {len(image_keys)} camera images {list(image_keys)}; "
                            "choose the one the policy sees (BCConfig.camera, --camera)")
     key = image_keys[0]
-    for suffix in ("_image", "_rgb"):
+    for suffix in CAMERA_SUFFIXES:
         if key.endswith(suffix):
             return key[: -len(suffix)]
     return key

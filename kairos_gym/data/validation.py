@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import h5py
 import numpy as np
 
+from kairos_gym.data.keys import CAMERA_SUFFIXES
 from kairos_gym.errors import DatasetError
 
 if TYPE_CHECKING:
@@ -36,7 +37,6 @@ if TYPE_CHECKING:
 __all__ = ["EpisodeLayout", "check_episode_group", "check_finite", "check_local"]
 
 _NUMERIC = "fiub"
-_CAMERA_SUFFIXES = ("_image", "_rgb")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,7 +80,7 @@ class EpisodeLayout:
         for key, ds in group["obs"].items():
             shape = tuple(ds.shape[1:])
             obs[key] = (shape, None)
-            if key.endswith(_CAMERA_SUFFIXES) and len(shape) == 3 and shape[-1] == 3:
+            if key.endswith(CAMERA_SUFFIXES) and len(shape) == 3 and shape[-1] == 3:
                 images.add(key)
         return cls(
             obs=obs,
