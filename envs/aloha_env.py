@@ -151,6 +151,11 @@ class AlohaEnv(EpisodeLimit, gym.Env):
         terminate_on_success: end the episode (``terminated=True``) on the first success.
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the first observed
             camera, or ``top`` when none is observed, at ``image_size``).
+        object_obs: add the privileged ``object_state`` observation, float32: the task's
+            object positions in the world frame (TransferCube: the cube [3]; Insertion: the
+            peg, then the socket [6]). Off by default: policies should not see it. World
+            models trained on data with it carry the objects' state beside the joints', so
+            success (the cube in the left gripper, in the air) can be read from that state.
 
     Raises:
         ValueError: unknown task, camera or render mode; non-positive sizes or step limit.
@@ -168,6 +173,7 @@ class AlohaEnv(EpisodeLimit, gym.Env):
         max_episode_steps: int | None = None,
         terminate_on_success: bool = False,
         render_mode: str | None = None,
+        object_obs: bool = False,
     ) -> None:
         if max_episode_steps is None and task in ALOHA_LIMITS:
             max_episode_steps = ALOHA_LIMITS[task]
@@ -185,6 +191,7 @@ class AlohaEnv(EpisodeLimit, gym.Env):
         ).store_on(self)
         self._spec = TASKS[task]
         self.instruction = self._spec.instruction
+        self.object_obs = bool(object_obs)
 
         self.physics = dm_mujoco.Physics.from_xml_path(str(ASSETS_DIR / self._spec.xml))
         self._task = self._spec.task_cls()
@@ -225,6 +232,9 @@ class AlohaEnv(EpisodeLimit, gym.Env):
         }
         # Joint limits are soft in MuJoCo, so measured positions can leave the nominal range.
         obs_spaces["state"] = spaces.Box(-np.inf, np.inf, shape=(14,), dtype=np.float32)
+        if self.object_obs:
+            width = 3 * len(self._spec.placements)
+            obs_spaces["object_state"] = spaces.Box(-np.inf, np.inf, (width,), np.float32)
         self.observation_space = spaces.Dict(obs_spaces)
 
         self._steps = 0
@@ -402,6 +412,11 @@ class AlohaEnv(EpisodeLimit, gym.Env):
     def _observation(self) -> dict[str, np.ndarray]:
         obs = {f"{cam}_image": self._render_camera(cam) for cam in self.cameras}
         obs["state"] = self._task.get_qpos(self.physics).astype(np.float32)
+        if self.object_obs:
+            qpos = self.data.qpos
+            obs["object_state"] = np.concatenate(
+                [qpos[adr : adr + 3] for adr in self._free_qpos.values()]
+            ).astype(np.float32)
         return obs
 
     def _render_camera(self, camera: str) -> np.ndarray:

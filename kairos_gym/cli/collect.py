@@ -77,8 +77,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-attempts", type=positive_int, default=None, metavar="N",
         help="with --only-success, stop after N attempts in this run (default: 10 x --episodes)")
     add("--object-state", action="store_true",
-        help="record the privileged object_state observation too (robosuite envs: the task's "
-             "object positions; for world models that carry them, not for policies)")
+        help="record the privileged object_state observation too (robosuite and ALOHA envs: the "
+             "task's object positions; for world models that carry them, not for policies)")
     add("--compression", choices=("gzip", "lzf"), default="gzip",
         help="compression (default: gzip, readable everywhere; lzf decodes faster, h5py only)")
     add("--no-progress", action="store_true", help="no progress bar")

@@ -220,3 +220,29 @@ def test_uniform_random_actions_never_raise(task):
     np.testing.assert_array_equal(env.unwrapped.get_sim_state(), fresh.get_sim_state())
     fresh.close()
     env.close()
+
+
+@pytest.mark.parametrize(
+    ("task", "objects"), [("TransferCube", ("box",)), ("Insertion", ("peg", "socket"))]
+)
+def test_object_obs_adds_the_objects_positions_and_follows_them(task, objects):
+    env = gym.make(f"kairos_gym/Aloha-{task}-v0", cameras=(), object_obs=True)
+    assert env.observation_space["object_state"].shape == (3 * len(objects),)
+    obs, _ = env.reset(seed=4)
+    priv = env.unwrapped.privileged()
+    expected = np.concatenate([priv[f"{name}_pos"] for name in objects])
+    np.testing.assert_allclose(obs["object_state"], expected, atol=1e-6)
+    assert env.observation_space.contains(obs)
+    # The objects start 5 cm up and fall: the observation follows the simulator, step by step.
+    for _ in range(10):
+        obs = env.step(obs["state"])[0]
+    priv = env.unwrapped.privileged()
+    np.testing.assert_allclose(
+        obs["object_state"], np.concatenate([priv[f"{name}_pos"] for name in objects]), atol=1e-6
+    )
+    assert obs["object_state"][2] < 0.05
+    env.close()
+    plain = gym.make(f"kairos_gym/Aloha-{task}-v0", cameras=())
+    assert "object_state" not in plain.observation_space.spaces
+    assert "object_state" not in plain.reset(seed=4)[0]
+    plain.close()
