@@ -61,6 +61,11 @@ class BCConfig:
         split: which episodes of the files (``"train"``, ``"val"`` or ``"all"``).
         seed: seeds the initialisation, the episode choice and the batches.
         augment_shift: random image shifts of up to this many pixels (0: none).
+        state_keys: the observation keys concatenated into the policy's state; ``None``: every
+            non-image key of the training files except the privileged ones
+            (:data:`~kairos_gym.data.keys.PRIVILEGED_KEYS`, e.g. ``object_state``), so a
+            policy trained on files recorded for a world model still sees only what a real
+            robot observes (:func:`train_bc` stores the keys it used).
     """
 
     camera: str | None = None
@@ -75,6 +80,7 @@ class BCConfig:
     split: str = "all"
     seed: int = 0
     augment_shift: int = 2
+    state_keys: tuple[str, ...] | None = None
 
     def __post_init__(self) -> None:
         for name in ("chunk", "hidden", "steps", "batch_size"):
@@ -98,6 +104,8 @@ class BCConfig:
         values = dict(data)
         if "channels" in values:
             values["channels"] = tuple(values["channels"])
+        if values.get("state_keys") is not None:
+            values["state_keys"] = tuple(values["state_keys"])
         return cls(**values)
 
 
@@ -260,12 +268,13 @@ def train_bc(
         progress: show a progress bar.
 
     Raises:
-        DatasetError: unreadable files or no episode.
+        DatasetError: unreadable files, no episode, or ``config.state_keys`` the files lack.
     """
     from kairos_gym.data import load_episodes
-    from kairos_gym.data.keys import ObservationKeys
+    from kairos_gym.data.keys import PRIVILEGED_KEYS, ObservationKeys
     from kairos_gym.data.loading import as_paths, resolve_image_key
     from kairos_gym.data.reader import EpisodeReader
+    from kairos_gym.errors import DatasetError
 
     files = as_paths(paths)
     with EpisodeReader(files[0]) as reader:
@@ -273,8 +282,21 @@ def train_bc(
         if config.camera is None:
             config = dataclasses.replace(config, camera=_only_camera(keys.image_keys, files[0]))
         image_key = resolve_image_key(reader[0].obs_keys, config.camera, files[0])
+    wanted = (
+        [k for k in keys.state_keys if k not in PRIVILEGED_KEYS]
+        if config.state_keys is None else list(config.state_keys)
+    )
+    unknown = sorted(set(wanted) - set(keys.state_keys))
+    if unknown:
+        raise DatasetError(
+            f"{files[0]}: no state keys {unknown}; its non-image keys are {list(keys.state_keys)}"
+        )
+    # The file's order, which is the order load_episodes concatenates them in.
+    config = dataclasses.replace(
+        config, state_keys=tuple(k for k in keys.state_keys if k in set(wanted))
+    )
     episodes = load_episodes(files, config.camera, split=config.split,
-                             state_keys=keys.state_keys)
+                             state_keys=config.state_keys)
     rng = np.random.default_rng(config.seed)
     order = rng.permutation(len(episodes))
     if config.max_episodes is not None:
@@ -303,7 +325,7 @@ def train_bc(
         optim.step()
         schedule.step()
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
-    return BCPolicy(net, config, image_key, keys.state_keys)
+    return BCPolicy(net, config, image_key, config.state_keys)
 
 
 def _shift(frames: torch.Tensor, pad: int, rng: np.random.Generator) -> torch.Tensor:

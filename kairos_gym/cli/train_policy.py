@@ -33,6 +33,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--output", required=True, metavar="DIR", help="policy directory to write")
     add("--camera", default=defaults.camera,
         help="camera the policy sees (default: the data's only camera)")
+    add("--state-keys", default=None, metavar="A,B",
+        help="comma-separated observation keys the policy's state is made of (default: every "
+             "non-image key except the privileged object_state)")
     add("--episodes", type=positive_int, default=None, metavar="N",
         help="train on N episodes of a seeded shuffle (default: all)")
     add("--steps", type=positive_int, default=defaults.steps, metavar="N",
@@ -59,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = BCConfig(camera=args.camera, chunk=args.chunk, steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, max_episodes=args.episodes,
-                          seed=args.seed)
+                          seed=args.seed,
+                          state_keys=None if args.state_keys is None else tuple(
+                              k for k in args.state_keys.split(",") if k))
     except ValueError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
@@ -71,5 +76,5 @@ def run(args: argparse.Namespace) -> int:
         return 1
     path = policy.save(args.output)
     print(f"policy written to {path} ({time.perf_counter() - started:.1f} s; "
-          f"{dataclasses.asdict(config)})")
+          f"{dataclasses.asdict(policy.config)})")
     return 0

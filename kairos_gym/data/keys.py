@@ -31,10 +31,14 @@ from kairos_gym.errors import DatasetError, ShapeError
 if TYPE_CHECKING:
     from kairos_gym.data.reader import EpisodeReader
 
-__all__ = ["CAMERA_SUFFIXES", "LAYOUT_STATE_KEYS", "ObservationKeys"]
+__all__ = ["CAMERA_SUFFIXES", "LAYOUT_STATE_KEYS", "PRIVILEGED_KEYS", "ObservationKeys"]
 
 CAMERA_SUFFIXES = ("_image", "_rgb")
 """Suffixes of camera observation keys: kairos-gym and robomimic (``_image``), LIBERO (``_rgb``)."""
+
+PRIVILEGED_KEYS = ("object_state",)
+"""Observation keys of simulator ground truth (``object_obs=True``): world models may carry
+them, policies that claim to see only observations must not read them."""
 
 LAYOUT_STATE_KEYS: dict[str, tuple[str, ...]] = {
     "libero": ("ee_states", "gripper_states"),

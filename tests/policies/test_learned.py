@@ -79,6 +79,44 @@ def test_bc_sees_the_files_only_camera_unless_told(tmp_path):
     assert train_bc(two, BCConfig(steps=2, camera="wrist"), progress=False).image_key == "wrist_image"
 
 
+def _with_object_state(path):
+    """A copy of the test episodes with the privileged ``object_state`` [3] recorded too."""
+    import dataclasses
+
+    import gymnasium as gym
+
+    from kairos_gym.data.episodes import EpisodeWriter
+    from tests.data.conftest import make_episode, make_spec
+
+    spec = make_spec()
+    spaces = dict(spec.observation_space.spaces)
+    spaces["object_state"] = gym.spaces.Box(-np.inf, np.inf, (3,), np.float32)
+    spec = dataclasses.replace(spec, observation_space=gym.spaces.Dict(spaces))
+    with EpisodeWriter(str(path), spec) as writer:
+        for i in range(2):
+            ep = make_episode(12, seed=i)
+            ep["obs"]["object_state"] = np.full((12, 3), float(i), np.float32)
+            ep["final_obs"]["object_state"] = np.full(3, float(i), np.float32)
+            writer.write_episode(**ep)
+    return path
+
+
+def test_bc_never_reads_privileged_object_state_unless_told(tmp_path):
+    path = _with_object_state(tmp_path / "objects.hdf5")
+    policy = train_bc(path, BCConfig(steps=2), progress=False)
+    assert policy.state_keys == ("state",) and policy.config.state_keys == ("state",)
+    policy.save(tmp_path / "p")
+    assert BCPolicy.load(tmp_path / "p").state_keys == ("state",)
+    # Asked for explicitly, in any order: the file's order, which is how the state is built.
+    both = train_bc(path, BCConfig(steps=2, state_keys=("state", "object_state")), progress=False)
+    assert both.state_keys == ("object_state", "state") and both.net.state_mean.shape == (12,)
+    with pytest.raises(DatasetError, match=r"no state keys \['nope'\]"):
+        train_bc(path, BCConfig(steps=2, state_keys=("nope",)), progress=False)
+    code = cli_main(["train-policy", "--data", str(path), "--output", str(tmp_path / "cli"),
+                     "--steps", "2", "--state-keys", "state,object_state", "--no-progress"])
+    assert code == 0 and BCPolicy.load(tmp_path / "cli").state_keys == ("object_state", "state")
+
+
 def test_bc_uses_fewer_episodes_when_asked_and_is_seeded(data):
     a = train_bc(data, BCConfig(steps=5, max_episodes=1, seed=2), progress=False)
     b = train_bc(data, BCConfig(steps=5, max_episodes=1, seed=2), progress=False)
