@@ -110,11 +110,14 @@ class BCConfig:
 
 
 class BCNet(nn.Module):
-    """Image ``[B, H, W, 3]`` uint8 + state ``[B, S]`` -> action chunk ``[B, chunk, A]`` in [-1, 1].
+    """Image ``[B, H, W, 3]`` uint8 + state ``[B, S]`` -> action chunk ``[B, chunk, A]`` within
+    the action space's bounds.
 
     Stride-2 convolutions with GroupNorm, a spatial soft-argmax-free global average (cheap on
-    CPU), the normalised state concatenated, and an MLP head with ``tanh`` (the action space
-    is ``[-1, 1]``).
+    CPU), the normalised state concatenated, and an MLP head with ``tanh``, mapped linearly
+    from ``[-1, 1]`` onto ``[action_low, action_high]`` (buffers; ``[-1, 1]`` by default, the
+    robosuite and LIBERO space, where the map is the identity). So every action it gives is
+    one the env accepts, ALOHA's joint targets in radians and grippers in ``[0, 1]`` included.
     """
 
     def __init__(self, config: BCConfig, state_dim: int, action_dim: int) -> None:
@@ -133,11 +136,23 @@ class BCNet(nn.Module):
         self.chunk, self.action_dim = config.chunk, action_dim
         self.register_buffer("state_mean", torch.zeros(state_dim))
         self.register_buffer("state_std", torch.ones(state_dim))
+        self.register_buffer("action_low", -torch.ones(action_dim))
+        self.register_buffer("action_high", torch.ones(action_dim))
 
-    def forward(self, images: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+    def forward_normalized(self, images: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        """The chunk ``[B, chunk, A]`` in ``[-1, 1]`` per entry (what training fits)."""
         x = images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
         z = torch.cat([self.encoder(x), (state - self.state_mean) / self.state_std], dim=-1)
         return torch.tanh(self.head(z)).view(-1, self.chunk, self.action_dim)
+
+    def normalize_actions(self, actions: torch.Tensor) -> torch.Tensor:
+        """Actions ``[..., A]`` in env units -> ``[-1, 1]`` per entry (the inverse of the map)."""
+        scale = (self.action_high - self.action_low) / 2
+        return ((actions - self.action_low) / scale - 1.0).clamp(-1.0, 1.0)
+
+    def forward(self, images: torch.Tensor, state: torch.Tensor) -> torch.Tensor:
+        u = self.forward_normalized(images, state)
+        return self.action_low + (u + 1.0) * ((self.action_high - self.action_low) / 2)
 
 
 class BCPolicy(Policy):
@@ -204,6 +219,9 @@ class BCPolicy(Policy):
             config = BCConfig.from_dict(meta["config"])
             net = BCNet(config, int(meta["state_dim"]), int(meta["action_dim"]))
             state = load_file(str(directory / WEIGHTS_NAME))
+            # Policies saved before the action bounds were stored acted in [-1, 1].
+            for name in ("action_low", "action_high"):
+                state.setdefault(name, getattr(net, name))
             net.load_state_dict(state, strict=True)
         except FileNotFoundError as exc:
             raise CheckpointError(f"{directory}: no policy checkpoint ({exc.filename})") from None
@@ -282,6 +300,7 @@ def train_bc(
         if config.camera is None:
             config = dataclasses.replace(config, camera=_only_camera(keys.image_keys, files[0]))
         image_key = resolve_image_key(reader[0].obs_keys, config.camera, files[0])
+        action_space = getattr(reader.env_spec, "action_space", None)
     wanted = (
         [k for k in keys.state_keys if k not in PRIVILEGED_KEYS]
         if config.state_keys is None else list(config.state_keys)
@@ -306,10 +325,13 @@ def train_bc(
     net = BCNet(config, states.shape[1], chunks.shape[2])
     net.state_mean.copy_(torch.from_numpy(states.mean(0)))
     net.state_std.copy_(torch.from_numpy(states.std(0) + 1e-3))
+    low, high = _action_bounds(action_space, chunks)
+    net.action_low.copy_(torch.from_numpy(low))
+    net.action_high.copy_(torch.from_numpy(high))
     optim = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optim, config.steps)
     images_t, states_t = torch.from_numpy(images), torch.from_numpy(states)
-    chunks_t, masks_t = torch.from_numpy(chunks), torch.from_numpy(masks).float()
+    chunks_t, masks_t = net.normalize_actions(torch.from_numpy(chunks)), torch.from_numpy(masks).float()
     bar = tqdm(range(config.steps), desc="bc", unit="step", disable=not progress, mininterval=1.0)
     net.train()
     for _ in bar:
@@ -317,7 +339,7 @@ def train_bc(
         frames = images_t[batch]
         if config.augment_shift:
             frames = _shift(frames, config.augment_shift, rng)
-        pred = net(frames, states_t[batch])
+        pred = net.forward_normalized(frames, states_t[batch])
         err = (pred - chunks_t[batch]).square().mean(-1)
         loss = (err * masks_t[batch]).sum() / masks_t[batch].sum()
         optim.zero_grad(set_to_none=True)
@@ -326,6 +348,21 @@ def train_bc(
         schedule.step()
         bar.set_postfix(loss=f"{loss.item():.4f}", refresh=False)
     return BCPolicy(net, config, image_key, config.state_keys)
+
+
+def _action_bounds(space: Any, chunks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """float32 ``(low, high)`` ``[A]``: the action space's bounds, or for an unbounded entry the
+    recorded actions' range (widened by a tenth, so the policy can still reach it)."""
+    actions = chunks.reshape(-1, chunks.shape[-1]).astype(np.float64)
+    seen_low, seen_high = actions.min(0), actions.max(0)
+    margin = 0.1 * np.maximum(seen_high - seen_low, 1e-3)
+    low = np.asarray(getattr(space, "low", np.full(actions.shape[1], -np.inf)), np.float64).reshape(-1)
+    high = np.asarray(getattr(space, "high", np.full(actions.shape[1], np.inf)), np.float64).reshape(-1)
+    if low.shape != seen_low.shape:  # not a flat Box of the actions' width: use what was recorded
+        low, high = np.full_like(seen_low, -np.inf), np.full_like(seen_high, np.inf)
+    low = np.where(np.isfinite(low), low, seen_low - margin)
+    high = np.where(np.isfinite(high), high, seen_high + margin)
+    return low.astype(np.float32), high.astype(np.float32)
 
 
 def _shift(frames: torch.Tensor, pad: int, rng: np.random.Generator) -> torch.Tensor:

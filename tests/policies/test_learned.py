@@ -154,3 +154,44 @@ def test_train_policy_command(data, tmp_path, capsys):
     code = cli_main(["train-policy", "--data", str(tmp_path / "none.hdf5"), "--output", str(out),
                      "--steps", "3", "--no-progress"])
     assert code == 1 and "error" in capsys.readouterr().err
+
+
+def test_bc_acts_within_an_action_space_that_is_not_minus_one_to_one(tmp_path):
+    # ALOHA-like bounds: joint targets beyond 1 and a gripper in [0, 1]. A tanh head without
+    # the bounds' map could neither reach 1.5 nor keep the gripper from going negative.
+    import dataclasses
+
+    import gymnasium as gym
+
+    from kairos_gym.data.episodes import EpisodeWriter
+    from tests.data.conftest import make_episode, make_spec
+
+    low = np.array([-3.0] * 6 + [0.0], np.float32)
+    high = np.array([3.0] * 6 + [1.0], np.float32)
+    spec = dataclasses.replace(make_spec(), action_space=gym.spaces.Box(low, high, (7,), np.float32))
+    path = str(tmp_path / "joints.hdf5")
+    with EpisodeWriter(path, spec) as writer:
+        for i in range(3):
+            ep = make_episode(12, seed=i)
+            ep["actions"] = np.tile(np.array([1.5] * 6 + [0.02], np.float32), (12, 1))
+            writer.write_episode(**ep)
+    torch.set_num_threads(1)
+    policy = train_bc(path, BCConfig(steps=300, chunk=2, batch_size=16, lr=3e-3), progress=False)
+    np.testing.assert_array_equal(policy.net.action_low.numpy(), low)
+    from kairos_gym.data import load_episodes
+
+    ep = load_episodes(path, "agentview", split="all", state_keys=("state",))[0]
+    chunk = policy.act({"agentview_image": ep["frames"][0], "state": ep["state"][0]})
+    assert np.all(chunk >= low) and np.all(chunk <= high)
+    np.testing.assert_allclose(chunk[:, :6], 1.5, atol=0.1)
+    # Saved and loaded with its bounds; a policy saved before bounds were stored acts in [-1, 1].
+    policy.save(tmp_path / "p")
+    np.testing.assert_array_equal(BCPolicy.load(tmp_path / "p").act(
+        {"agentview_image": ep["frames"][0], "state": ep["state"][0]}), chunk)
+    from safetensors.torch import load_file, save_file
+
+    weights = load_file(str(tmp_path / "p" / "policy.safetensors"))
+    del weights["action_low"], weights["action_high"]
+    save_file(weights, str(tmp_path / "p" / "policy.safetensors"))
+    old = BCPolicy.load(tmp_path / "p")
+    assert old.net.action_low.tolist() == [-1.0] * 7 and old.net.action_high.tolist() == [1.0] * 7
