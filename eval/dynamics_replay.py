@@ -18,7 +18,6 @@ error of the last carried state; writes them with the command line as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -27,7 +26,7 @@ from pathlib import Path
 import torch
 
 from kairos_gym.errors import KairosGymError
-from kairos_gym.eval.script import entry_point
+from kairos_gym.eval.script import entry_point, write_report
 from kairos_gym.evaluation.dynamics_replay import replay_dynamics, summarize
 from kairos_gym.imagined.checkpoint import load_env_checkpoint
 
@@ -71,9 +70,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                              "real": r.real_success.tolist(), "imagined": r.imagined_success.tolist()}
                       for path, r in results.items()},
         }
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(report, indent=1))
-        print(f"wrote {args.output}")
+        write_report(args.output, report)
     return 0
 
 

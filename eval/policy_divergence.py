@@ -22,7 +22,6 @@ command line as JSON.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 import time
@@ -31,7 +30,7 @@ from pathlib import Path
 import torch
 
 from kairos_gym.errors import KairosGymError
-from kairos_gym.eval.script import entry_point
+from kairos_gym.eval.script import entry_point, write_report
 from kairos_gym.evaluation.policy_divergence import INPUTS, policy_divergence, summarize
 from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.imagined.env import ImaginedEnv
@@ -99,9 +98,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
                 for path, r in results.items()
             },
         }
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(report, indent=1))
-        print(f"wrote {args.output}")
+        write_report(args.output, report)
     return 0
 
 

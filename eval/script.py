@@ -9,8 +9,11 @@ docstring's first line is the description and the rest the epilog (usage example
 from __future__ import annotations
 
 import argparse
+import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
 
 
 def entry_point(
@@ -32,3 +35,10 @@ def entry_point(
         return int(run(parser.parse_args(args), args) or 0)
 
     return main
+
+
+def write_report(path: str, report: Mapping[str, Any]) -> None:
+    """Write a script's JSON report to ``path`` (creating its folder) and say so."""
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(report, indent=1))
+    print(f"wrote {path}")
