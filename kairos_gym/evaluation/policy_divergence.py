@@ -8,7 +8,7 @@ measures the first; this module measures the second, on recorded real episodes o
 
 For each episode of a file, the imagined env starts from the episode's first observation and
 is stepped with the recorded actions, as in the paired protocol, so both worlds see the same
-actions. At every step the policy is asked, in one batch, for its action on four inputs:
+actions. At every step the policy is asked, in one batch, for its action on five inputs:
 
 - ``real``: the recorded observation (the reference);
 - ``imagined``: the imagined observation, as in closed-loop evaluation;
@@ -24,7 +24,7 @@ policy's real-input actions and averaged over entries: 0 means the policy acts o
 exactly as on reality, 1 means the difference is as large as its actions' typical variation.
 Where ``imagined_images`` is near ``imagined`` and ``imagined_state`` near 0, the frames are
 what steers the policy off its real behaviour, and the other way round. The policy must keep
-no per-step memory (a behaviour-cloned policy, say): it is queried four times per step.
+no per-step memory (a behaviour-cloned policy, say): it is queried five times per step.
 """
 
 from __future__ import annotations
@@ -36,14 +36,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from kairos_gym.data.keys import CAMERA_SUFFIXES
 from kairos_gym.data.reader import EpisodeReader
 from kairos_gym.errors import DatasetError
 from kairos_gym.imagined.checkpoint import EnvCheckpoint
 from kairos_gym.imagined.env import ImaginedEnv
 from kairos_gym.policies.base import Policy
 
-__all__ = ["INPUTS", "DivergenceResult", "policy_divergence"]
+__all__ = ["INPUTS", "DivergenceResult", "policy_divergence", "summarize"]
 
 INPUTS = ("imagined", "imagined_images", "imagined_state", "reconstructed_images")
 """The inputs compared with the real observation, in the order of the result's arrays."""
@@ -76,22 +75,14 @@ class DivergenceResult:
         return float((self.divergence[which] * weights).sum())
 
 
-def _is_image(key: str) -> bool:
-    return key.endswith(CAMERA_SUFFIXES)
-
-
 def _first_action(output: np.ndarray, rows: int) -> np.ndarray:
     """float64 ``[rows, A]``: the first action of each row's chunk (or its single action)."""
     out = np.asarray(output, dtype=np.float64)
     return out[:, 0] if out.ndim == 3 else out.reshape(rows, -1)
 
 
-def _reconstruct(ckpt: EnvCheckpoint, frame: np.ndarray) -> np.ndarray | None:
-    """uint8 ``[H, W, 3]``: ``frame`` encoded and decoded by the model's codec (``None`` when
-    the codec compresses time: its frames are decoded in groups, not one by one)."""
-    codec = ckpt.model.codec
-    if getattr(codec, "temporal_compression", 1) != 1:
-        return None
+def _reconstruct(codec: torch.nn.Module, frame: np.ndarray) -> np.ndarray:
+    """uint8 ``[H, W, 3]``: ``frame`` encoded and decoded by a codec that codes frames one by one."""
     with torch.no_grad():
         out = codec.decode(codec.encode(torch.from_numpy(np.ascontiguousarray(frame))[None, None]))
     return out[0, 0].cpu().numpy()
@@ -131,6 +122,10 @@ def policy_divergence(
     # The recorded actions are replayed to the episode's end: imagined termination is ignored.
     env = ImaginedEnv(ckpt, max_episode_steps=None, sample_steps=sample_steps, done_threshold=1.0)
     keys = list(env.observation_space.spaces)
+    images = set(ckpt.observation_keys.image_keys)
+    # A codec that compresses time decodes frames in groups, not one by one: no reconstruction.
+    codec = ckpt.model.codec
+    rebuilds = getattr(codec, "temporal_compression", 1) == 1
     names: list[str] = []
     diffs: list[np.ndarray] = []  # per episode: [steps, len(INPUTS), A] absolute differences
     reals: list[np.ndarray] = []  # per episode: [steps, A] actions on the real inputs
@@ -162,13 +157,12 @@ def policy_divergence(
                     rows = [
                         now,
                         obs,
-                        {k: (obs[k] if _is_image(k) else now[k]) for k in keys},
-                        {k: (now[k] if _is_image(k) else obs[k]) for k in keys},
+                        {k: (obs[k] if k in images else now[k]) for k in keys},
+                        {k: (now[k] if k in images else obs[k]) for k in keys},
                     ]
-                    rebuilt = {k: (_reconstruct(ckpt, now[k]) if _is_image(k) else now[k])
-                               for k in keys}
-                    if all(v is not None for v in rebuilt.values()):
-                        rows.append(rebuilt)
+                    if rebuilds:
+                        rows.append({k: (_reconstruct(codec, now[k]) if k in images else now[k])
+                                     for k in keys})
                     batch = {k: np.stack([row[k] for row in rows]) for k in keys}
                     acted = _first_action(
                         policy.act_batch(batch, [env.instruction] * len(rows)), len(rows)
