@@ -93,6 +93,8 @@ class BCConfig:
             raise ValueError("BCConfig needs lr > 0, weight_decay >= 0 and augment_shift >= 0")
         if self.max_episodes is not None and self.max_episodes < 1:
             raise ValueError(f"BCConfig.max_episodes must be >= 1 or None, got {self.max_episodes}")
+        if self.state_keys is not None and not self.state_keys:
+            raise ValueError("BCConfig.state_keys must name at least one key, or be None")
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> BCConfig:

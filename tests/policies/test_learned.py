@@ -115,6 +115,9 @@ def test_bc_never_reads_privileged_object_state_unless_told(tmp_path):
     code = cli_main(["train-policy", "--data", str(path), "--output", str(tmp_path / "cli"),
                      "--steps", "2", "--state-keys", "state,object_state", "--no-progress"])
     assert code == 0 and BCPolicy.load(tmp_path / "cli").state_keys == ("object_state", "state")
+    code = cli_main(["train-policy", "--data", str(path), "--output", str(tmp_path / "none"),
+                     "--steps", "2", "--state-keys", ",", "--no-progress"])
+    assert code == 2 and not (tmp_path / "none").exists()
 
 
 def test_bc_uses_fewer_episodes_when_asked_and_is_seeded(data):
@@ -129,6 +132,8 @@ def test_bad_configs_and_checkpoints(tmp_path, data):
         BCConfig(steps=0)
     with pytest.raises(ValueError, match="max_episodes"):
         BCConfig(max_episodes=0)
+    with pytest.raises(ValueError, match="state_keys must name at least one key"):
+        BCConfig(state_keys=())
     with pytest.raises(CheckpointError, match="no policy checkpoint"):
         BCPolicy.load(tmp_path / "missing")
     policy = train_bc(data, BCConfig(steps=1), progress=False)
