@@ -226,6 +226,13 @@ class ClipDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return self._cumulative[-1]
 
+    def clip_files(self) -> np.ndarray:
+        """``[N]`` int64: for every clip, the index in ``paths`` of the file it comes from
+        (what per-file sampling weights need)."""
+        counts = np.diff(np.asarray([0, *self._cumulative], dtype=np.int64))
+        files = np.asarray([e[0] for e in self.episodes], dtype=np.int64)
+        return np.repeat(files, counts)
+
     def __getstate__(self) -> dict[str, Any]:
         # Open HDF5 handles cannot cross process boundaries; workers reopen their own.
         state = dict(self.__dict__)

@@ -10,7 +10,8 @@ resumed collection can refuse to mix data from two different set-ups.
   strings ``"inf"``, ``"-inf"``, ``"nan"`` so the JSON stays standard.
 - :class:`EpisodeEnvSpec`: env id, ``gym.make`` kwargs, spaces, control rate, instruction,
   cameras, image size; ``to_json()`` / ``from_json()`` and :meth:`EpisodeEnvSpec.from_env`
-  to describe a live environment.
+  to describe a live environment; :func:`restrict_to_camera` for the one camera a model
+  generates.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
+
+from kairos_gym.errors import DatasetError
 
 SPEC_FORMAT_VERSION = 1
 MAX_SPACE_ELEMENTS = 2**26
@@ -376,3 +379,28 @@ class EpisodeEnvSpec:
             cameras=cameras,
             image_size=image_size,
         )
+
+
+def restrict_to_camera(spec: EpisodeEnvSpec, camera: str) -> EpisodeEnvSpec:
+    """``spec`` with only ``camera``'s image in the observation space (the model generates one)."""
+    if camera not in spec.cameras:
+        raise DatasetError(f"the data has cameras {list(spec.cameras)}, not {camera!r}")
+    if spec.cameras == (camera,):
+        return spec
+    others = {f"{c}_image" for c in spec.cameras if c != camera}
+    space = gym.spaces.Dict(
+        {k: v for k, v in spec.observation_space.spaces.items() if k not in others}
+    )
+    kwargs = dict(spec.env_kwargs)
+    if "cameras" in kwargs:
+        kwargs["cameras"] = [camera]
+    return EpisodeEnvSpec(
+        spec.env_id,
+        kwargs,
+        space,
+        spec.action_space,
+        spec.control_freq,
+        spec.instruction,
+        (camera,),
+        spec.image_size,
+    )

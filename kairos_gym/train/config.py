@@ -70,6 +70,26 @@ class DataConfig:
     """Seed of the train/validation split."""
     reset_observations: int = 64
     """How many training episodes' first observations the env checkpoint keeps for ``reset()``."""
+    weights: tuple[float, ...] | None = None
+    """Each file's share of the training batches, one positive number per path (normalised to
+    sum to 1; within a file every clip is equally likely). Unset: every clip of every file is
+    equally likely, so a file's share is its share of the clips. A mixture of embodiments or
+    tasks sets it so that a small dataset is not drowned by a large one."""
+
+    def __post_init__(self) -> None:
+        if self.weights is None:
+            return
+        weights = self.weights
+        if isinstance(weights, (str, bytes)) or not isinstance(weights, (list, tuple)):
+            # ValueError, as for every bad config value: callers report one exception type.
+            raise ValueError(f"[data] weights must be a list of numbers, got {weights!r}")  # noqa: TRY004
+        if len(weights) != len(self.paths):
+            raise ValueError(f"[data] weights has {len(weights)} entries for {len(self.paths)} paths; "
+                             "give one weight per path")
+        for w in weights:
+            if isinstance(w, bool) or not isinstance(w, (int, float)) or not math.isfinite(w) or w <= 0:
+                raise ValueError(f"[data] weights must be positive finite numbers, got {w!r}")
+        object.__setattr__(self, "weights", tuple(float(w) for w in weights))
 
 
 @dataclass(frozen=True)
@@ -411,7 +431,7 @@ class TrainConfig:
             "seed": self.seed,
             "model_preset": self.model_preset,
             "model": self.model.to_dict(),
-            "data": {**dataclasses.asdict(self.data), "paths": list(self.data.paths)},
+            "data": _data_dict(self.data),
             "codec": dataclasses.asdict(self.codec),
             "world_model": dataclasses.asdict(self.world_model),
         }
@@ -497,6 +517,17 @@ class TrainConfig:
             model_overrides=model_raw,
             init=_path(raw, "init", base_dir),
         )
+
+
+def _data_dict(data: DataConfig) -> dict[str, Any]:
+    """``[data]`` as JSON; ``weights`` only when set, so the stored configs of earlier runs
+    still compare equal on resume."""
+    out = {**dataclasses.asdict(data), "paths": list(data.paths)}
+    if data.weights is None:
+        del out["weights"]
+    else:
+        out["weights"] = list(data.weights)
+    return out
 
 
 def _paths(value: str | list[str], base_dir: str | os.PathLike) -> tuple[str, ...]:

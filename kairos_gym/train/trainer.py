@@ -55,7 +55,7 @@ from kairos_gym.data.dataset import ClipDataset, group_by_latent
 from kairos_gym.data.keys import ObservationKeys
 from kairos_gym.data.loading import list_episodes, load_episodes
 from kairos_gym.data.reader import EpisodeReader
-from kairos_gym.data.spaces import EpisodeEnvSpec
+from kairos_gym.data.spaces import EpisodeEnvSpec, restrict_to_camera
 from kairos_gym.errors import CheckpointError, DatasetError
 from kairos_gym.evaluation.open_loop import open_loop_eval
 from kairos_gym.imagined.checkpoint import save_env_checkpoint
@@ -122,33 +122,6 @@ def read_env_spec(paths: tuple[str, ...], camera: str) -> EpisodeEnvSpec:
                 f"(fields {diffs}); train on files of one environment"
             )
     return restrict_to_camera(spec, camera)
-
-
-def restrict_to_camera(spec: EpisodeEnvSpec, camera: str) -> EpisodeEnvSpec:
-    """``spec`` with only ``camera``'s image in the observation space (the model generates one)."""
-    import gymnasium as gym
-
-    if camera not in spec.cameras:
-        raise DatasetError(f"the data has cameras {list(spec.cameras)}, not {camera!r}")
-    if spec.cameras == (camera,):
-        return spec
-    others = {f"{c}_image" for c in spec.cameras if c != camera}
-    space = gym.spaces.Dict(
-        {k: v for k, v in spec.observation_space.spaces.items() if k not in others}
-    )
-    kwargs = dict(spec.env_kwargs)
-    if "cameras" in kwargs:
-        kwargs["cameras"] = [camera]
-    return EpisodeEnvSpec(
-        spec.env_id,
-        kwargs,
-        space,
-        spec.action_space,
-        spec.control_freq,
-        spec.instruction,
-        (camera,),
-        spec.image_size,
-    )
 
 
 def model_defaults_from_data(spec: EpisodeEnvSpec) -> dict[str, Any]:
@@ -500,11 +473,35 @@ class Trainer:
             )
         return self._datasets[key]
 
-    def _indices(self, stage: str, step: int, n: int, batch: int) -> np.ndarray:
-        """This rank's share of the global batch of ``step``."""
+    def _indices(self, stage: str, step: int, n: int, batch: int,
+                 probabilities: np.ndarray | None = None) -> np.ndarray:
+        """This rank's share of the global batch of ``step``: uniform over the ``n`` items, or
+        drawn with ``probabilities`` ``[n]`` (per-file weights, :meth:`_clip_probabilities`)."""
         rng = np.random.default_rng(seed_for(self.config.seed, stage, "batch", step))
-        idx = rng.integers(0, n, size=batch)
+        if probabilities is None:
+            idx = rng.integers(0, n, size=batch)
+        else:
+            idx = rng.choice(n, size=batch, p=probabilities)
         return idx[self.dist.rank :: self.dist.world_size]
+
+    def _clip_probabilities(self, dataset: ClipDataset) -> np.ndarray | None:
+        """``[N]`` sampling probabilities of ``dataset``'s clips under ``[data] weights`` (each
+        file its weight's share, split evenly over its clips); None when no weights are set.
+
+        Raises:
+            DatasetError: a weighted file has no clip in this split.
+        """
+        weights = self.config.data.weights
+        if weights is None:
+            return None
+        files = dataset.clip_files()
+        counts = np.bincount(files, minlength=len(weights))
+        empty = [self.config.data.paths[i] for i, c in enumerate(counts) if c == 0]
+        if empty:
+            raise DatasetError(f"[data] weights: {empty} have no training clip to draw from")
+        w = np.asarray(weights, dtype=np.float64)
+        p = (w / w.sum())[files] / counts[files]
+        return p / p.sum()
 
     # --- the generic loop ---
     def _run_stage(
@@ -698,8 +695,12 @@ class Trainer:
         )
         eval_frames = self._frames(val, eval_ids)
 
+        probabilities = self._clip_probabilities(train)
+
         def make_batch(step: int) -> torch.Tensor:
-            return self._frames(train, self._indices("codec", step, len(train), cfg.batch_size))
+            return self._frames(
+                train, self._indices("codec", step, len(train), cfg.batch_size, probabilities)
+            )
 
         def evaluate() -> dict[str, float]:
             with torch.no_grad():
@@ -768,9 +769,12 @@ class Trainer:
             for i in range(4)
         ]
 
+        probabilities = self._clip_probabilities(train)
+
         def make_batch(step: int) -> dict[str, torch.Tensor]:
             return self._clips(
-                model, train, self._indices("world_model", step, len(train), cfg.batch_size)
+                model, train,
+                self._indices("world_model", step, len(train), cfg.batch_size, probabilities),
             )
 
         def evaluate(sharded: bool = False) -> dict[str, Any]:
@@ -1032,11 +1036,23 @@ class Trainer:
         return self.output / "model"
 
     def _reset_observations(self) -> dict[str, np.ndarray]:
-        """First observations of the first ``data.reset_observations`` training episodes."""
+        """First observations of the first ``data.reset_observations`` training episodes; with
+        ``data.weights``, of each file's first episodes in proportion to its weight (so every
+        embodiment of a mixture has its own starts)."""
         d = self.config.data
         refs = list_episodes(
             list(d.paths), split="train", val_fraction=d.val_fraction, seed=d.split_seed
-        )[: d.reset_observations]
+        )
+        if d.weights is None:
+            refs = refs[: d.reset_observations]
+        else:
+            w = np.asarray(d.weights) / sum(d.weights) * d.reset_observations
+            counts = np.floor(w).astype(int)
+            # The remaining starts go to the largest remainders (the file order breaks ties).
+            for i in np.argsort(-(w - counts), kind="stable")[: d.reset_observations - counts.sum()]:
+                counts[i] += 1
+            refs = [r for path, k in zip(d.paths, counts)
+                    for r in [r for r in refs if r.path == path][:k]]
         keys = list(self.spec.observation_space.spaces)
         out: dict[str, list[np.ndarray]] = {k: [] for k in keys}
         for ref in refs:
