@@ -74,6 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=100, help="episode k uses seed + k (default 100)")
     add("--steps", type=int, default=None, help="steps per episode (default: the episode limit)")
     add("--sample-steps", type=int, default=None, help="Euler steps per imagined frame")
+    add("--embodiment", default=None, metavar="NAME",
+        help="with a multi-embodiment checkpoint: the embodiment to compare (its real env)")
     add("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     add("--output", default="results/agreement.json", help="JSON path (the PNG goes beside it)")
     add("--no-plot", action="store_true", help="skip the scatter PNG")
@@ -103,7 +105,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        ckpt, real, imagined = open_env_pair(args.checkpoint, sample_steps=args.sample_steps)
+        ckpt, real, imagined = open_env_pair(args.checkpoint, sample_steps=args.sample_steps,
+                                             embodiment=args.embodiment)
         policies = {spec: make_policy(spec, real) for spec in args.policies}
     except (CheckpointError, ValueError, DependencyNotInstalled, gym.error.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -147,7 +150,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "seed": args.seed,
         "steps": args.steps,
         "real_from": args.real_from,
-        "sample_steps": imagined.settings.steps,
+        "embodiment": args.embodiment,
+        "sample_steps": imagined.unwrapped.settings.steps,
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.machine(),
         "seconds": time.perf_counter() - started,

@@ -8,6 +8,8 @@
 - :mod:`kairos_gym.data.loading`: the train/val split, :func:`list_episodes` and
   :func:`load_episodes` (whole episodes, e.g. for open-loop evaluation).
 - :mod:`kairos_gym.data.dataset`: :class:`ClipDataset`, fixed-length clips as tensors.
+- :mod:`kairos_gym.data.unified`: one action/state layout for several embodiments
+  (:class:`~kairos_gym.data.unified.UnifiedLayout`), so one model learns them together.
 
 ``ClipDataset`` is imported lazily so that reading and writing episodes never imports torch.
 """

@@ -11,6 +11,7 @@ rewards and both success flags. This module turns those records into the figures
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 import gymnasium as gym
@@ -20,7 +21,6 @@ from kairos_gym.rollout import PairedEpisode, PairedStep
 
 if TYPE_CHECKING:  # pragma: no cover
     from kairos_gym.imagined.checkpoint import EnvCheckpoint
-    from kairos_gym.imagined.env import ImaginedEnv
 
 __all__ = ["PairedEpisode", "PairedStep", "aggregate", "summarize"]
 
@@ -100,20 +100,41 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def open_env_pair(
-    checkpoint: str | None, *, sample_steps: int | None = None
-) -> tuple[EnvCheckpoint, gym.Env, ImaginedEnv]:
+    checkpoint: str | None, *, sample_steps: int | None = None, embodiment: str | None = None
+) -> tuple[EnvCheckpoint, gym.Env, gym.Env]:
     """``(checkpoint, real env, imagined env)`` for comparing the two worlds: the real env is
     built from the checkpoint's spec (``gym.make(spec.env_id, **spec.env_kwargs)``), so both
     have the same spaces, cameras and episode limit.
 
+    For a multi-embodiment checkpoint (:mod:`kairos_gym.data.unified`) ``embodiment`` names
+    the one to compare: the real env is built from that embodiment's spec, the imagined env
+    is an :class:`~kairos_gym.imagined.embodiment.EmbodimentEnv`, and the returned checkpoint
+    carries that embodiment's spec as its ``env_spec`` (for reports; serve the model through
+    the returned env, not through it).
+
     Raises:
-        CheckpointError, ValueError: a bad checkpoint or option.
+        CheckpointError, ValueError: a bad checkpoint or option (an ``embodiment`` missing or
+            given where it does not apply).
         DependencyNotInstalled, gymnasium.error.Error: the real simulator cannot be built.
     """
+    from kairos_gym.data.unified import UnifiedLayout, is_unified
     from kairos_gym.imagined.checkpoint import load_env_checkpoint
+    from kairos_gym.imagined.embodiment import make_embodiment_env
     from kairos_gym.imagined.env import ImaginedEnv
 
     ckpt = load_env_checkpoint(checkpoint)
-    imagined = ImaginedEnv(ckpt, sample_steps=sample_steps)
+    if is_unified(ckpt.env_spec):
+        layout = UnifiedLayout.from_spec(ckpt.env_spec)
+        if embodiment is None:
+            raise ValueError(f"{ckpt.path} models several embodiments {list(layout.names)}: "
+                             "name the one to compare (--embodiment)")
+        imagined: gym.Env = make_embodiment_env(ckpt, embodiment, sample_steps=sample_steps)
+        spec = layout.embodiment(embodiment).spec
+        ckpt = dataclasses.replace(ckpt, env_spec=spec)
+    else:
+        if embodiment is not None:
+            raise ValueError(f"{ckpt.path} models {ckpt.env_spec.env_id} alone; --embodiment "
+                             "applies to multi-embodiment checkpoints")
+        imagined = ImaginedEnv(ckpt, sample_steps=sample_steps)
     real = gym.make(ckpt.env_spec.env_id, **ckpt.env_spec.env_kwargs)
     return ckpt, real, imagined

@@ -59,6 +59,48 @@ def make_episode(T: int, seed: int = 0, image_size: int = H) -> dict[str, Any]:
     }
 
 
+def make_bimanual_spec(image_size: int = H) -> EpisodeEnvSpec:
+    """A spec shaped like the ALOHA envs: camera ``top``, 14-D joint targets (grippers in
+    [0.2, 1]: bounds that exclude 0), a 14-D ``state``, 50 Hz, 40-step episodes."""
+    low = np.full(14, -3.0, np.float32)
+    high = np.full(14, 3.0, np.float32)
+    low[[6, 13]], high[[6, 13]] = 0.2, 1.0
+    obs = gym.spaces.Dict({
+        "top_image": gym.spaces.Box(0, 255, (image_size, image_size, 3), np.uint8),
+        "state": gym.spaces.Box(-np.inf, np.inf, (14,), np.float32),
+    })
+    return EpisodeEnvSpec(
+        env_id="kairos_gym/Aloha-TransferCube-v0",
+        env_kwargs={"cameras": ["top"], "image_size": image_size, "max_episode_steps": 40},
+        observation_space=obs,
+        action_space=gym.spaces.Box(low, high, dtype=np.float32),
+        control_freq=50.0,
+        instruction="hand the cube over",
+        cameras=("top",),
+        image_size=(image_size, image_size),
+    )
+
+
+def make_bimanual_episode(T: int, seed: int = 0, image_size: int = H) -> dict[str, Any]:
+    """Arrays for ``write_episode`` under :func:`make_bimanual_spec`: random frames, actions
+    inside the bounds, a random 14-D state, staged rewards."""
+    rng = np.random.default_rng(500 + seed)
+    spec = make_bimanual_spec(image_size)
+    frames = rng.integers(0, 255, (T + 1, image_size, image_size, 3), dtype=np.uint8)
+    state = rng.standard_normal((T + 1, 14)).astype(np.float32)
+    space = spec.action_space
+    actions = rng.uniform(space.low, space.high, (T, 14)).astype(np.float32)
+    success = np.arange(T) >= T - 2
+    return {
+        "obs": {"top_image": frames[:T], "state": state[:T]},
+        "actions": actions,
+        "rewards": np.minimum(np.arange(T) // 3, 4).astype(np.float64),
+        "dones": np.zeros(T, dtype=bool),
+        "success": success,
+        "final_obs": {"top_image": frames[T], "state": state[T]},
+    }
+
+
 MULTIKEY_STATE = {"eef_pos": (3,), "gripper": (2,), "joints": (2, 2), "n_contacts": ()}
 """State keys of :func:`make_multikey_spec`, in space order: 3 + 2 + 4 + 1 = 10 values."""
 

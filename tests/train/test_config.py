@@ -64,10 +64,11 @@ def test_codec_weights_are_a_path_beside_the_config(tmp_path):
         TrainConfig.from_dict({**raw, "codec_weights": 1})
 
 
-STATE_WIDTHS = {"lift_object_frame.toml": 11}  # the arm's 8 and Lift's cube position
+# The arm's 8 and Lift's cube position; Lift's 8, TransferCube's 14 and the 2-way one-hot.
+STATE_WIDTHS = {"lift_object_frame.toml": 11, "cross/joint.toml": 24}
 
 
-@pytest.mark.parametrize("name", sorted(p.name for p in CONFIGS.glob("*.toml")))
+@pytest.mark.parametrize("name", sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.toml")))
 def test_every_shipped_config_parses(name):
     # Parsing only (the data files are not read): a renamed or mistyped key fails here. The
     # state width, which the trainer reads from the data, is given as the data's: the arm's 8
