@@ -309,20 +309,36 @@ def unify_episodes(source: str | os.PathLike, destination: str | os.PathLike,
         if diffs:
             raise DatasetError(f"{source} was recorded with a different env than embodiment "
                                f"{name!r} (fields {diffs})")
-        written = 0
-        with EpisodeWriter(os.fspath(destination), layout.spec()) as writer:
-            for episode in reader:
-                data = episode.load()
-                obs = layout.unify_observation(name, data["obs"])
-                final = data["final_obs"]
-                writer.write_episode(
-                    obs=obs,
-                    actions=layout.unify_action(name, data["actions"]),
-                    rewards=data["rewards"], dones=data["dones"], success=data["success"],
-                    final_obs=None if final is None else layout.unify_observation(name, final),
-                    seed=episode.seed, instruction=episode.instruction,
-                )
-                written += 1
+        # Written beside the destination and moved into place whole: a conversion that fails
+        # half-way leaves no partial file that a second try would refuse to overwrite.
+        partial = f"{os.fspath(destination)}.partial"
+        if os.path.exists(partial):
+            os.remove(partial)
+        try:
+            written = _convert(reader, partial, layout, name)
+        except BaseException:
+            if os.path.exists(partial):
+                os.remove(partial)
+            raise
+    os.replace(partial, destination)
+    return written
+
+
+def _convert(reader: EpisodeReader, path: str, layout: UnifiedLayout, name: str) -> int:
+    """Write every episode of ``reader`` (embodiment ``name``) into a new file at ``path``."""
+    written = 0
+    with EpisodeWriter(path, layout.spec()) as writer:
+        for episode in reader:
+            data = episode.load()
+            final = data["final_obs"]
+            writer.write_episode(
+                obs=layout.unify_observation(name, data["obs"]),
+                actions=layout.unify_action(name, data["actions"]),
+                rewards=data["rewards"], dones=data["dones"], success=data["success"],
+                final_obs=None if final is None else layout.unify_observation(name, final),
+                seed=episode.seed, instruction=episode.instruction,
+            )
+            written += 1
     return written
 
 

@@ -131,3 +131,24 @@ def test_the_command_converts_every_file_into_one_layout(tmp_path, capsys):
     # A camera the file does not have.
     assert main([str(tmp_path / "x"), "--embodiment", "lift", "top", str(lift)]) == 2
     assert "not 'top'" in capsys.readouterr().err
+
+
+def test_a_conversion_that_fails_half_way_leaves_no_file(tmp_path, monkeypatch):
+    aloha = _write(tmp_path / "aloha.hdf5", make_bimanual_spec(), make_bimanual_episode, n=3)
+    layout = UnifiedLayout((Embodiment("lift", make_spec()), Embodiment("aloha", make_bimanual_spec())))
+    calls = []
+    original = UnifiedLayout.unify_action
+
+    def fail_on_the_second_episode(self, name, action):
+        calls.append(name)
+        if len(calls) == 2:
+            raise ShapeError("interrupted")
+        return original(self, name, action)
+
+    monkeypatch.setattr(UnifiedLayout, "unify_action", fail_on_the_second_episode)
+    out = tmp_path / "u.hdf5"
+    with pytest.raises(ShapeError, match="interrupted"):
+        unify_episodes(aloha, out, layout, "aloha")
+    assert list(tmp_path.iterdir()) == [aloha]  # neither the file nor a partial one
+    monkeypatch.undo()
+    assert unify_episodes(aloha, out, layout, "aloha") == 3  # a second try goes through
