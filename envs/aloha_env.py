@@ -360,6 +360,20 @@ class AlohaEnv(EpisodeLimit, gym.Env):
         mujoco.mj_setState(self.model, self.data, state, _STATE_SPEC)
         mujoco.mj_forward(self.model, self.data)
 
+    def observe_sim_state(self, state: np.ndarray) -> dict[str, np.ndarray]:
+        """Put the simulator in a recorded ``state`` (:meth:`get_sim_state`, an episode file's
+        ``states``) and return the observation there, as ``reset`` or ``step`` would give it.
+        Keys a file was recorded without (``object_state``, another camera) are recomputed
+        this way from its states. Raises ``ValueError`` for a state of the wrong width or with
+        NaN."""
+        self._require_open()
+        flat = np.asarray(state, dtype=np.float64)
+        if flat.ndim == 1 and not np.isfinite(flat).all():
+            raise ValueError("a simulator state must be finite, got NaN/inf")
+        self.set_sim_state(flat)
+        self._obs = self._observation()
+        return self._copy_obs()
+
     def privileged(self) -> dict[str, np.ndarray]:
         """Simulator ground truth for scripted experts (all float64, world frame, quats wxyz).
 

@@ -1,11 +1,11 @@
-"""Add the privileged ``object_state`` observation to robosuite episode files that lack it.
+"""Add the privileged ``object_state`` observation to episode files that lack it.
 
 World models that carry the objects' state (the cube's position in Lift) need it in their
 training data, and the imagined env then starts from it and predicts it, exactly like the
 arm's ``state``. Episode files record the flat simulator state of every observation, so the
 key can be recomputed for files collected without it: each recorded state is restored in a
-real simulator (:meth:`~kairos_gym.envs.robosuite_env.RobosuiteEnv.observe_sim_state`) and
-the observation read there, as robomimic regenerates observations from states.
+real simulator (``observe_sim_state`` of the robosuite and ALOHA envs) and the observation
+read there, as robomimic regenerates observations from states.
 
     python -m kairos_gym.data.object_state data/lift/expert10.hdf5 data/lift/random.hdf5
 
@@ -40,14 +40,15 @@ def add_object_state(path: str | os.PathLike, *, progress: bool = False) -> int:
     """Recompute ``object_state`` for every episode of the file at ``path`` that lacks it.
 
     Args:
-        path: an episode file of a robosuite env (``kairos_gym/Robosuite-*``) with ``states``.
+        path: an episode file of a robosuite or ALOHA env (``kairos_gym/Robosuite-*``,
+            ``kairos_gym/Aloha-*``) with ``states``.
         progress: show a progress bar over episodes.
 
     Returns:
         The number of episodes that were given the key.
 
     Raises:
-        DatasetError: not an episode file, not a robosuite env, or episodes without states.
+        DatasetError: not an episode file, another env, or episodes without states.
     """
     import kairos_gym  # noqa: F401  (registers the env ids)
 
@@ -59,8 +60,9 @@ def add_object_state(path: str | os.PathLike, *, progress: bool = False) -> int:
             missing_states = [k for k in todo if "states" not in f["data"][k]]
     except (OSError, KeyError) as exc:
         raise DatasetError(f"{path}: not a kairos-gym episode file ({exc})") from None
-    if "Robosuite-" not in spec.env_id:
-        raise DatasetError(f"{path}: object_state is defined for robosuite envs, not {spec.env_id}")
+    if not any(family in spec.env_id for family in ("Robosuite-", "Aloha-")):
+        raise DatasetError(
+            f"{path}: object_state is defined for the robosuite and ALOHA envs, not {spec.env_id}")
     if missing_states:
         raise DatasetError(f"{path}: episodes {missing_states[:5]} record no simulator states")
     if not todo:

@@ -16,10 +16,11 @@ from tests.data.conftest import make_episode, make_spec
 
 pytestmark = pytest.mark.sim
 LIFT = "kairos_gym/Robosuite-Lift-v0"
+TRANSFER_CUBE = "kairos_gym/Aloha-TransferCube-v0"
 
 
-def _collect(path, *extra: str) -> None:
-    argv = ["collect", "--env", LIFT, "--image-size", "16", "--max-steps", "8", "--episodes", "2",
+def _collect(path, *extra: str, env: str = LIFT) -> None:
+    argv = ["collect", "--env", env, "--image-size", "16", "--max-steps", "8", "--episodes", "2",
             "--seed", "11", "--policy", "expert+noise=0.3", "--output", str(path), "--no-progress"]
     assert main([*argv, *extra]) == 0
 
@@ -45,17 +46,31 @@ def test_recomputed_object_state_equals_the_live_one(tmp_path):
                                        atol=1e-3)
 
 
+def test_aloha_object_state_is_recomputed_exactly(tmp_path):
+    pytest.importorskip("mujoco")
+    live, later = tmp_path / "live.hdf5", tmp_path / "later.hdf5"
+    _collect(live, "--object-state", "--max-steps", "30", env=TRANSFER_CUBE)
+    _collect(later, "--max-steps", "30", env=TRANSFER_CUBE)
+    assert add_object_state(later) == 2
+    with open_episodes(str(live)) as a, open_episodes(str(later)) as b:
+        assert a.env_spec == b.env_spec and b.env_spec.env_kwargs["object_obs"] is True
+        for x, y in zip(a, b):
+            # ALOHA observes at the end of the step: the recomputed cube is the live one exactly.
+            np.testing.assert_array_equal(y.obs("object_state"), x.obs("object_state"))
+            np.testing.assert_array_equal(y.final_obs("object_state"), x.final_obs("object_state"))
+
+
 def test_files_it_cannot_label_are_refused(tmp_path):
     (tmp_path / "junk.hdf5").write_bytes(b"not hdf5")
     with pytest.raises(DatasetError, match="not a kairos-gym episode file"):
         add_object_state(tmp_path / "junk.hdf5")
     spec = make_spec()
-    aloha = dataclasses.replace(spec, env_id="kairos_gym/Aloha-TransferCube-v0")
-    with EpisodeWriter(str(tmp_path / "aloha.hdf5"), aloha) as writer:
+    libero = dataclasses.replace(spec, env_id="kairos_gym/Libero-v0")
+    with EpisodeWriter(str(tmp_path / "libero.hdf5"), libero) as writer:
         writer.write_episode(**make_episode(4), seed=0)
-    with pytest.raises(DatasetError, match="robosuite envs"):
-        add_object_state(tmp_path / "aloha.hdf5")
-    with h5py.File(tmp_path / "aloha.hdf5") as f:  # nothing was written
+    with pytest.raises(DatasetError, match="robosuite and ALOHA envs"):
+        add_object_state(tmp_path / "libero.hdf5")
+    with h5py.File(tmp_path / "libero.hdf5") as f:  # nothing was written
         assert "object_state" not in f["data/demo_0/obs"]
 
 
