@@ -11,8 +11,9 @@ Run::
     python -m kairos_gym.eval.dynamics_replay --checkpoint kairos_gym/assets/lift_objects \
         --data data/lift_state/test_*.hdf5 --output results/dynamics_replay.json
 
-Prints, per file, real and imagined success rates, their agreement per episode and the mean
-error of the last carried state; writes them with the command line as JSON.
+Prints, per file, real and imagined success rates, their agreement per episode, and the mean
+error of the last carried state and of the largest one along each episode; writes them with
+the command line as JSON.
 """
 
 from __future__ import annotations
@@ -55,10 +56,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     rows = {path: summarize([r]) for path, r in results.items()}
-    print(f"{'file':40s} {'episodes':>8s} {'real':>6s} {'imagined':>9s} {'agree':>6s} {'state err':>9s}")
+    print(f"{'file':40s} {'episodes':>8s} {'real':>6s} {'imagined':>9s} {'agree':>6s} {'state err':>9s} {'peak err':>9s}")
     for path, row in rows.items():
         print(f"{Path(path).name:40s} {row['episodes']:8d} {row['real_success']:6.2f} "
-              f"{row['imagined_success']:9.2f} {row['agreement']:6.2f} {row['final_state_error']:9.3f}")
+              f"{row['imagined_success']:9.2f} {row['agreement']:6.2f} {row['final_state_error']:9.3f} "
+              f"{row['peak_state_error']:9.3f}")
     if args.output:
         report = {
             "benchmark": "dynamics_replay",

@@ -32,12 +32,15 @@ class ReplayResult:
         imagined_success: some replayed step had ``success_prob > threshold``, bool ``[E]``.
         final_state_error: L2 distance between the replayed and the recorded last state, in
             environment units, float ``[E]``.
+        peak_state_error: the largest such distance over the episode's steps, float ``[E]``:
+            a dynamics that diverges mid-episode and comes back is caught here.
     """
 
     names: list[str]
     real_success: np.ndarray
     imagined_success: np.ndarray
     final_state_error: np.ndarray
+    peak_state_error: np.ndarray
 
     @property
     def agreement(self) -> float:
@@ -59,7 +62,7 @@ def replay_dynamics(ckpt: EnvCheckpoint, path: str, *, threshold: float = 0.5,
         raise ValueError("replay_dynamics needs a model with proprio_conditioning and state_outcomes")
     dit = model.dit
     dataset = ClipDataset(path, clip_len=1, cameras=(), state_keys=ckpt.observation_keys.state_keys)
-    names, real, imagined, errors = [], [], [], []
+    names, real, imagined, errors, peaks = [], [], [], [], []
     count = len(dataset.episodes) if max_episodes is None else min(max_episodes, len(dataset.episodes))
     with torch.no_grad():
         for i in range(count):
@@ -68,19 +71,22 @@ def replay_dynamics(ckpt: EnvCheckpoint, path: str, *, threshold: float = 0.5,
             actions = ep["actions"].to(model.device, torch.float32)[None]
             unrolled = dit.proprio_dynamics.unroll(dit.normalize_state(states), actions, start=1)
             prob = dit.proprio_dynamics.outcomes(unrolled)["success"].sigmoid()[0, 1:]
-            final = dit.denormalize_state(unrolled[:, -1])[0]
+            distance = (dit.denormalize_state(unrolled[0]) - states[0]).norm(dim=-1)
             names.append(dataset.episodes[i][1])
             real.append(bool(ep["success"].any()))
             imagined.append(bool((prob > threshold).any()))
-            errors.append(float((final - states[0, -1]).norm()))
-    return ReplayResult(names, np.array(real), np.array(imagined), np.array(errors))
+            errors.append(float(distance[-1]))
+            peaks.append(float(distance.max()))
+    return ReplayResult(names, np.array(real), np.array(imagined), np.array(errors), np.array(peaks))
 
 
 def summarize(results: Sequence[ReplayResult]) -> dict[str, float]:
-    """Real and imagined success rates, agreement and mean final state error over all episodes."""
+    """Real and imagined success rates, agreement and the mean final and peak state errors over
+    all episodes."""
     real = np.concatenate([r.real_success for r in results])
     imagined = np.concatenate([r.imagined_success for r in results])
     errors = np.concatenate([r.final_state_error for r in results])
+    peaks = np.concatenate([r.peak_state_error for r in results])
     return {"episodes": int(real.size), "real_success": float(real.mean()),
             "imagined_success": float(imagined.mean()), "agreement": float(np.mean(real == imagined)),
-            "final_state_error": float(errors.mean())}
+            "final_state_error": float(errors.mean()), "peak_state_error": float(peaks.mean())}

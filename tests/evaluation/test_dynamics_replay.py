@@ -43,6 +43,7 @@ def test_a_still_arm_replays_as_a_failure_and_disagrees_with_a_false_success_lab
     honest = replay_dynamics(ckpt, _still_arm_file(ckpt, tmp_path / "still.hdf5", False))
     assert not honest.imagined_success.any() and honest.agreement == 1.0
     assert honest.final_state_error.shape == (3,) and np.isfinite(honest.final_state_error).all()
+    assert (honest.peak_state_error >= honest.final_state_error).all()
     lying = replay_dynamics(ckpt, _still_arm_file(ckpt, tmp_path / "lie.hdf5", True))
     assert lying.real_success.all() and lying.agreement == 0.0
     both = summarize([honest, lying])
