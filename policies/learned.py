@@ -37,8 +37,9 @@ from tqdm import tqdm
 from kairos_gym.errors import CheckpointError, ShapeError
 from kairos_gym.policies.base import Policy
 
-__all__ = ["BCConfig", "BCNet", "BCPolicy", "train_bc"]
+__all__ = ["BCConfig", "BCNet", "BCPolicy", "SpatialSoftmax", "train_bc"]
 
+POOLS = ("average", "keypoints")
 CONFIG_NAME = "policy.json"
 WEIGHTS_NAME = "policy.safetensors"
 
@@ -66,6 +67,13 @@ class BCConfig:
             (:data:`~kairos_gym.data.keys.PRIVILEGED_KEYS`, e.g. ``object_state``), so a
             policy trained on files recorded for a world model still sees only what a real
             robot observes (:func:`train_bc` stores the keys it used).
+        pool: how the image features become a vector. ``"average"``: each channel averaged
+            over a 2 x 2 grid (cheap; where things are is kept only coarsely).
+            ``"keypoints"``: a spatial soft-argmax (robomimic's and diffusion policy's
+            ``SpatialSoftmax``), each of ``keypoints`` maps giving the expected image
+            position of what it responds to, so a policy can find a small object, such as
+            a cube a few pixels wide, to well under a feature cell.
+        keypoints: the number of keypoint maps (``pool = "keypoints"``).
     """
 
     camera: str | None = None
@@ -81,9 +89,13 @@ class BCConfig:
     seed: int = 0
     augment_shift: int = 2
     state_keys: tuple[str, ...] | None = None
+    pool: str = "average"
+    keypoints: int = 32
 
     def __post_init__(self) -> None:
-        for name in ("chunk", "hidden", "steps", "batch_size"):
+        if self.pool not in POOLS:
+            raise ValueError(f"BCConfig.pool must be one of {POOLS}, got {self.pool!r}")
+        for name in ("chunk", "hidden", "steps", "batch_size", "keypoints"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"BCConfig.{name} must be a positive integer, got {value!r}")
@@ -111,12 +123,26 @@ class BCConfig:
         return cls(**values)
 
 
+class SpatialSoftmax(nn.Module):
+    """Feature maps ``[B, K, h, w]`` -> expected positions ``[B, 2K]`` (``x`` then ``y`` of each
+    map, in ``[-1, 1]`` image coordinates) under a softmax over each map's cells."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        b, k, h, w = features.shape
+        weights = features.flatten(2).softmax(dim=-1).view(b, k, h, w)
+        xs = torch.linspace(-1.0, 1.0, w, device=features.device, dtype=weights.dtype)
+        ys = torch.linspace(-1.0, 1.0, h, device=features.device, dtype=weights.dtype)
+        x = (weights.sum(dim=2) * xs).sum(dim=-1)  # marginal over rows, then the mean column
+        y = (weights.sum(dim=3) * ys).sum(dim=-1)
+        return torch.cat([x, y], dim=-1)
+
+
 class BCNet(nn.Module):
     """Image ``[B, H, W, 3]`` uint8 + state ``[B, S]`` -> action chunk ``[B, chunk, A]`` within
     the action space's bounds.
 
-    Stride-2 convolutions with GroupNorm, a spatial soft-argmax-free global average (cheap on
-    CPU), the normalised state concatenated, and an MLP head with ``tanh``, mapped linearly
+    Stride-2 convolutions with GroupNorm, pooled by ``config.pool`` (an average over a 2 x 2
+    grid, or keypoints: :class:`SpatialSoftmax`), the normalised state concatenated, and an MLP head with ``tanh``, mapped linearly
     from ``[-1, 1]`` onto ``[action_low, action_high]`` (buffers; ``[-1, 1]`` by default, the
     robosuite and LIBERO space, where the map is the identity). So every action it gives is
     one the env accepts, ALOHA's joint targets in radians and grippers in ``[0, 1]`` included.
@@ -129,9 +155,14 @@ class BCNet(nn.Module):
         for c in config.channels:
             layers += [nn.Conv2d(c_in, c, 3, stride=2, padding=1), nn.GroupNorm(8, c), nn.SiLU()]
             c_in = c
-        self.encoder = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(2), nn.Flatten())
+        if config.pool == "keypoints":
+            pool: list[nn.Module] = [nn.Conv2d(c_in, config.keypoints, 1), SpatialSoftmax()]
+            features = 2 * config.keypoints
+        else:
+            pool, features = [nn.AdaptiveAvgPool2d(2), nn.Flatten()], c_in * 4
+        self.encoder = nn.Sequential(*layers, *pool)
         self.head = nn.Sequential(
-            nn.Linear(c_in * 4 + state_dim, config.hidden), nn.SiLU(),
+            nn.Linear(features + state_dim, config.hidden), nn.SiLU(),
             nn.Linear(config.hidden, config.hidden), nn.SiLU(),
             nn.Linear(config.hidden, config.chunk * action_dim),
         )

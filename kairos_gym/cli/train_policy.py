@@ -25,7 +25,7 @@ PROG = "kairos-gym train-policy"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``kairos-gym train-policy``."""
-    from kairos_gym.policies.learned import BCConfig
+    from kairos_gym.policies.learned import POOLS, BCConfig
 
     defaults = BCConfig()
     add = parser.add_argument
@@ -45,6 +45,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--batch-size", type=positive_int, default=defaults.batch_size, metavar="B",
         help=f"samples per step (default: {defaults.batch_size})")
     add("--lr", type=positive_float, default=defaults.lr, help=f"learning rate (default: {defaults.lr})")
+    add("--pool", choices=POOLS, default=defaults.pool,
+        help="image features: 'average' over a 2x2 grid, or 'keypoints' (spatial soft-argmax: "
+             "finds small objects; default: %(default)s)")
     add("--seed", type=non_negative_int, default=defaults.seed, help="seed (default: 0)")
     add("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
     add("--no-progress", action="store_true", help="no progress bar")
@@ -62,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = BCConfig(camera=args.camera, chunk=args.chunk, steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, max_episodes=args.episodes,
-                          seed=args.seed,
+                          seed=args.seed, pool=args.pool,
                           state_keys=None if args.state_keys is None else tuple(
                               k for k in args.state_keys.split(",") if k))
     except ValueError as exc:

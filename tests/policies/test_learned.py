@@ -200,3 +200,42 @@ def test_bc_acts_within_an_action_space_that_is_not_minus_one_to_one(tmp_path):
     save_file(weights, str(tmp_path / "p" / "policy.safetensors"))
     old = BCPolicy.load(tmp_path / "p")
     assert old.net.action_low.tolist() == [-1.0] * 7 and old.net.action_high.tolist() == [1.0] * 7
+
+
+def test_spatial_softmax_finds_where_a_map_peaks():
+    from kairos_gym.policies.learned import SpatialSoftmax
+
+    maps = torch.zeros(2, 3, 8, 8)
+    maps[0, 0, 1, 6] = 50.0  # row 1, column 6: x = -1 + 6 * 2/7, y = -1 + 1 * 2/7
+    maps[1, 2, 7, 0] = 50.0
+    points = SpatialSoftmax()(maps)
+    assert points.shape == (2, 6)
+    torch.testing.assert_close(points[0, [0, 3]], torch.tensor([-1 + 12 / 7, -1 + 2 / 7]))
+    torch.testing.assert_close(points[1, [2, 5]], torch.tensor([-1.0, 1.0]))
+    torch.testing.assert_close(points[0, [1, 4]], torch.zeros(2))  # a flat map: the centre
+
+
+def test_a_keypoint_policy_trains_saves_and_loads(data, tmp_path):
+    torch.set_num_threads(1)
+    config = BCConfig(steps=20, chunk=2, batch_size=8, pool="keypoints", keypoints=4)
+    policy = train_bc(data, config, progress=False)
+    assert policy.net.encoder[-2].out_channels == 4 and policy.net.head[0].in_features == 8 + 9
+    policy.save(tmp_path / "k")
+    loaded = BCPolicy.load(tmp_path / "k")
+    assert loaded.config.pool == "keypoints"
+    from kairos_gym.data import load_episodes
+
+    ep = load_episodes(data, "agentview", split="all", state_keys=("state",))[0]
+    obs = {"agentview_image": ep["frames"][0], "state": ep["state"][0]}
+    np.testing.assert_array_equal(loaded.act(obs), policy.act(obs))
+    # Policies saved before the option existed have no "pool" in their config: average.
+    average = train_bc(data, BCConfig(steps=1), progress=False).save(tmp_path / "a")
+    meta = json.loads((average / "policy.json").read_text())
+    del meta["config"]["pool"], meta["config"]["keypoints"]
+    (average / "policy.json").write_text(json.dumps(meta))
+    assert BCPolicy.load(average).config.pool == "average"
+    with pytest.raises(ValueError, match="pool must be one of"):
+        BCConfig(pool="max")
+    code = cli_main(["train-policy", "--data", str(data), "--output", str(tmp_path / "cli"),
+                     "--steps", "2", "--pool", "keypoints", "--no-progress"])
+    assert code == 0 and BCPolicy.load(tmp_path / "cli").config.pool == "keypoints"
