@@ -123,6 +123,13 @@ class WorldModelConfig:
     ``object_start`` and the gripper's position and axis-angle at ``gripper_start`` (robosuite
     with ``object_state``: ``(0, K)``, ``K`` the object state's width). Whether a grasp holds
     depends on that offset; see :func:`~kairos_gym.model.proprio.object_in_gripper_frame`."""
+    proprio_position_targets: tuple[int, int, int] | None = None
+    """``(state_start, action_start, width)``: the state entries from ``state_start`` are
+    positions that the action entries from ``action_start`` command in the same units
+    (absolute joint-position actions: ALOHA with ``object_state`` is ``(K, 0, 14)``, ``K`` the
+    object state's width). The dynamics predicts them as the commanded target plus a learned
+    residual rather than as the previous state plus a step, so its error stays bounded over
+    long episodes instead of accumulating (see :class:`~kairos_gym.model.proprio.ProprioDynamics`)."""
     text_dim: int | None = None
     """Width of instruction tokens for cross-attention; ``None`` disables cross-attention."""
     rope_theta: float = 10000.0
@@ -172,6 +179,19 @@ class WorldModelConfig:
                     f"3 and the gripper's 6 values inside the state ({self.state_dim}) of a model "
                     f"with proprio_conditioning, got {self.proprio_object_frame!r}")
             object.__setattr__(self, "proprio_object_frame", frame)
+        if self.proprio_position_targets is not None:
+            try:
+                targets = tuple(int(i) for i in self.proprio_position_targets)
+            except (TypeError, ValueError):
+                targets = ()
+            if len(targets) != 3 or not self.proprio_conditioning or min(targets) < 0 or (
+                    targets[2] < 1 or targets[0] + targets[2] > self.state_dim
+                    or targets[1] + targets[2] > self.action_dim_per_latent):
+                raise ValueError(
+                    f"proprio_position_targets must be (state_start, action_start, width) inside "
+                    f"the state ({self.state_dim}) and the action ({self.action_dim_per_latent}) of "
+                    f"a model with proprio_conditioning, got {self.proprio_position_targets!r}")
+            object.__setattr__(self, "proprio_position_targets", targets)
         bad = [k for k in self.layer_pattern if k not in LAYER_KINDS]
         if not self.layer_pattern or bad:
             raise ValueError(f"layer_pattern entries must be in {LAYER_KINDS}, got {self.layer_pattern!r}")

@@ -54,9 +54,11 @@ class KairosDiT(nn.Module):
             self.proprio_dynamics = ProprioDynamics(
                 cfg.state_dim, cfg.action_dim_per_latent, cfg.proprio_hidden,
                 outcomes=cfg.state_outcomes, object_frame=cfg.proprio_object_frame,
+                position_targets=cfg.proprio_position_targets,
             )
-            # The object-frame features are geometry, computed in environment units.
+            # Object-frame features and position targets are in environment units.
             self.proprio_dynamics.to_environment_units = self.denormalize_state
+            self.proprio_dynamics.to_normalised_units = self.normalize_state
             self.proprio_embedding = nn.Sequential(nn.Linear(cfg.state_dim, d), nn.SiLU(), nn.Linear(d, d))
         if cfg.text_dim is not None:
             self.text_embedding = nn.Sequential(nn.Linear(cfg.text_dim, d), nn.GELU(approximate="tanh"),

@@ -27,6 +27,14 @@ a grasp holds depends on the cube's offset along the fingers' axis, a product of
 the gripper's yaw that a small network fed world-frame coordinates learns poorly from a few
 hundred near misses; rotated into the gripper's frame it is a coordinate the network reads
 directly.
+
+With ``position_targets`` some state entries are positions that the action commands directly
+(ALOHA's 14-D action holds absolute joint-position targets for the 14 measured joints). A
+residual on the previous state, ``s_t = s_{t-1} + f``, integrates its own errors: over the
+hundreds of steps of a bimanual episode a small bias per step walks the arms off by radians.
+Those entries are predicted instead as the commanded target plus a learned residual (the
+servo's tracking lag), ``s_t = a_t + f``, so where the state is wrong the next target pulls
+it back, as the real servo does, and the error stays bounded along the episode.
 """
 
 from __future__ import annotations
@@ -67,7 +75,8 @@ def object_in_gripper_frame(state: torch.Tensor, object_start: int, gripper_star
 
 
 class ProprioDynamics(nn.Module):
-    """``s_t = s_{t-1} + f([s_{t-1}, s_{t-1} - s_{t-2}, a_t])`` on normalised states.
+    """``s_t = s_{t-1} + f([s_{t-1}, s_{t-1} - s_{t-2}, a_t])`` on normalised states (for
+    ``position_targets`` entries: ``s_t = a_t + f(...)``).
 
     Args:
         state_dim: ``S``, the width of the proprioceptive state.
@@ -78,19 +87,36 @@ class ProprioDynamics(nn.Module):
             the gripper's frame (:func:`object_in_gripper_frame`, in units of
             :data:`OBJECT_FRAME_SCALE`). It is computed in environment units, so the owner sets
             :attr:`to_environment_units` (the denoiser binds its state normalisation).
+        position_targets: ``(state_start, action_start, width)``: state entries
+            ``[state_start, state_start + width)`` are positions that action entries
+            ``[action_start, action_start + width)`` command, in the same units; they are
+            predicted as that target plus a residual. The owner sets
+            :attr:`to_environment_units` and :attr:`to_normalised_units`.
 
     The last layer starts at zero, so a fresh model predicts "no motion" and adding this
     module to a trained world model leaves its state predictions to be learned.
     """
 
     def __init__(self, state_dim: int, action_dim: int, hidden: int = 256, *,
-                 outcomes: bool = False, object_frame: tuple[int, int] | None = None) -> None:
+                 outcomes: bool = False, object_frame: tuple[int, int] | None = None,
+                 position_targets: tuple[int, int, int] | None = None) -> None:
         super().__init__()
         self.state_dim = state_dim
         self.action_dim = action_dim
         self.object_frame = None if object_frame is None else (int(object_frame[0]), int(object_frame[1]))
+        self.position_targets = None
+        if position_targets is not None:
+            start, action_start, width = (int(i) for i in position_targets)
+            if min(start, action_start) < 0 or width < 1 or start + width > state_dim or (
+                    action_start + width > action_dim):
+                raise ValueError(
+                    f"position_targets (state_start, action_start, width) must lie inside the "
+                    f"state ({state_dim}) and the action ({action_dim}), got {position_targets!r}")
+            self.position_targets = (start, action_start, width)
         self.to_environment_units: Callable[[torch.Tensor], torch.Tensor] = lambda s: s
-        """Maps normalised states to environment units for the object-frame features."""
+        """Maps normalised states to environment units (object-frame features, position targets)."""
+        self.to_normalised_units: Callable[[torch.Tensor], torch.Tensor] = lambda s: s
+        """Maps states in environment units to normalised ones (position targets)."""
         extra = 3 if object_frame is not None else 0
         self.net = nn.Sequential(
             nn.Linear(2 * state_dim + action_dim + extra, hidden), nn.SiLU(),
@@ -123,7 +149,18 @@ class ProprioDynamics(nn.Module):
             raw = self.to_environment_units(state)
             parts.append(object_in_gripper_frame(raw, *self.object_frame).to(state.dtype) / OBJECT_FRAME_SCALE)
         x = torch.cat(parts, dim=-1).to(self.net[0].weight.dtype)
-        return state + self.net(x).to(state.dtype)
+        return self._base(state, action) + self.net(x).to(state.dtype)
+
+    def _base(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+        """What the residual is added to: the state, with position-target entries replaced by
+        the commanded targets in normalised units ``[B, S]``."""
+        if self.position_targets is None:
+            return state
+        start, action_start, width = self.position_targets
+        raw = self.to_environment_units(state).clone()
+        raw[..., start:start + width] = action[..., action_start:action_start + width].to(raw.dtype)
+        target = self.to_normalised_units(raw)[..., start:start + width].to(state.dtype)
+        return torch.cat([state[..., :start], target, state[..., start + width:]], dim=-1)
 
     def unroll(self, states: torch.Tensor, actions: torch.Tensor, start: int = 2) -> torch.Tensor:
         """Predict ``states[:, start:]`` from the first ``start`` true states, open loop.

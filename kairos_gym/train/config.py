@@ -294,6 +294,12 @@ class ProprioTrainConfig(OptimConfig):
     eval_every: int = 0
     window: int = 16
     """Actions per training window (the unroll length)."""
+    input_noise: float = 0.0
+    """Standard deviation (normalised units) of Gaussian noise on the states the one-step
+    predictions start from, scored against the clean next states (see
+    :func:`~kairos_gym.train.objectives.proprio_loss`): a dynamics that must run far past its
+    training windows (hundreds of steps at 50 Hz) learns to correct a state that is off
+    rather than carry the error on. 0: no noise."""
     outcome_steps: int = 0
     """``state_outcomes`` models: after the dynamics is fitted, refit its outcome head for this
     many steps on the states the dynamics itself imagines (every training episode unrolled
@@ -387,6 +393,9 @@ class TrainConfig:
                 raise ValueError(f"proprio.paths must be a list of file paths, got {pro.paths!r}")
             if not pro.lr > 0:
                 raise ValueError(f"proprio.lr must be > 0, got {pro.lr}")
+            noise = pro.input_noise
+            if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 10:
+                raise ValueError(f"proprio.input_noise must be a number in [0, 10), got {noise!r}")
         if self.export_dtype not in EXPORT_DTYPES:
             raise ValueError(f"export_dtype must be one of {EXPORT_DTYPES}, got {self.export_dtype!r}")
         self._check_starting_weights()
@@ -430,7 +439,7 @@ class TrainConfig:
         out = {
             "seed": self.seed,
             "model_preset": self.model_preset,
-            "model": self.model.to_dict(),
+            "model": _model_dict(self.model),
             "data": _data_dict(self.data),
             "codec": dataclasses.asdict(self.codec),
             "world_model": dataclasses.asdict(self.world_model),
@@ -440,6 +449,8 @@ class TrainConfig:
             out["parallel"] = dataclasses.asdict(self.parallel)
         if self.proprio != ProprioTrainConfig():
             out["proprio"] = {**dataclasses.asdict(self.proprio), "paths": list(self.proprio.paths)}
+            if not self.proprio.input_noise:  # only when set (earlier runs resume)
+                del out["proprio"]["input_noise"]
         if self.finetune != FinetuneConfig():
             out["finetune"] = {
                 **dataclasses.asdict(self.finetune),
@@ -517,6 +528,19 @@ class TrainConfig:
             model_overrides=model_raw,
             init=_path(raw, "init", base_dir),
         )
+
+
+# Model fields added after runs were stored: recorded only when set, so those runs resume.
+LATE_MODEL_FIELDS = ("proprio_position_targets",)
+
+
+def _model_dict(model: WorldModelConfig) -> dict[str, Any]:
+    """``[model]`` as JSON, without :data:`LATE_MODEL_FIELDS` left at ``None``."""
+    out = model.to_dict()
+    for name in LATE_MODEL_FIELDS:
+        if out.get(name) is None:
+            out.pop(name, None)
+    return out
 
 
 def _data_dict(data: DataConfig) -> dict[str, Any]:

@@ -20,12 +20,23 @@ from kairos_gym.model.proprio import ProprioDynamics
 from kairos_gym.train.config import WorldModelTrainConfig
 
 
-def proprio_loss(dynamics: ProprioDynamics, states: torch.Tensor,
-                 actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def proprio_loss(dynamics: ProprioDynamics, states: torch.Tensor, actions: torch.Tensor,
+                 input_noise: float = 0.0,
+                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The dynamics loss on normalised states ``[B, T, S]`` and actions ``[B, T, A]``
     (``actions[:, t]`` leads into state ``t``): one-step predictions from true states plus an
-    open-loop unroll from the first two. Returns ``(loss, the unroll [B, T, S])``."""
-    one_step = dynamics.teacher_forced(states, actions)
+    open-loop unroll from the first two. Returns ``(loss, the unroll [B, T, S])``.
+
+    ``input_noise``: the one-step predictions start from the true states plus Gaussian noise
+    of this standard deviation (normalised units) and are scored against the clean next
+    states, as learned simulators are trained (Sanchez-Gonzalez et al., 2020): the dynamics
+    learns to pull a state that is off back to where the rest of the state says it must be,
+    instead of carrying the error on, so long unrolls stay stable."""
+    inputs = states
+    if input_noise > 0:
+        inputs = states + input_noise * torch.randn(
+            states.shape, generator=generator, device=states.device, dtype=states.dtype)
+    one_step = dynamics.teacher_forced(inputs, actions)
     unrolled = dynamics.unroll(states, actions, start=2)
     loss = (one_step - states[:, 1:]).square().mean() + (unrolled[:, 2:] - states[:, 2:]).square().mean()
     return loss, unrolled
@@ -49,16 +60,18 @@ def state_outcome_loss(dynamics: ProprioDynamics, states: torch.Tensor,
 class ProprioObjective(nn.Module):
     """The proprioceptive dynamics alone, on windows of normalised states (``[proprio]`` stage)."""
 
-    def __init__(self, dynamics: ProprioDynamics) -> None:
+    def __init__(self, dynamics: ProprioDynamics, input_noise: float = 0.0) -> None:
         super().__init__()
         self.dynamics = dynamics
+        self.input_noise = float(input_noise)
 
     def forward(self, batch: dict[str, torch.Tensor],
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of ``batch``: ``state`` ``[B, T, S]`` (normalised) and ``actions`` ``[B, T, A]``,
         and for a dynamics with an outcome head the labels ``rewards``/``success``/``done``
         ``[B, T]``."""
-        loss, unrolled = proprio_loss(self.dynamics, batch["state"], batch["actions"])
+        loss, unrolled = proprio_loss(self.dynamics, batch["state"], batch["actions"],
+                                      self.input_noise if self.training else 0.0, generator)
         drift = (unrolled[:, 2:] - batch["state"][:, 2:]).abs().mean()
         metrics = {"unroll_mae": float(drift.detach())}
         if self.dynamics.outcome_head is not None:

@@ -95,6 +95,10 @@ from kairos_gym.train.objectives import (
 
 STAGES = ("codec", "world_model")
 
+DYNAMICS_FORM_FIELDS = ("proprio_object_frame", "proprio_position_targets")
+"""Model fields that change the proprioceptive dynamics' inputs or form: a fine-tuning run
+that changes one must refit the dynamics (``[proprio] refit``)."""
+
 
 def seed_for(*parts: Any) -> int:
     """A 63-bit seed from any tuple of values (stable across processes and Python runs)."""
@@ -165,15 +169,16 @@ def check_init(config: TrainConfig) -> None:
         # ... or outcome heads on its carried state ...
         mine.pop("state_outcomes")
         theirs.pop("state_outcomes", None)
-    if mine.get("proprio_object_frame") != theirs.get("proprio_object_frame"):
-        # ... or change what its dynamics sees, when that dynamics is fitted anew.
+    for name in DYNAMICS_FORM_FIELDS:
+        if mine.get(name) == theirs.get(name):
+            continue
+        # ... or change what its dynamics sees or predicts, when that dynamics is fitted anew.
         if not config.proprio.refit:
             raise CheckpointError(
-                f"init {init}: proprio_object_frame {theirs.get('proprio_object_frame')!r} -> "
-                f"{mine.get('proprio_object_frame')!r} changes the dynamics' inputs; set "
-                "[proprio] refit = true to fit it anew")
-        mine.pop("proprio_object_frame")
-        theirs.pop("proprio_object_frame", None)
+                f"init {init}: {name} {theirs.get(name)!r} -> {mine.get(name)!r} changes the "
+                "dynamics' inputs or form; set [proprio] refit = true to fit it anew")
+        mine.pop(name)
+        theirs.pop(name, None)
     if mine.get("proprio_conditioning") and 0 < theirs.get("state_dim", 0) < mine["state_dim"]:
         # ... and may widen its state with new keys (see widen_state_tensors).
         mine.pop("state_dim")
@@ -836,11 +841,14 @@ class Trainer:
         return [name for name, _ in model.dit.named_parameters()]
 
     def _dynamics_inputs_change(self) -> bool:
-        """Whether ``init``'s dynamics sees other inputs than this config's (object frame)."""
+        """Whether ``init``'s dynamics has other inputs or another form than this config's
+        (:data:`DYNAMICS_FORM_FIELDS`)."""
         declared = ckpt.read_config(Path(self.config.init)).get("model", {})
-        theirs = declared.get("proprio_object_frame")
-        theirs = None if theirs is None else tuple(theirs)
-        return theirs != self.config.model.proprio_object_frame
+        for name in DYNAMICS_FORM_FIELDS:
+            theirs = declared.get(name)
+            if (None if theirs is None else tuple(theirs)) != getattr(self.config.model, name):
+                return True
+        return False
 
     def train_proprio(self, model: WorldModel) -> bool:
         """Fit the proprioceptive dynamics alone (``[proprio]``), then freeze it for the
@@ -853,11 +861,12 @@ class Trainer:
                 fresh = ProprioDynamics(dynamics.state_dim, dynamics.action_dim,
                                         model.config.proprio_hidden,
                                         outcomes=dynamics.outcome_head is not None,
-                                        object_frame=dynamics.object_frame)
+                                        object_frame=dynamics.object_frame,
+                                        position_targets=dynamics.position_targets)
             dynamics.load_state_dict(fresh.state_dict())
         train = self._proprio_windows(model, "train")
         val = self._proprio_windows(model, "val")
-        objective = ProprioObjective(dynamics)
+        objective = ProprioObjective(dynamics, cfg.input_noise)
 
         def make_batch(step: int) -> dict[str, torch.Tensor]:
             rows = self._indices("proprio", step, len(train["state"]), cfg.batch_size)

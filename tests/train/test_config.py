@@ -83,3 +83,21 @@ def test_transfer_cube_config_is_the_proprio_recipe_on_the_top_camera():
     assert config.data.camera == "top" and config.model.proprio_conditioning
     assert config.proprio.steps > 0 and config.proprio.window == config.world_model.clip_len
     assert not any("heldout" in p for p in config.data.paths)
+
+
+def test_options_added_later_are_stored_only_when_set():
+    # A run's train_config.json is compared whole on resume: options added after it was
+    # written must not appear at their defaults, or it would no longer resume.
+    raw = {"data": {"paths": ["e.hdf5"]}, "model": {"preset": "tiny", "state_dim": 9,
+                                                    "proprio_conditioning": True},
+           "proprio": {"steps": 10}}
+    plain = TrainConfig.from_dict(raw).to_dict()
+    assert "input_noise" not in plain["proprio"] and "proprio_position_targets" not in plain["model"]
+    set_ = TrainConfig.from_dict({
+        **raw, "model": {**raw["model"], "proprio_position_targets": [0, 0, 7]},
+        "proprio": {"steps": 10, "input_noise": 0.05}}).to_dict()
+    assert set_["proprio"]["input_noise"] == 0.05
+    assert set_["model"]["proprio_position_targets"] == [0, 0, 7]
+    for bad in (-0.1, float("nan"), "0.1", True):
+        with pytest.raises(ValueError, match="proprio.input_noise"):
+            TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "input_noise": bad}})

@@ -214,3 +214,18 @@ def test_an_object_frame_is_added_to_a_trained_model_only_with_a_refit(tmp_path,
     env.reset(seed=0)
     env.step(env.action_space.sample())
     env.close()
+
+
+def test_position_targets_change_a_trained_dynamics_only_with_a_refit(tmp_path, files):
+    data, _ = files
+    first = _train(_config(tmp_path / "a", data, PROPRIO, ""), tmp_path / "first")
+    anchored = PROPRIO + "\nproprio_position_targets = [0, 0, 7]"
+    with pytest.raises(CheckpointError, match="proprio_position_targets.*refit"):
+        Trainer(load_config(_config(tmp_path / "b", data, anchored, "", init=first)), tmp_path / "no",
+                progress=False)
+    out = _train(_config(tmp_path / "c", data, anchored, "refit = true", init=first), tmp_path / "tuned")
+    env = ImaginedEnv(out)
+    assert env.core.model.config.proprio_position_targets == (0, 0, 7)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    env.close()
