@@ -39,6 +39,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", nargs="+", required=True, metavar="HDF5",
                         help="episode files recorded with the checkpoint's state keys")
     parser.add_argument("--episodes", type=int, default=None, help="at most this many per file")
+    parser.add_argument("--error-steps", type=int, nargs="*", default=[], metavar="T",
+                        help="also report the median state error at these steps")
     parser.add_argument("--threshold", type=float, default=0.5, help="success_prob threshold")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--output", default=None, help="JSON output path")
@@ -55,12 +57,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     except (KairosGymError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    rows = {path: summarize([r]) for path, r in results.items()}
+    rows = {path: summarize([r], args.error_steps) for path, r in results.items()}
     print(f"{'file':40s} {'episodes':>8s} {'real':>6s} {'imagined':>9s} {'agree':>6s} {'state err':>9s} {'peak err':>9s}")
     for path, row in rows.items():
         print(f"{Path(path).name:40s} {row['episodes']:8d} {row['real_success']:6.2f} "
               f"{row['imagined_success']:9.2f} {row['agreement']:6.2f} {row['final_state_error']:9.3f} "
-              f"{row['peak_state_error']:9.3f}")
+              f"{row['peak_state_error']:9.3f}"
+              + "".join(f"  @{t}: {v:.3g}" for t, v in row.get("state_error_at", {}).items()
+                        if v is not None))
     if args.output:
         report = {
             "benchmark": "dynamics_replay",

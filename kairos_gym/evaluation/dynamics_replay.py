@@ -13,7 +13,8 @@ predicts exactly the success the paired protocol would imagine from the same act
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -34,6 +35,8 @@ class ReplayResult:
             environment units, float ``[E]``.
         peak_state_error: the largest such distance over the episode's steps, float ``[E]``:
             a dynamics that diverges mid-episode and comes back is caught here.
+        state_errors: per episode, that distance at every step, float ``[T_e]`` each (how
+            fast the carried state leaves the real one).
     """
 
     names: list[str]
@@ -41,6 +44,7 @@ class ReplayResult:
     imagined_success: np.ndarray
     final_state_error: np.ndarray
     peak_state_error: np.ndarray
+    state_errors: list[np.ndarray] = field(default_factory=list)
 
     @property
     def agreement(self) -> float:
@@ -62,7 +66,7 @@ def replay_dynamics(ckpt: EnvCheckpoint, path: str, *, threshold: float = 0.5,
         raise ValueError("replay_dynamics needs a model with proprio_conditioning and state_outcomes")
     dit = model.dit
     dataset = ClipDataset(path, clip_len=1, cameras=(), state_keys=ckpt.observation_keys.state_keys)
-    names, real, imagined, errors, peaks = [], [], [], [], []
+    names, real, imagined, errors, peaks, curves = [], [], [], [], [], []
     count = len(dataset.episodes) if max_episodes is None else min(max_episodes, len(dataset.episodes))
     with torch.no_grad():
         for i in range(count):
@@ -77,16 +81,26 @@ def replay_dynamics(ckpt: EnvCheckpoint, path: str, *, threshold: float = 0.5,
             imagined.append(bool((prob > threshold).any()))
             errors.append(float(distance[-1]))
             peaks.append(float(distance.max()))
-    return ReplayResult(names, np.array(real), np.array(imagined), np.array(errors), np.array(peaks))
+            curves.append(distance.cpu().numpy())
+    return ReplayResult(names, np.array(real), np.array(imagined), np.array(errors), np.array(peaks),
+                        curves)
 
 
-def summarize(results: Sequence[ReplayResult]) -> dict[str, float]:
+def summarize(results: Sequence[ReplayResult], error_steps: Sequence[int] = ()) -> dict[str, Any]:
     """Real and imagined success rates, agreement and the mean final and peak state errors over
-    all episodes."""
+    all episodes; with ``error_steps``, also ``state_error_at``: the median state error at each
+    of those steps over the episodes that last that long (``None`` where none does)."""
     real = np.concatenate([r.real_success for r in results])
     imagined = np.concatenate([r.imagined_success for r in results])
     errors = np.concatenate([r.final_state_error for r in results])
     peaks = np.concatenate([r.peak_state_error for r in results])
     return {"episodes": int(real.size), "real_success": float(real.mean()),
             "imagined_success": float(imagined.mean()), "agreement": float(np.mean(real == imagined)),
-            "final_state_error": float(errors.mean()), "peak_state_error": float(peaks.mean())}
+            "final_state_error": float(errors.mean()), "peak_state_error": float(peaks.mean()),
+            **({"state_error_at": {int(t): _median_at(results, int(t)) for t in error_steps}}
+               if error_steps else {})}
+
+
+def _median_at(results: Sequence[ReplayResult], step: int) -> float | None:
+    values = [c[step] for r in results for c in r.state_errors if len(c) > step]
+    return float(np.median(values)) if values else None
