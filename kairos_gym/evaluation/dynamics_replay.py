@@ -13,8 +13,8 @@ predicts exactly the success the paired protocol would imagine from the same act
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
