@@ -64,8 +64,12 @@ def test_codec_weights_are_a_path_beside_the_config(tmp_path):
         TrainConfig.from_dict({**raw, "codec_weights": 1})
 
 
-# The arm's 8 and Lift's cube position; Lift's 8, TransferCube's 14 and the 2-way one-hot.
-STATE_WIDTHS = {"lift_object_frame.toml": 11, "cross/joint.toml": 24}
+# The arm's 8 and Lift's cube position; Lift's 8, TransferCube's 14 and the 2-way one-hot;
+# TransferCube's cube (3) and 14 joints.
+STATE_WIDTHS = {"lift_object_frame.toml": 11, "cross/joint.toml": 24,
+                "transfer_cube_dynamics.toml": 17}
+# Where a config's model reads action entries (ALOHA's 14 joint targets).
+ACTION_WIDTHS = {"transfer_cube_dynamics.toml": 14}
 
 
 @pytest.mark.parametrize("name", sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob("*.toml")))
@@ -73,7 +77,8 @@ def test_every_shipped_config_parses(name):
     # Parsing only (the data files are not read): a renamed or mistyped key fails here. The
     # state width, which the trainer reads from the data, is given as the data's: the arm's 8
     # numbers, plus the object's where the config's model reads positions from it.
-    config = TrainConfig.from_toml(CONFIGS / name, state_dim=STATE_WIDTHS.get(name, 8))
+    config = TrainConfig.from_toml(CONFIGS / name, state_dim=STATE_WIDTHS.get(name, 8),
+                                   action_dim=ACTION_WIDTHS.get(name, 7))
     assert config.data.paths
 
 
