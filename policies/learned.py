@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -74,6 +75,13 @@ class BCConfig:
             position of what it responds to, so a policy can find a small object, such as
             a cube a few pixels wide, to well under a feature cell.
         keypoints: the number of keypoint maps (``pool = "keypoints"``).
+        state_noise: training only: Gaussian noise added to the state input, in units of
+            each entry's standard deviation over the data (0: none). Where the action is a
+            joint target that the arm reaches within a step (ALOHA), the current joints
+            predict the next target almost exactly, and a policy that learns to copy them
+            feeds its own errors back in closed loop (the "copycat" failure of behaviour
+            cloning with proprioception). Noise on the state makes it look at the rest of
+            the observation as well.
     """
 
     camera: str | None = None
@@ -91,6 +99,7 @@ class BCConfig:
     state_keys: tuple[str, ...] | None = None
     pool: str = "average"
     keypoints: int = 32
+    state_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if self.pool not in POOLS:
@@ -103,6 +112,8 @@ class BCConfig:
             raise ValueError(f"BCConfig.channels must be positive integers, got {self.channels!r}")
         if not (self.lr > 0 and self.weight_decay >= 0 and self.augment_shift >= 0):
             raise ValueError("BCConfig needs lr > 0, weight_decay >= 0 and augment_shift >= 0")
+        if not (math.isfinite(self.state_noise) and self.state_noise >= 0):
+            raise ValueError(f"BCConfig.state_noise must be a finite number >= 0, got {self.state_noise!r}")
         if self.max_episodes is not None and self.max_episodes < 1:
             raise ValueError(f"BCConfig.max_episodes must be >= 1 or None, got {self.max_episodes}")
         if self.state_keys is not None and not self.state_keys:
@@ -372,7 +383,10 @@ def train_bc(
         frames = images_t[batch]
         if config.augment_shift:
             frames = _shift(frames, config.augment_shift, rng)
-        pred = net.forward_normalized(frames, states_t[batch])
+        states = states_t[batch]
+        if config.state_noise:
+            states = states + config.state_noise * net.state_std * torch.randn(states.shape)
+        pred = net.forward_normalized(frames, states)
         err = (pred - chunks_t[batch]).square().mean(-1)
         loss = (err * masks_t[batch]).sum() / masks_t[batch].sum()
         optim.zero_grad(set_to_none=True)

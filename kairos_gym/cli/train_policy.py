@@ -18,7 +18,7 @@ import dataclasses
 import sys
 import time
 
-from kairos_gym.cli.options import non_negative_int, positive_float, positive_int
+from kairos_gym.cli.options import non_negative_float, non_negative_int, positive_float, positive_int
 
 PROG = "kairos-gym train-policy"
 
@@ -48,6 +48,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--pool", choices=POOLS, default=defaults.pool,
         help="image features: 'average' over a 2x2 grid, or 'keypoints' (spatial soft-argmax: "
              "finds small objects; default: %(default)s)")
+    add("--state-noise", type=non_negative_float, default=defaults.state_noise, metavar="S",
+        help="training only: Gaussian noise on the state input, in units of each entry's "
+             "spread over the data, so the policy does not just copy the joints it reads "
+             "(default: %(default)s)")
     add("--seed", type=non_negative_int, default=defaults.seed, help="seed (default: 0)")
     add("--threads", type=positive_int, default=None, metavar="N", help="torch CPU threads")
     add("--no-progress", action="store_true", help="no progress bar")
@@ -65,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         config = BCConfig(camera=args.camera, chunk=args.chunk, steps=args.steps,
                           batch_size=args.batch_size, lr=args.lr, max_episodes=args.episodes,
-                          seed=args.seed, pool=args.pool,
+                          seed=args.seed, pool=args.pool, state_noise=args.state_noise,
                           state_keys=None if args.state_keys is None else tuple(
                               k for k in args.state_keys.split(",") if k))
     except ValueError as exc:

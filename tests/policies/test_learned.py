@@ -239,3 +239,37 @@ def test_a_keypoint_policy_trains_saves_and_loads(data, tmp_path):
     code = cli_main(["train-policy", "--data", str(data), "--output", str(tmp_path / "cli"),
                      "--steps", "2", "--pool", "keypoints", "--no-progress"])
     assert code == 0 and BCPolicy.load(tmp_path / "cli").config.pool == "keypoints"
+
+
+def test_state_noise_is_training_only_seeded_stored_and_validated(data, tmp_path):
+    torch.set_num_threads(1)
+    clean = train_bc(data, BCConfig(steps=5, batch_size=8), progress=False)
+    noisy = train_bc(data, BCConfig(steps=5, batch_size=8, state_noise=0.5), progress=False)
+    again = train_bc(data, BCConfig(steps=5, batch_size=8, state_noise=0.5), progress=False)
+    # The noise changes what is fitted, reproducibly; the normalisation is the data's either way.
+    head = "head.0.weight"
+    assert not torch.equal(clean.net.state_dict()[head], noisy.net.state_dict()[head])
+    torch.testing.assert_close(noisy.net.state_dict()[head], again.net.state_dict()[head])
+    torch.testing.assert_close(noisy.net.state_std, clean.net.state_std)
+    # Acting is deterministic: no noise outside training.
+    from kairos_gym.data import load_episodes
+
+    ep = load_episodes(data, "agentview", split="all", state_keys=("state",))[0]
+    obs = {"agentview_image": ep["frames"][0], "state": ep["state"][0]}
+    np.testing.assert_array_equal(noisy.act(obs), noisy.act(obs))
+    path = noisy.save(tmp_path / "n")
+    assert BCPolicy.load(path).config.state_noise == 0.5
+    meta = json.loads((path / "policy.json").read_text())
+    del meta["config"]["state_noise"]  # a policy saved before the option existed
+    (path / "policy.json").write_text(json.dumps(meta))
+    assert BCPolicy.load(path).config.state_noise == 0.0
+    for bad in (-0.1, float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="state_noise must be a finite number >= 0"):
+            BCConfig(state_noise=bad)
+    code = cli_main(["train-policy", "--data", str(data), "--output", str(tmp_path / "cli"),
+                     "--steps", "2", "--state-noise", "0.3", "--no-progress"])
+    assert code == 0 and BCPolicy.load(tmp_path / "cli").config.state_noise == 0.3
+    with pytest.raises(SystemExit) as exit_info:  # argparse refuses it
+        cli_main(["train-policy", "--data", str(data), "--output", str(tmp_path / "neg"),
+                  "--steps", "2", "--state-noise", "-1", "--no-progress"])
+    assert exit_info.value.code == 2 and not (tmp_path / "neg").exists()
