@@ -18,7 +18,12 @@ import dataclasses
 import sys
 import time
 
-from kairos_gym.cli.options import non_negative_float, non_negative_int, positive_float, positive_int
+from kairos_gym.cli.options import (
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 PROG = "kairos-gym train-policy"
 
