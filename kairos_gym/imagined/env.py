@@ -64,12 +64,21 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the last frame).
         success_threshold: ``info["success"]`` is ``success_prob > success_threshold``.
         done_threshold: ``terminated`` is ``done_prob > done_threshold``.
+        real_resets: ``reset(seed=s)`` without options resets the real env the model was
+            trained on (built here from the checkpoint's spec, ``gym.make(env_id,
+            **env_kwargs)``; the simulator must be installed) with seed
+            ``s`` and starts from its observation, so the imagined episode of seed ``s``
+            starts where the real episode of seed ``s`` does. This is how a benchmark's
+            seeded episodes run in imagination unchanged. ``False``: from a stored reset.
 
     Attributes:
         core: the 1-row :class:`ImaginedCore` behind the env.
         checkpoint: the loaded :class:`EnvCheckpoint`; ``model`` is ``checkpoint.model``.
         instruction: the real env's task instruction (also in every ``info``).
         control_freq: the real env's control rate in Hz (``metadata["render_fps"]``).
+        real_env: with ``real_resets``, the real env the resets come from (else ``None``);
+            this env only ever resets it. A paired evaluation may step it (the policy acts
+            in the real env, every action also goes to the imagined one).
 
     Raises:
         CheckpointError: the checkpoint is missing, corrupt or inconsistent.
@@ -90,8 +99,11 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
         render_mode: str | None = None,
         success_threshold: float = 0.5,
         done_threshold: float = 0.5,
+        real_resets: bool = False,
     ) -> None:
         check_render_mode(render_mode)
+        if not isinstance(real_resets, bool):
+            raise TypeError(f"real_resets must be a bool, got {real_resets!r}")
         if device is not None:
             # A loaded model is never moved (the core says so); a path is loaded on the
             # device, which must exist here: checked first, with the reason it does not.
@@ -113,6 +125,8 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
         self.instruction = self.core.instruction
         self.control_freq = self.core.control_freq
         self.metadata = {"render_modes": list(RENDER_MODES), "render_fps": self.control_freq}
+        self.real_resets = real_resets
+        self.real_env: gym.Env | None = self._make_real_env() if real_resets else None
         self._closed = False
 
     def default_episode_limit(self) -> int | None:
@@ -128,8 +142,9 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
         Args:
             seed: seeds ``np_random``, which picks the stored reset observation and seeds the
                 torch generator of the sampling noise: the same seed and actions give the
-                same frames.
-            options: ``None``; ``{"observation": obs}`` to start from a given real observation
+                same frames. With ``real_resets``, also the real env's reset seed.
+            options: ``None`` (a stored reset, or with ``real_resets`` the real env's reset
+                with ``seed``); ``{"observation": obs}`` to start from a given real observation
                 (an element of the observation space, e.g. the real env's reset observation);
                 or ``{"reset_index": i}`` for the ``i``-th stored reset observation.
 
@@ -142,6 +157,9 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
             ResetNeeded: the env is closed.
         """
         self._require_open()
+        if self.real_env is not None and options is None:
+            real_obs, _ = self.real_env.reset(seed=seed)
+            options = {"observation": real_obs}
         # Validate before touching anything, so a bad call loses nothing.
         request = self.core.parse_start(options, 1, batched=False)
         super().reset(seed=seed)
@@ -189,9 +207,13 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
         return self.core.observations([0])[self.core.image_key][0]
 
     def close(self) -> None:
-        """Drop the episode's memory; the (possibly shared) model stays loaded. Idempotent."""
+        """Drop the episode's memory; the (possibly shared) model stays loaded. Idempotent.
+        Closes the real env of ``real_resets`` too."""
         self._closed = True
         self.core.close()
+        if self.real_env is not None:
+            self.real_env.close()
+            self.real_env = None
 
     # --- rewinding ---
     def snapshot(self) -> ImaginedSnapshot:
@@ -219,6 +241,25 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
         self.core.bind_rng(0, self.np_random)
         obs = self.core.restore(snapshot)
         return {k: v[0] for k, v in obs.items()}
+
+    def _make_real_env(self) -> gym.Env:
+        """The real env of ``real_resets``, from the checkpoint's spec."""
+        import kairos_gym  # noqa: F401  (registers the kairos_gym/... ids)
+        from kairos_gym.data.unified import is_unified
+
+        spec = self.checkpoint.env_spec
+        if is_unified(spec):
+            raise ValueError(
+                f"{self.checkpoint.path} models several embodiments: real_resets needs one real "
+                "env; serve one embodiment (kairos_gym.imagined.embodiment.make_embodiment_env) "
+                "and pass the real reset as options={'observation': obs}"
+            )
+        if spec.env_id not in gym.registry:
+            raise ValueError(
+                f"real_resets: the checkpoint's real env {spec.env_id!r} is not a registered "
+                "Gymnasium id"
+            )
+        return gym.make(spec.env_id, **spec.env_kwargs)
 
     def _require_open(self) -> None:
         if self._closed:

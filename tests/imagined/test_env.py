@@ -473,3 +473,44 @@ def test_gym_make_time_limit_truncates(ckpt):
     )
     env.reset(seed=0)
     assert [env.step(a)[3] for a in sample_actions(2)] == [False, True]
+
+
+def test_real_resets_start_where_the_real_episode_of_the_same_seed_starts(ckpt_dir, ckpt):
+    pytest.importorskip("robosuite")
+    spec = ckpt.env_spec
+    real = gym.make(spec.env_id, **spec.env_kwargs)
+    env = ImaginedEnv(ckpt_dir, real_resets=True, done_threshold=1.0)
+    assert env.real_env is not None and env.real_env.spec.id == spec.env_id
+    assert ImaginedEnv(ckpt).real_env is None
+    try:
+        starts = []
+        for seed in (3, 4, 3):
+            want, _ = real.reset(seed=seed)
+            got, info = env.reset(seed=seed)
+            assert_same_obs(got, want)
+            assert info["success"] is False
+            starts.append(got)
+            env.step(sample_actions(1, seed=seed)[0])
+        assert not np.array_equal(starts[0]["state"], starts[1]["state"])
+        # Options still choose the start: a stored reset is a stored reset.
+        stored, _ = env.reset(seed=3, options={"reset_index": 0})
+        np.testing.assert_array_equal(stored["state"], ckpt.reset_observations["state"][0])
+    finally:
+        real.close()
+    env.close()
+    assert env.real_env is None
+    with pytest.raises(TypeError, match="real_resets must be a bool"):
+        ImaginedEnv(ckpt, real_resets="yes")
+
+
+@pytest.mark.filterwarnings("ignore:kairos_gym/Imagined-v0 is registered")
+def test_real_resets_through_gym_make(ckpt_dir):
+    pytest.importorskip("robosuite")
+    env = gym.make("kairos_gym/Imagined-v0", checkpoint=ckpt_dir, real_resets=True)
+    try:
+        a, _ = env.reset(seed=7)
+        b, _ = env.reset(seed=7)
+        assert_same_obs(a, b)
+        assert env.unwrapped.real_env is not None
+    finally:
+        env.close()
