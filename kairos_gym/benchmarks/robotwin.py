@@ -32,6 +32,16 @@ the env's default (``top``) for learned and served policies; ``--cameras`` and
         --out results/robotwin/transfer_cube_expert
     kairos-gym bench robotwin --task TransferCube Insertion --episodes 100 \\
         --plugin policy/MyPolicy --out runs/robotwin/my_policy --workers 4
+
+In imagination (``--checkpoint DIR``, a world model of the task): the same kept seeds (the
+expert check stays in the real simulator), each episode in ``kairos_gym/Imagined-v0``
+started from the real reset of its seed (:mod:`kairos_gym.benchmarks.imagined`). Policies
+and plug-ins act closed-loop on imagined observations (the model's one camera); the
+scripted expert, which reads the simulator, runs paired (its real actions replayed in
+imagination)::
+
+    kairos-gym bench robotwin --task TransferCube --episodes 10 --policy bc:runs/bc/tc \\
+        --checkpoint runs/transfer_cube_rollouts/model --out results/robotwin/tc_bc_imagined
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kairos_gym.benchmarks.imagined import PAIRED_EPISODE, imagined_factory, is_privileged
 from kairos_gym.benchmarks.options import (
     add_cameras_argument,
     add_seed_argument,
@@ -224,6 +235,8 @@ def robotwin_jobs(
     workers: int = 1,
     address: str | None = None,
     progress: bool = True,
+    checkpoint: str | os.PathLike[str] | None = None,
+    paired: bool = False,
 ) -> list[EpisodeJob]:
     """One job per kept seed (:func:`select_seeds`) and task, keyed ``robotwin/<task>/<seed>``.
 
@@ -240,19 +253,38 @@ def robotwin_jobs(
         limit: keep this many jobs, evenly spread (see
             :func:`~kairos_gym.benchmarks.runner.spread`).
         workers, address, progress: for the expert check (see :func:`select_seeds`).
+        checkpoint: run the episodes in imagination, in this environment checkpoint of the
+            task (:func:`~kairos_gym.benchmarks.imagined.imagined_factory`; ``cameras`` and
+            ``image_size`` are then the model's).
+        paired: with ``checkpoint``, the jobs run
+            :func:`~kairos_gym.benchmarks.imagined.paired_episode` (for privileged policies).
 
     Raises:
-        ValueError: an unknown task, ``episodes < 1``, or too few solvable seeds.
+        ValueError: an unknown task, ``episodes < 1``, too few solvable seeds, a checkpoint
+            of another task, or ``paired`` without a checkpoint or with ``plugin``.
+        CheckpointError: ``checkpoint`` is not an environment checkpoint.
     """
+    if paired and (checkpoint is None or plugin):
+        raise ValueError("paired runs a policy spec in imagination: it needs a checkpoint and no plugin")
     if not tasks:
         raise ValueError(f"no task given; choose from {list(TASKS)}")
     for task in tasks:
         _check_task(task)
+    kwargs = env_options(image_size, cameras)
+    factories = {}
+    for task in dict.fromkeys(tasks):
+        # Built (and a checkpoint checked) before the expert check, which takes a while.
+        if checkpoint is None:
+            factories[task] = EnvFactory(env_id(task), kwargs)
+        else:
+            step_limit = max_steps if max_steps is not None else ALOHA_LIMITS[task]
+            factories[task] = imagined_factory(
+                checkpoint, env_id(task), max_episode_steps=step_limit
+            )
     os.makedirs(out, exist_ok=True)
     cache = os.path.join(out, SEED_CACHE)
-    kwargs = env_options(image_size, cameras)
     jobs = []
-    for task in dict.fromkeys(tasks):
+    for task, factory in factories.items():
         if progress:
             print(
                 f"robotwin: checking {task} seeds from {first_seed(seed)} with the scripted "
@@ -275,8 +307,7 @@ def robotwin_jobs(
                 f"(expert failed), {chosen.checked_now} checked now",
                 file=sys.stderr,
             )
-        factory = EnvFactory(env_id(task), kwargs)
-        episode = PLUGIN_EPISODE if plugin else None
+        episode = PLUGIN_EPISODE if plugin else (PAIRED_EPISODE if paired else None)
         jobs += task_jobs(
             "robotwin", task, factory, chosen.kept, max_steps=max_steps, episode=episode
         )
@@ -340,7 +371,7 @@ def plugin_episode(env: Any, policy_spec: str, job: EpisodeJob) -> PluginOutcome
     from kairos_gym.robotwin.task_env import run_plugin_episode
 
     folder = plugin_folder(policy_spec)
-    task = job.env.target.split("Aloha-")[-1].rsplit("-v", 1)[0]
+    task = job.groups.get("task") or job.env.target.split("Aloha-")[-1].rsplit("-v", 1)[0]
     key = (str(folder), task)
     if key not in _PLUGINS:
         plugin = load_plugin(folder)
@@ -399,13 +430,33 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "'' for none; default: none for expert/zero/random, "
         "head_camera,left_camera,right_camera for --plugin, the env's otherwise",
     )
+    parser.add_argument(
+        "--checkpoint",
+        default=None,
+        metavar="DIR",
+        help="run the episodes in imagination: a world model of the task (an environment "
+        "checkpoint); each episode starts from the real reset of its seed, the scripted expert "
+        "runs paired (its real actions replayed in imagination)",
+    )
 
 
 def _cameras(args: argparse.Namespace) -> list[str] | None:
+    if getattr(args, "checkpoint", None) is not None:
+        if args.cameras is not None:
+            raise ValueError(
+                "--cameras does not apply with --checkpoint: an imagined env observes the one "
+                "camera its model generates"
+            )
+        return None
     if args.cameras is not None:
         return parse_cameras(args.cameras)
     cameras = default_cameras(args.policy, getattr(args, "plugin", None) is not None)
     return None if cameras is None else list(cameras)
+
+
+def _checkpoint(args: argparse.Namespace) -> str | None:
+    """The ``--checkpoint`` folder as recorded (absolute), or ``None`` for the real simulator."""
+    return None if args.checkpoint is None else os.fspath(Path(args.checkpoint).resolve())
 
 
 def _jobs(args: argparse.Namespace) -> list[EpisodeJob]:
@@ -425,6 +476,8 @@ def _jobs(args: argparse.Namespace) -> list[EpisodeJob]:
         workers=args.workers,
         address=args.address,
         progress=not args.no_progress,
+        checkpoint=args.checkpoint,
+        paired=args.checkpoint is not None and plugin is None and is_privileged(args.policy),
         **shared_job_options(args),
     )
 
@@ -436,7 +489,7 @@ ROBOTWIN = Benchmark(
     add_arguments=_add_arguments,
     jobs=_jobs,
     table=task_table,
-    settings=lambda args: {"cameras": _cameras(args)},
+    settings=lambda args: {"cameras": _cameras(args), "checkpoint": _checkpoint(args)},
     default_image_size=64,
     groups=("task",),
 )

@@ -203,8 +203,8 @@ def _bench(args: argparse.Namespace) -> int:
         if not os.path.isdir(args.plugin):
             raise UsageError(f"--plugin {args.plugin}: no such policy folder")
         args.policy = PLUGIN_PREFIX + os.path.abspath(args.plugin)
-    settings = _settings(args, benchmark)
     try:
+        settings = _settings(args, benchmark)
         jobs = benchmark.jobs(args)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
