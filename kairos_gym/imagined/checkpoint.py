@@ -41,17 +41,17 @@ DEFAULT_CHECKPOINT = Path(__file__).resolve().parents[1] / "assets" / "lift"
 """The embedded default model: robosuite Lift, 64 px agentview (see its README.md)."""
 EMBEDDED_CHECKPOINTS: dict[str, Path] = {
     "lift": DEFAULT_CHECKPOINT,
-    "lift-proprio": DEFAULT_CHECKPOINT.parent / "lift_proprio",
     "lift-objects": DEFAULT_CHECKPOINT.parent / "lift_objects",
     "door": DEFAULT_CHECKPOINT.parent / "door",
+    "transfer-cube": DEFAULT_CHECKPOINT.parent / "transfer_cube",
 }
 """The models shipped in the package, by name (each folder has a model card, README.md):
-``lift`` is the default; ``lift-proprio`` the same task with the proprioceptive path, which
-follows actions off the expert's path more closely; ``lift-objects`` carries the cube's
-position too and reads success from the carried state: the one whose imagined success rates
-agree best with the real simulator's; ``door`` is robosuite Door (64 px sideview) built the
-way ``lift-objects`` is, carrying the door's handle, hinge and latch. Pass the path as
-``checkpoint``."""
+``lift`` is the default; ``lift-objects`` the same task with the proprioceptive path, carrying
+the arm's state and the cube's position and reading success from the carried state: the one
+whose imagined success rates agree best with the real simulator's; ``door`` is robosuite Door
+(64 px sideview) built the same way, carrying the door's handle, hinge and latch;
+``transfer-cube`` is the bimanual ALOHA TransferCube (64 px top camera, 14-D joint targets,
+400 steps), carrying both arms' joints and the cube. Pass the path as ``checkpoint``."""
 
 
 @dataclass
