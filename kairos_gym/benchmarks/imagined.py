@@ -112,8 +112,9 @@ class PairedOutcome:
     real_success: bool
 
 
-# policy spec -> the policy, built once per worker (it rebinds to the env on each reset).
-_POLICIES: dict[str, Any] = {}
+# (policy spec, real env id) -> the policy, built once per worker (it rebinds to the env on
+# each reset).
+_POLICIES: dict[tuple[str, str], Any] = {}
 
 
 def paired_episode(env: Any, policy_spec: str, job: EpisodeJob) -> PairedOutcome:
@@ -144,8 +145,10 @@ def paired_episode(env: Any, policy_spec: str, job: EpisodeJob) -> PairedOutcome
     # The real env's own limit is its checkpoint's; the job's (else the imagined env's) rules.
     limit = job.max_steps or getattr(getattr(env, "spec", None), "max_episode_steps", None)
     real = real.unwrapped
-    if policy_spec not in _POLICIES:
-        _POLICIES[policy_spec] = make_policy(policy_spec, real)
+    # make_policy picks the expert by the env's id: one policy per spec and real env id.
+    key = (policy_spec, getattr(real.spec, "id", None) or type(real).__name__)
+    if key not in _POLICIES:
+        _POLICIES[key] = make_policy(policy_spec, real)
     state = {"reward": 0.0, "first": None, "seconds": 0.0, "ended_by": "max_steps"}
 
     def start_imagined(obs: Any, info: Any) -> None:
@@ -167,7 +170,7 @@ def paired_episode(env: Any, policy_spec: str, job: EpisodeJob) -> PairedOutcome
 
     episode = run_episode(
         real,
-        _POLICIES[policy_spec],
+        _POLICIES[key],
         seed=job.seed,
         max_steps=limit,
         on_reset=start_imagined,
