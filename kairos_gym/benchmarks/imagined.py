@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kairos_gym.benchmarks.runner import EnvFactory, EpisodeJob
+from kairos_gym.benchmarks.runner import EnvFactory, EpisodeJob, EpisodeSummary
 from kairos_gym.envs.registration import IMAGINED_ID
 
 __all__ = [
@@ -92,9 +92,8 @@ def imagined_factory(
 
 
 @dataclass(frozen=True)
-class PairedOutcome:
-    """A paired episode summarised as the runner records it (the
-    :class:`~kairos_gym.rollout.Episode` attributes it reads), for the imagined side.
+class PairedOutcome(EpisodeSummary):
+    """A paired episode as the runner records it: the imagined side.
 
     ``success`` is the first imagined success; ``length`` counts steps until the episode
     ended (either env ending it, or the step limit); ``env_seconds`` is the time inside the
@@ -102,13 +101,6 @@ class PairedOutcome:
     actions.
     """
 
-    success: bool
-    total_reward: float
-    length: int
-    first_success: int | None
-    ended_by: str
-    instruction: str | None
-    env_seconds: float
     real_success: bool
 
 

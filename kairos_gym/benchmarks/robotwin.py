@@ -67,7 +67,13 @@ from kairos_gym.benchmarks.options import (
     task_table,
 )
 from kairos_gym.benchmarks.registry import Benchmark
-from kairos_gym.benchmarks.runner import EnvFactory, EpisodeJob, run_benchmark, spread
+from kairos_gym.benchmarks.runner import (
+    EnvFactory,
+    EpisodeJob,
+    EpisodeSummary,
+    run_benchmark,
+    spread,
+)
 from kairos_gym.cli.options import positive_int
 from kairos_gym.envs.registration import ALOHA_LIMITS
 
@@ -315,23 +321,14 @@ def robotwin_jobs(
 
 
 @dataclass(frozen=True)
-class PluginOutcome:
-    """A plug-in episode summarised as the runner records it (the attributes it reads from
-    :class:`~kairos_gym.rollout.Episode`).
+class PluginOutcome(EpisodeSummary):
+    """A plug-in episode as the runner records it.
 
     ``length`` counts ``take_action`` calls (RoboTwin's ``take_action_cnt``, one env step
     each); ``ended_by`` is ``"success"``, ``"max_steps"`` (the step limit) or
     ``"truncated"`` (the env ended the episode); ``env_seconds`` is the time inside
     ``env.step``.
     """
-
-    success: bool
-    total_reward: float
-    length: int
-    first_success: int | None
-    ended_by: str
-    instruction: str | None
-    env_seconds: float
 
 
 _ENDED_BY = {"success": "success", "step_limit": "max_steps", "env_end": "truncated"}

@@ -44,6 +44,7 @@ __all__ = [
     "BenchmarkRun",
     "EnvFactory",
     "EpisodeJob",
+    "EpisodeSummary",
     "EpisodeWorker",
     "run_benchmark",
     "spread",
@@ -151,11 +152,10 @@ class EpisodeJob:
         episode: ``"package.module:function"`` that runs the episode itself, for policies
             that drive the env rather than answer observations (a RoboTwin plug-in calls
             ``take_action``): called as ``function(env, policy_spec, job)`` in place of
-            :func:`~kairos_gym.rollout.run_episode`, it returns an object with the
-            :class:`~kairos_gym.rollout.Episode` summary attributes (``success``,
-            ``total_reward``, ``length``, ``first_success``, ``ended_by``, ``instruction``,
-            ``env_seconds``); no policy is built with ``make_policy`` for such a job and no
-            video is written. ``None``: the policy loop.
+            :func:`~kairos_gym.rollout.run_episode`, it returns an
+            :class:`EpisodeSummary` (or any object with its attributes); no policy is built
+            with ``make_policy`` for such a job and no video is written. ``None``: the
+            policy loop.
     """
 
     key: str
@@ -206,6 +206,30 @@ class EpisodeJob:
 
     def __hash__(self) -> int:
         return hash(self.key)
+
+
+@dataclass(frozen=True)
+class EpisodeSummary:
+    """What an episode function (:attr:`EpisodeJob.episode`) returns: the
+    :class:`~kairos_gym.rollout.Episode` attributes the runner records.
+
+    Attributes:
+        success: whether the episode succeeded.
+        total_reward: the episode's return.
+        length: steps taken.
+        first_success: the 1-based step of the first success, or ``None``.
+        ended_by: why the episode stopped (``"success"``, ``"max_steps"``, ...).
+        instruction: the task instruction, if any.
+        env_seconds: time spent inside the env's ``step``.
+    """
+
+    success: bool
+    total_reward: float
+    length: int
+    first_success: int | None
+    ended_by: str
+    instruction: str | None
+    env_seconds: float
 
 
 def _is_int(value: Any) -> bool:
