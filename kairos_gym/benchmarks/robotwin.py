@@ -243,6 +243,7 @@ def robotwin_jobs(
     progress: bool = True,
     checkpoint: str | os.PathLike[str] | None = None,
     paired: bool = False,
+    object_obs: bool = False,
 ) -> list[EpisodeJob]:
     """One job per kept seed (:func:`select_seeds`) and task, keyed ``robotwin/<task>/<seed>``.
 
@@ -264,6 +265,9 @@ def robotwin_jobs(
             ``image_size`` are then the model's).
         paired: with ``checkpoint``, the jobs run
             :func:`~kairos_gym.benchmarks.imagined.paired_episode` (for privileged policies).
+        object_obs: the real env adds the privileged ``object_state`` observation (the
+            objects' positions), for policies trained with it. An imagined env observes what
+            its checkpoint's real env did.
 
     Raises:
         ValueError: an unknown task, ``episodes < 1``, too few solvable seeds, a checkpoint
@@ -277,6 +281,8 @@ def robotwin_jobs(
     for task in tasks:
         _check_task(task)
     kwargs = env_options(image_size, cameras)
+    if object_obs:
+        kwargs["object_obs"] = True
     factories = {}
     for task in dict.fromkeys(tasks):
         # Built (and a checkpoint checked) before the expert check, which takes a while.
@@ -428,6 +434,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "head_camera,left_camera,right_camera for --plugin, the env's otherwise",
     )
     parser.add_argument(
+        "--object-obs",
+        action="store_true",
+        help="the real env also observes the objects' positions (object_state), for "
+        "policies trained with it (RoboTwin's own policies never see it)",
+    )
+    parser.add_argument(
         "--checkpoint",
         default=None,
         metavar="DIR",
@@ -475,6 +487,7 @@ def _jobs(args: argparse.Namespace) -> list[EpisodeJob]:
         progress=not args.no_progress,
         checkpoint=args.checkpoint,
         paired=args.checkpoint is not None and plugin is None and is_privileged(args.policy),
+        object_obs=args.object_obs,
         **shared_job_options(args),
     )
 
@@ -486,7 +499,12 @@ ROBOTWIN = Benchmark(
     add_arguments=_add_arguments,
     jobs=_jobs,
     table=task_table,
-    settings=lambda args: {"cameras": _cameras(args), "checkpoint": _checkpoint(args)},
+    settings=lambda args: {
+        "cameras": _cameras(args),
+        "checkpoint": _checkpoint(args),
+        # None when off: runs recorded before the option resume unchanged.
+        "object_obs": args.object_obs or None,
+    },
     default_image_size=64,
     groups=("task",),
 )

@@ -167,3 +167,18 @@ def test_a_plugin_folder_runs_in_imagination_through_robotwins_loop(
     (record,) = run_benchmark(jobs, spec, str(tmp_path / "results.jsonl"), progress=False).records
     assert record.policy == spec and record.env["kwargs"]["real_resets"] is True
     assert 1 <= record.length <= LIMIT
+
+
+@pytest.mark.sim
+def test_object_obs_gives_the_real_env_the_objects_state(tmp_path, capsys):
+    out = tmp_path / "real"
+    args = ["bench", "robotwin", "--task", "TransferCube", "--max-steps", str(LIMIT),
+            "--episodes", "1", "--policy", "zero", "--out", str(out), "--no-progress",
+            "--object-obs"]
+    assert main(args) == 0
+    (record,) = [json.loads(x) for x in (out / "results.jsonl").read_text().splitlines()]
+    assert record["env"]["kwargs"] == {"cameras": [], "image_size": 64, "object_obs": True}
+    assert json.loads((out / "run.json").read_text())["settings"]["object_obs"] is True
+    capsys.readouterr()
+    assert main(args[:-1]) == 2  # resuming without it would mix two observation spaces
+    assert "object_obs: earlier True" in capsys.readouterr().err
