@@ -19,6 +19,10 @@ Run::
     python -m kairos_gym.eval.agreement --checkpoint kairos_gym/assets/lift --episodes 10 \\
         --policies bc:runs/bc/a bc:runs/bc/a+noise=0.3 bc:runs/bc/a+open random zero \\
         --output results/lift/agreement.json
+
+``--combine A.json B.json --output C.json`` joins reports of the same policies over disjoint
+seeds (``--seed 100 --episodes 5`` and ``--seed 105 --episodes 5``) into the report of one
+run over all of them, without running anything.
 """
 
 from __future__ import annotations
@@ -67,8 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Command-line options."""
     add = parser.add_argument
     add("--checkpoint", default=None, help="environment checkpoint (default: the embedded model)")
-    add("--policies", nargs="+", required=True, type=policy_spec, metavar="SPEC",
-        help="policy specs (see above)")
+    add("--policies", nargs="+", type=policy_spec, metavar="SPEC",
+        help="policy specs (see above; required unless --combine)")
     add("--mode", choices=("closed", "paired"), default="closed", help="protocol (default: closed)")
     add("--episodes", type=int, default=10, help="episodes per policy and side (default 10)")
     add("--seed", type=int, default=100, help="episode k uses seed + k (default 100)")
@@ -79,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     add("--output", default="results/agreement.json", help="JSON path (the PNG goes beside it)")
     add("--no-plot", action="store_true", help="skip the scatter PNG")
+    add("--combine", nargs="+", default=None, metavar="JSON",
+        help="join earlier reports of the same policies, mode and checkpoint over disjoint "
+             "seeds into one report (nothing is run)")
     add("--real-from", default=None, metavar="JSON",
         help="reuse the real-side episodes of an earlier closed-loop report with the same "
              "policies, seeds and steps (only the imagined side runs; for comparing models)")
@@ -90,15 +97,15 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     from kairos_gym.errors import CheckpointError, DependencyNotInstalled
-    from kairos_gym.evaluation.agreement import (
-        agreement_stats,
-        run_agreement,
-        run_paired_agreement,
-        scatter_plot,
-    )
+    from kairos_gym.evaluation.agreement import run_agreement, run_paired_agreement
     from kairos_gym.evaluation.real_vs_imagined import open_env_pair
     from kairos_gym.policies.registry import is_privileged, make_policy
 
+    if args.combine:
+        return combine(args, argv)
+    if not args.policies:
+        print("error: --policies is required (unless --combine)", file=sys.stderr)
+        return 2
     if args.episodes < 1 or args.threads < 0 or (args.steps is not None and args.steps < 1):
         print("error: --episodes and --steps must be >= 1, --threads >= 0", file=sys.stderr)
         return 2
@@ -128,18 +135,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         rows = run_paired_agreement(policies, real, imagined, episodes=args.episodes,
                                     image_key=ckpt.image_key, seed=args.seed, max_steps=args.steps)
     real.close()
-    stats = agreement_stats(rows) if len(rows) >= 2 else {}
-    summaries = [row.summary() for row in rows]
-    print(f"\n{ckpt.env_spec.env_id}, {args.mode} loop, {args.episodes} episodes per policy")
-    print(f"{'policy':<44} {'real':>6} {'imagined':>9} {'gap':>6} {'ret real':>9} {'ret imag':>9}")
-    for s in summaries:
-        r, i = s["real"], s["imagined"]
-        print(f"{s['name'][-44:]:<44} {r['success_rate']:>6.2f} {i['success_rate']:>9.2f} "
-              f"{s['gap']:>+6.2f} {r['mean_return']:>9.2f} {i['mean_return']:>9.2f}")
-    if stats:
-        print(f"Pearson {stats['pearson']:.3f}, Spearman {stats['spearman']:.3f}, "
-              f"MMRV {stats['mmrv']:.3f}, mean |gap| {stats['mean_abs_gap']:.3f}, "
-              f"episode agreement {stats['episode_agreement']:.3f}")
+    header = f"{ckpt.env_spec.env_id}, {args.mode} loop, {args.episodes} episodes per policy"
+    stats, summaries = print_table(rows, header)
     report = {
         "benchmark": "agreement",
         "command": shlex.join(["python", "-m", "kairos_gym.eval.agreement", *argv]),
@@ -157,14 +154,47 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "seconds": time.perf_counter() - started,
         "stats": stats,
         "policies": summaries,
-        "episodes_detail": [
-            {"name": row.name, "real": row.real, "imagined": row.imagined,
-             "real_returns": row.real_returns, "imagined_returns": row.imagined_returns,
-             "real_first_success": row.real_first_success,
-             "imagined_first_success": row.imagined_first_success}
-            for row in rows
-        ],
+        "episodes_detail": episodes_detail(rows),
     }
+    write_report(report, rows, stats, args)
+    return 0
+
+
+def episodes_detail(rows: list[Any]) -> list[dict[str, Any]]:
+    """The per-episode record of each policy, as the report stores it."""
+    return [
+        {"name": row.name, "real": row.real, "imagined": row.imagined,
+         "real_returns": row.real_returns, "imagined_returns": row.imagined_returns,
+         "real_first_success": row.real_first_success,
+         "imagined_first_success": row.imagined_first_success}
+        for row in rows
+    ]
+
+
+def print_table(rows: list[Any], header: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Print the per-policy table and the statistics; returns ``(stats, summaries)``."""
+    from kairos_gym.evaluation.agreement import agreement_stats
+
+    stats = agreement_stats(rows) if len(rows) >= 2 else {}
+    summaries = [row.summary() for row in rows]
+    print(f"\n{header}")
+    print(f"{'policy':<44} {'real':>6} {'imagined':>9} {'gap':>6} {'ret real':>9} {'ret imag':>9}")
+    for s in summaries:
+        r, i = s["real"], s["imagined"]
+        print(f"{s['name'][-44:]:<44} {r['success_rate']:>6.2f} {i['success_rate']:>9.2f} "
+              f"{s['gap']:>+6.2f} {r['mean_return']:>9.2f} {i['mean_return']:>9.2f}")
+    if stats:
+        print(f"Pearson {stats['pearson']:.3f}, Spearman {stats['spearman']:.3f}, "
+              f"MMRV {stats['mmrv']:.3f}, mean |gap| {stats['mean_abs_gap']:.3f}, "
+              f"episode agreement {stats['episode_agreement']:.3f}")
+    return stats, summaries
+
+
+def write_report(report: dict[str, Any], rows: list[Any], stats: dict[str, Any],
+                 args: argparse.Namespace) -> None:
+    """Write the JSON report to ``--output`` and, unless ``--no-plot``, the scatter PNG."""
+    from kairos_gym.evaluation.agreement import scatter_plot
+
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
@@ -172,6 +202,37 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if stats and not args.no_plot:
         scatter_plot(rows, stats, str(out.with_suffix(".png")))
         print(f"wrote {out.with_suffix('.png')}")
+
+
+def combine(args: argparse.Namespace, argv: list[str]) -> int:
+    """``--combine``: join earlier reports over disjoint seeds into one report."""
+    from kairos_gym.evaluation.agreement import combine_reports
+
+    try:
+        reports = [json.loads(Path(p).read_text()) for p in args.combine]
+        rows = combine_reports(reports)
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        print(f"error: --combine: {exc}", file=sys.stderr)
+        return 2
+    first = min(reports, key=lambda r: int(r["seed"]))
+    episodes = sum(int(r["episodes"]) for r in reports)
+    stats, summaries = print_table(
+        rows, f"{first['env_id']}, {first['mode']} loop, {episodes} episodes per policy "
+              f"(combined from {len(reports)} reports)")
+    report = {
+        **{k: first.get(k) for k in ("benchmark", "mode", "checkpoint", "env_id", "steps",
+                                     "embodiment", "sample_steps")},
+        "command": shlex.join(["python", "-m", "kairos_gym.eval.agreement", *argv]),
+        "combined_from": [{"path": p, "seed": r["seed"], "episodes": r["episodes"],
+                           "command": r.get("command")} for p, r in zip(args.combine, reports)],
+        "episodes": episodes,
+        "seeds": sorted(int(r["seed"]) + k for r in reports for k in range(int(r["episodes"]))),
+        "seed": first["seed"],
+        "stats": stats,
+        "policies": summaries,
+        "episodes_detail": episodes_detail(rows),
+    }
+    write_report(report, rows, stats, args)
     return 0
 
 

@@ -20,6 +20,7 @@ success gap::
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -32,6 +33,7 @@ from kairos_gym.policies.base import Policy
 __all__ = [
     "PolicyScores",
     "agreement_stats",
+    "combine_reports",
     "mmrv",
     "pearson",
     "run_agreement",
@@ -165,6 +167,47 @@ def agreement_stats(policies: Sequence[PolicyScores]) -> dict[str, Any]:
         "real_success_rates": real,
         "imagined_success_rates": imagined,
     }
+
+
+def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
+    """The episodes of several agreement reports over disjoint seeds, as one run.
+
+    Each report is the parsed JSON ``eval/agreement.py`` writes. They must share the mode,
+    checkpoint, step limit and policies (in order), and cover disjoint seed ranges
+    (``seed .. seed + episodes - 1``); the episodes are joined in seed order, so ten
+    episodes run as two runs of five give the rows one run of ten would.
+
+    Raises:
+        ValueError: fewer than two reports, or reports that differ in any of the above or
+            overlap in seeds.
+    """
+    if len(reports) < 2:
+        raise ValueError(f"combine needs at least two reports, got {len(reports)}")
+    first = reports[0]
+    for key in ("mode", "checkpoint", "steps", "embodiment"):
+        values = {str(r.get(key)) for r in reports}
+        if len(values) > 1:
+            raise ValueError(f"the reports differ in {key}: {sorted(values)}")
+    names = [d["name"] for d in first["episodes_detail"]]
+    for r in reports[1:]:
+        other = [d["name"] for d in r["episodes_detail"]]
+        if other != names:
+            raise ValueError(f"the reports have other policies: {names} against {other}")
+    ordered = sorted(reports, key=lambda r: int(r["seed"]))
+    for a, b in itertools.pairwise(ordered):
+        if int(a["seed"]) + int(a["episodes"]) > int(b["seed"]):
+            raise ValueError(
+                f"the reports overlap in seeds: {a['seed']}+{a['episodes']} episodes and "
+                f"{b['seed']}"
+            )
+    rows = [PolicyScores(name, real=[], imagined=[]) for name in names]
+    fields = ("real", "imagined", "real_returns", "imagined_returns", "real_first_success",
+              "imagined_first_success")
+    for r in ordered:
+        for row, detail in zip(rows, r["episodes_detail"]):
+            for name in fields:
+                getattr(row, name).extend(detail.get(name) or [])
+    return rows
 
 
 def run_agreement(

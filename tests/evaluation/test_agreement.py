@@ -16,6 +16,7 @@ import kairos_gym
 from kairos_gym.evaluation.agreement import (
     PolicyScores,
     agreement_stats,
+    combine_reports,
     mmrv,
     pearson,
     run_agreement,
@@ -135,3 +136,58 @@ def test_agreement_script_writes_json_and_refuses_the_expert_closed_loop(envs, t
     done = subprocess.run([*cmd, "--policies", "zero+wobble"], check=False,
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 2 and "bad modifier 'wobble'" in done.stderr
+
+
+def _report(seed: int, real: list[list[bool]], imagined: list[list[bool]], **extra) -> dict:
+    """A closed-loop report as eval/agreement.py writes it (the fields combining reads)."""
+    detail = [
+        {"name": name, "real": r, "imagined": i, "real_returns": [float(x) for x in r],
+         "imagined_returns": [float(x) for x in i],
+         "real_first_success": [5 if x else None for x in r],
+         "imagined_first_success": [6 if x else None for x in i]}
+        for name, r, i in zip(("a", "b"), real, imagined)
+    ]
+    return {"benchmark": "agreement", "mode": "closed", "checkpoint": "ckpt", "env_id": "env",
+            "steps": None, "embodiment": None, "seed": seed, "episodes": len(real[0]),
+            "episodes_detail": detail, **extra}
+
+
+def test_reports_over_disjoint_seeds_combine_into_one_run(tmp_path):
+    first = _report(100, [[True, False], [False, False]], [[True, True], [False, True]])
+    second = _report(102, [[True, True], [False, False]], [[False, True], [False, False]])
+    rows = combine_reports([second, first])  # any order: joined in seed order
+    assert [r.name for r in rows] == ["a", "b"]
+    assert rows[0].real == [True, False, True, True]
+    assert rows[0].imagined == [True, True, False, True]
+    assert rows[1].imagined_first_success == [None, 6, None, None]
+    whole = [PolicyScores("a", real=[True, False, True, True], imagined=[True, True, False, True]),
+             PolicyScores("b", real=[False] * 4, imagined=[False, True, False, False])]
+    assert agreement_stats(rows) == agreement_stats(whole)
+
+    with pytest.raises(ValueError, match="overlap in seeds"):
+        combine_reports([first, _report(101, [[True, True], [True, True]], [[True] * 2] * 2)])
+    with pytest.raises(ValueError, match="differ in mode"):
+        combine_reports([first, {**second, "mode": "paired"}])
+    renamed = {**second, "episodes_detail": second["episodes_detail"][::-1]}
+    with pytest.raises(ValueError, match="other policies"):
+        combine_reports([first, renamed])
+    with pytest.raises(ValueError, match="at least two"):
+        combine_reports([first])
+
+    paths = []
+    for k, report in enumerate((first, second)):
+        paths.append(tmp_path / f"r{k}.json")
+        paths[-1].write_text(json.dumps(report))
+    out = tmp_path / "both.json"
+    cmd = [sys.executable, "-m", "kairos_gym.eval.agreement", "--combine", *map(str, paths),
+           "--output", str(out), "--no-plot"]
+    done = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    combined = json.loads(out.read_text())
+    assert combined["episodes"] == 4 and combined["seeds"] == [100, 101, 102, 103]
+    assert combined["stats"]["episode_agreement"] == agreement_stats(whole)["episode_agreement"]
+    assert [c["seed"] for c in combined["combined_from"]] == [100, 102]
+    done = subprocess.run([*cmd[:3], "--combine", str(paths[0]), str(paths[0]), "--output",
+                           str(out)], check=False, capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert done.returncode == 2 and "overlap in seeds" in done.stderr
