@@ -173,7 +173,8 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
     """The episodes of several agreement reports over disjoint seeds, as one run.
 
     Each report is the parsed JSON ``eval/agreement.py`` writes. They must share the mode,
-    checkpoint, step limit and policies (in order), and cover disjoint seed ranges
+    checkpoint (the same path, or folders with the same weight files: a copied checkpoint),
+    step limit and policies (in order), and cover disjoint seed ranges
     (``seed .. seed + episodes - 1``); the episodes are joined in seed order, so ten
     episodes run as two runs of five give the rows one run of ten would.
 
@@ -186,6 +187,8 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
     first = reports[0]
     for key in ("mode", "checkpoint", "steps", "embodiment"):
         values = {str(r.get(key)) for r in reports}
+        if key == "checkpoint" and len(values) > 1:
+            values = {_weights_identity(v) for v in values}
         if len(values) > 1:
             raise ValueError(f"the reports differ in {key}: {sorted(values)}")
     names = [d["name"] for d in first["episodes_detail"]]
@@ -208,6 +211,22 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
             for name in fields:
                 getattr(row, name).extend(detail.get(name) or [])
     return rows
+
+
+def _weights_identity(checkpoint: str) -> str:
+    """A checkpoint folder's identity by content: the SHA-256 of its weight files (the path
+    itself when it holds none here)."""
+    import hashlib
+    from pathlib import Path
+
+    files = sorted(Path(checkpoint).glob("*.safetensors")) if Path(checkpoint).is_dir() else []
+    if not files:
+        return checkpoint
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def run_agreement(

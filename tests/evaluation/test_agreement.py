@@ -191,3 +191,15 @@ def test_reports_over_disjoint_seeds_combine_into_one_run(tmp_path):
                            str(out)], check=False, capture_output=True, text=True, timeout=300,
                           cwd=ROOT)
     assert done.returncode == 2 and "overlap in seeds" in done.stderr
+
+
+def test_a_copied_checkpoint_is_the_same_checkpoint(tmp_path):
+    for name, payload in (("a", b"weights"), ("b", b"weights"), ("c", b"other")):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "model.safetensors").write_bytes(payload)
+    first = _report(100, [[True], [False]], [[True], [False]], checkpoint=str(tmp_path / "a"))
+    copied = _report(101, [[True], [False]], [[True], [True]], checkpoint=str(tmp_path / "b"))
+    other = _report(101, [[True], [False]], [[True], [True]], checkpoint=str(tmp_path / "c"))
+    assert [r.imagined for r in combine_reports([first, copied])] == [[True, True], [False, True]]
+    with pytest.raises(ValueError, match="differ in checkpoint"):
+        combine_reports([first, other])
