@@ -78,6 +78,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=100, help="episode k uses seed + k (default 100)")
     add("--steps", type=int, default=None, help="steps per episode (default: the episode limit)")
     add("--sample-steps", type=int, default=None, help="Euler steps per imagined frame")
+    add("--success-threshold", type=float, default=0.5, metavar="P",
+        help="an imagined step succeeds when success_prob > P (default 0.5)")
     add("--embodiment", default=None, metavar="NAME",
         help="with a multi-embodiment checkpoint: the embodiment to compare (its real env)")
     add("--threads", type=int, default=0, help="torch threads (0: torch's default)")
@@ -113,7 +115,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         torch.set_num_threads(args.threads)
     try:
         ckpt, real, imagined = open_env_pair(args.checkpoint, sample_steps=args.sample_steps,
-                                             embodiment=args.embodiment)
+                                             embodiment=args.embodiment,
+                                             success_threshold=args.success_threshold)
         policies = {spec: make_policy(spec, real) for spec in args.policies}
     except (CheckpointError, ValueError, DependencyNotInstalled, gym.error.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -149,6 +152,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "real_from": args.real_from,
         "embodiment": args.embodiment,
         "sample_steps": imagined.unwrapped.settings.steps,
+        "success_threshold": args.success_threshold,
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.machine(),
         "seconds": time.perf_counter() - started,
@@ -222,6 +226,7 @@ def combine(args: argparse.Namespace, argv: list[str]) -> int:
     report = {
         **{k: first.get(k) for k in ("benchmark", "mode", "checkpoint", "env_id", "steps",
                                      "embodiment", "sample_steps")},
+        "success_threshold": first.get("success_threshold", 0.5),
         "command": shlex.join(["python", "-m", "kairos_gym.eval.agreement", *argv]),
         "combined_from": [{"path": p, "seed": r["seed"], "episodes": r["episodes"],
                            "command": r.get("command")} for p, r in zip(args.combine, reports)],

@@ -174,7 +174,7 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
 
     Each report is the parsed JSON ``eval/agreement.py`` writes. They must share the mode,
     checkpoint (the same path, or folders with the same weight files: a copied checkpoint),
-    step limit and policies (in order), and cover disjoint seed ranges
+    step limit, success threshold and policies (in order), and cover disjoint seed ranges
     (``seed .. seed + episodes - 1``); the episodes are joined in seed order, so ten
     episodes run as two runs of five give the rows one run of ten would.
 
@@ -185,8 +185,10 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
     if len(reports) < 2:
         raise ValueError(f"combine needs at least two reports, got {len(reports)}")
     first = reports[0]
-    for key in ("mode", "checkpoint", "steps", "embodiment"):
-        values = {str(r.get(key)) for r in reports}
+    # Reports written before the success threshold was an option used 0.5.
+    defaults = {"success_threshold": 0.5}
+    for key in ("mode", "checkpoint", "steps", "embodiment", "success_threshold"):
+        values = {str(r.get(key, defaults.get(key))) for r in reports}
         if key == "checkpoint" and len(values) > 1:
             values = {_weights_identity(v) for v in values}
         if len(values) > 1:

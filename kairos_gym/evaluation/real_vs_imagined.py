@@ -100,7 +100,11 @@ def aggregate(episodes: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def open_env_pair(
-    checkpoint: str | None, *, sample_steps: int | None = None, embodiment: str | None = None
+    checkpoint: str | None,
+    *,
+    sample_steps: int | None = None,
+    embodiment: str | None = None,
+    success_threshold: float = 0.5,
 ) -> tuple[EnvCheckpoint, gym.Env, gym.Env]:
     """``(checkpoint, real env, imagined env)`` for comparing the two worlds: the real env is
     built from the checkpoint's spec (``gym.make(spec.env_id, **spec.env_kwargs)``), so both
@@ -110,7 +114,8 @@ def open_env_pair(
     the one to compare: the real env is built from that embodiment's spec, the imagined env
     is an :class:`~kairos_gym.imagined.embodiment.EmbodimentEnv`, and the returned checkpoint
     carries that embodiment's spec as its ``env_spec`` (for reports; serve the model through
-    the returned env, not through it).
+    the returned env, not through it). ``success_threshold`` is the imagined env's
+    (``info["success"]`` is ``success_prob > success_threshold``).
 
     Raises:
         CheckpointError, ValueError: a bad checkpoint or option (an ``embodiment`` missing or
@@ -128,13 +133,17 @@ def open_env_pair(
         if embodiment is None:
             raise ValueError(f"{ckpt.path} models several embodiments {list(layout.names)}: "
                              "name the one to compare (--embodiment)")
-        imagined: gym.Env = make_embodiment_env(ckpt, embodiment, sample_steps=sample_steps)
+        imagined: gym.Env = make_embodiment_env(
+            ckpt, embodiment, sample_steps=sample_steps, success_threshold=success_threshold
+        )
         spec = layout.embodiment(embodiment).spec
         ckpt = dataclasses.replace(ckpt, env_spec=spec)
     else:
         if embodiment is not None:
             raise ValueError(f"{ckpt.path} models {ckpt.env_spec.env_id} alone; --embodiment "
                              "applies to multi-embodiment checkpoints")
-        imagined = ImaginedEnv(ckpt, sample_steps=sample_steps)
+        imagined = ImaginedEnv(
+            ckpt, sample_steps=sample_steps, success_threshold=success_threshold
+        )
     real = gym.make(ckpt.env_spec.env_id, **ckpt.env_spec.env_kwargs)
     return ckpt, real, imagined

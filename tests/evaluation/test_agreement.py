@@ -119,6 +119,7 @@ def test_agreement_script_writes_json_and_refuses_the_expert_closed_loop(envs, t
     report = json.loads(out.read_text())
     assert [p["name"] for p in report["policies"]] == ["zero", "random+noise=0.2+execute=2"]
     assert report["mode"] == "closed" and "pearson" in report["stats"]
+    assert report["success_threshold"] == 0.5
     # The real side of that report is reused: the same outcomes, only imagination runs again.
     again = tmp_path / "again.json"
     done = subprocess.run([*cmd[:-3], "--output", str(again), "--no-plot", "--real-from", str(out),
@@ -168,6 +169,9 @@ def test_reports_over_disjoint_seeds_combine_into_one_run(tmp_path):
         combine_reports([first, _report(101, [[True, True], [True, True]], [[True] * 2] * 2)])
     with pytest.raises(ValueError, match="differ in mode"):
         combine_reports([first, {**second, "mode": "paired"}])
+    with pytest.raises(ValueError, match="differ in success_threshold"):
+        combine_reports([first, {**second, "success_threshold": 0.9}])
+    assert len(combine_reports([first, {**second, "success_threshold": 0.5}])[0].real) == 4
     renamed = {**second, "episodes_detail": second["episodes_detail"][::-1]}
     with pytest.raises(ValueError, match="other policies"):
         combine_reports([first, renamed])
@@ -203,3 +207,15 @@ def test_a_copied_checkpoint_is_the_same_checkpoint(tmp_path):
     assert [r.imagined for r in combine_reports([first, copied])] == [[True, True], [False, True]]
     with pytest.raises(ValueError, match="differ in checkpoint"):
         combine_reports([first, other])
+
+
+def test_open_env_pair_passes_the_success_threshold(envs):
+    from kairos_gym.evaluation.real_vs_imagined import open_env_pair
+
+    ckpt, _, _ = envs
+    _, real, imagined = open_env_pair(str(ckpt), success_threshold=0.9)
+    try:
+        assert imagined.unwrapped.core.success_threshold == 0.9
+    finally:
+        real.close()
+        imagined.close()
