@@ -7,8 +7,8 @@ and from then on the policy sees only imagined observations (closed loop). Succe
 reward and termination are the model's. Comparing a run in each world on the same seeds
 says how far the model can stand in for the simulator for that policy.
 
-Privileged policies (:data:`PRIVILEGED`: the scripted experts, which read the simulator's
-state) cannot act on imagined observations. Their jobs run :func:`paired_episode`
+Privileged policies (:func:`kairos_gym.policies.registry.is_privileged`: the scripted
+experts, which read the simulator's state) cannot act on imagined observations. Their jobs run :func:`paired_episode`
 instead, the paired protocol: the policy acts in the real env of the same seed, every
 action also goes to the imagined env, and the record is the imagined outcome.
 
@@ -30,23 +30,14 @@ from kairos_gym.envs.registration import IMAGINED_ID
 
 __all__ = [
     "PAIRED_EPISODE",
-    "PRIVILEGED",
     "PairedOutcome",
     "checkpoint_env_id",
     "imagined_factory",
-    "is_privileged",
     "paired_episode",
 ]
 
-# Policy bases that read the real simulator (they run paired in imagination).
-PRIVILEGED = ("expert",)
 # The episode function of privileged jobs in imagination (see EpisodeJob.episode).
 PAIRED_EPISODE = "kairos_gym.benchmarks.imagined:paired_episode"
-
-
-def is_privileged(policy_spec: str | None) -> bool:
-    """Whether the policy spec's base reads the simulator (:data:`PRIVILEGED`)."""
-    return (policy_spec or "").split("+")[0] in PRIVILEGED
 
 
 def checkpoint_env_id(checkpoint: str | os.PathLike[str]) -> str:

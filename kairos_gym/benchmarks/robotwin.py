@@ -55,7 +55,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kairos_gym.benchmarks.imagined import PAIRED_EPISODE, imagined_factory, is_privileged
+from kairos_gym.benchmarks.imagined import PAIRED_EPISODE, imagined_factory
 from kairos_gym.benchmarks.options import (
     add_cameras_argument,
     add_seed_argument,
@@ -76,6 +76,7 @@ from kairos_gym.benchmarks.runner import (
 )
 from kairos_gym.cli.options import positive_int
 from kairos_gym.envs.registration import ALOHA_LIMITS
+from kairos_gym.policies.registry import is_privileged
 
 __all__ = [
     "PLUGIN_PREFIX",

@@ -16,13 +16,13 @@ from kairos_gym.benchmarks.imagined import (
     PAIRED_EPISODE,
     checkpoint_env_id,
     imagined_factory,
-    is_privileged,
     paired_episode,
 )
 from kairos_gym.benchmarks.robotwin import robotwin_jobs
 from kairos_gym.benchmarks.runner import EpisodeJob, run_benchmark
 from kairos_gym.cli import main
 from kairos_gym.errors import CheckpointError
+from kairos_gym.policies.registry import is_privileged
 from tests.robotwin.conftest import ALOHA_ID, bimanual_checkpoint  # noqa: F401  (fixture)
 
 pytest.importorskip("gym_aloha")
@@ -30,9 +30,15 @@ pytest.importorskip("gym_aloha")
 LIMIT = 270
 
 
+def imagined_jobs(checkpoint, out, episodes: int, **options):
+    """RoboTwin's TransferCube jobs with a ``LIMIT``-step limit, in imagination."""
+    return robotwin_jobs(["TransferCube"], episodes=episodes, out=out, max_steps=LIMIT,
+                         progress=False, checkpoint=checkpoint, **options)
+
+
 def test_privileged_policies_are_the_scripted_experts():
     assert is_privileged("expert") and is_privileged("expert+noise=0.3")
-    assert not any(is_privileged(s) for s in ("zero", "random", "bc:runs/x", None, ""))
+    assert not any(is_privileged(s) for s in ("zero", "random", "bc:runs/x", ""))
 
 
 def test_the_factory_checks_the_checkpoint_against_the_task(bimanual_checkpoint, tmp_path):  # noqa: F811
@@ -55,10 +61,7 @@ def test_kept_seeds_run_closed_loop_in_imagination_from_their_real_resets(
     bimanual_checkpoint,  # noqa: F811
     tmp_path,
 ):
-    jobs = robotwin_jobs(
-        ["TransferCube"], episodes=2, out=tmp_path, max_steps=LIMIT, progress=False,
-        checkpoint=bimanual_checkpoint,
-    )
+    jobs = imagined_jobs(bimanual_checkpoint, tmp_path, 2)
     assert [(j.seed, j.episode, j.env.target) for j in jobs] == [
         (100000, None, "kairos_gym/Imagined-v0"),
         (100001, None, "kairos_gym/Imagined-v0"),
@@ -89,10 +92,7 @@ def test_the_expert_runs_paired_its_real_actions_replayed_in_imagination(
     bimanual_checkpoint,  # noqa: F811
     tmp_path,
 ):
-    jobs = robotwin_jobs(
-        ["TransferCube"], episodes=1, out=tmp_path, max_steps=LIMIT, progress=False,
-        checkpoint=bimanual_checkpoint, paired=True,
-    )
+    jobs = imagined_jobs(bimanual_checkpoint, tmp_path, 1, paired=True)
     assert [(j.seed, j.episode) for j in jobs] == [(100000, PAIRED_EPISODE)]
     # An imagined world that never succeeds: the episode runs to the job's limit (not the
     # checkpoint's 80 steps), long enough for the real expert to succeed on the way.
@@ -158,10 +158,7 @@ def test_a_plugin_folder_runs_in_imagination_through_robotwins_loop(
     from tests.robotwin.plugins import write_expert_replay_plugin
 
     folder = write_expert_replay_plugin(tmp_path / "policy", pad=20)
-    jobs = robotwin_jobs(
-        ["TransferCube"], episodes=1, out=tmp_path, max_steps=LIMIT, plugin=True,
-        progress=False, checkpoint=bimanual_checkpoint,
-    )
+    jobs = imagined_jobs(bimanual_checkpoint, tmp_path, 1, plugin=True)
     assert [(j.episode, j.env.target) for j in jobs] == [(PLUGIN_EPISODE, "kairos_gym/Imagined-v0")]
     spec = f"robotwin:{folder}"
     (record,) = run_benchmark(jobs, spec, str(tmp_path / "results.jsonl"), progress=False).records
