@@ -125,7 +125,6 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
         self.instruction = self.core.instruction
         self.control_freq = self.core.control_freq
         self.metadata = {"render_modes": list(RENDER_MODES), "render_fps": self.control_freq}
-        self.real_resets = real_resets
         self.real_env: gym.Env | None = self._make_real_env() if real_resets else None
         self._closed = False
 
