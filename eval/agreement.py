@@ -22,7 +22,8 @@ Run::
 
 ``--combine A.json B.json --output C.json`` joins reports of the same policies over disjoint
 seeds (``--seed 100 --episodes 5`` and ``--seed 105 --episodes 5``) into the report of one
-run over all of them, without running anything.
+run over all of them, without running anything; given one report, it recomputes its
+statistics (the bootstrap intervals and the calibrated reference came later than some reports).
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--no-plot", action="store_true", help="skip the scatter PNG")
     add("--combine", nargs="+", default=None, metavar="JSON",
         help="join earlier reports of the same policies, mode and checkpoint over disjoint "
-             "seeds into one report (nothing is run)")
+             "seeds into one report, or rescore one report with this version's statistics "
+             "(nothing is run)")
     add("--real-from", default=None, metavar="JSON",
         help="reuse the real-side episodes of an earlier closed-loop report with the same "
              "policies, seeds and steps (only the imagined side runs; for comparing models)")
@@ -177,7 +179,7 @@ def episodes_detail(rows: list[Any]) -> list[dict[str, Any]]:
 
 def print_table(rows: list[Any], header: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Print the per-policy table and the statistics; returns ``(stats, summaries)``."""
-    from kairos_gym.evaluation.agreement import agreement_stats
+    from kairos_gym.evaluation.agreement import STAT_NAMES, agreement_stats
 
     stats = agreement_stats(rows) if len(rows) >= 2 else {}
     summaries = [row.summary() for row in rows]
@@ -191,7 +193,19 @@ def print_table(rows: list[Any], header: str) -> tuple[dict[str, Any], list[dict
         print(f"Pearson {stats['pearson']:.3f}, Spearman {stats['spearman']:.3f}, "
               f"MMRV {stats['mmrv']:.3f}, mean |gap| {stats['mean_abs_gap']:.3f}, "
               f"episode agreement {stats['episode_agreement']:.3f}")
+        for key, label in (("bootstrap", "90% bootstrap interval over episodes"),
+                           ("calibrated_reference",
+                            "a calibrated imagination drawing outcomes independently (median, 90%)")):
+            parts = [f"{name} {_interval(stats[key][name])}" for name in STAT_NAMES]
+            print(f"  {label}: " + ", ".join(parts))
     return stats, summaries
+
+
+def _interval(spread: dict[str, float | None]) -> str:
+    """``median [p05, p95]`` of a statistic's spread (``-`` where it is undefined)."""
+    if spread["median"] is None:
+        return "-"
+    return f"{spread['median']:.2f} [{spread['p05']:.2f}, {spread['p95']:.2f}]"
 
 
 def write_report(report: dict[str, Any], rows: list[Any], stats: dict[str, Any],
@@ -222,7 +236,7 @@ def combine(args: argparse.Namespace, argv: list[str]) -> int:
     episodes = sum(int(r["episodes"]) for r in reports)
     stats, summaries = print_table(
         rows, f"{first['env_id']}, {first['mode']} loop, {episodes} episodes per policy "
-              f"(combined from {len(reports)} reports)")
+              f"(from {len(reports)} report{'s' if len(reports) > 1 else ''})")
     report = {
         **{k: first.get(k) for k in ("benchmark", "mode", "checkpoint", "env_id", "steps",
                                      "embodiment", "sample_steps")},

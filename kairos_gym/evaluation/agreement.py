@@ -31,8 +31,11 @@ import numpy as np
 from kairos_gym.policies.base import Policy
 
 __all__ = [
+    "STAT_NAMES",
     "PolicyScores",
     "agreement_stats",
+    "bootstrap_stats",
+    "calibrated_reference",
     "combine_reports",
     "mmrv",
     "pearson",
@@ -145,9 +148,84 @@ class PolicyScores:
         return out
 
 
-def agreement_stats(policies: Sequence[PolicyScores]) -> dict[str, Any]:
+STAT_NAMES = ("pearson", "spearman", "mmrv", "mean_abs_gap")
+"""The across-policy statistics, in the order reports give them."""
+
+
+def _rate_stats(real: np.ndarray, imagined: np.ndarray) -> tuple[float, float, float, float]:
+    """Pearson, Spearman, MMRV and mean absolute gap of two success-rate vectors ``[P]``."""
+    return (pearson(real, imagined), spearman(real, imagined), mmrv(real, imagined),
+            float(np.mean(np.abs(imagined - real))))
+
+
+def _spread(draws: np.ndarray) -> dict[str, dict[str, float | None]]:
+    """Median and 5th / 95th percentiles of each statistic over ``draws`` ``[D, 4]`` (draws
+    where a correlation is undefined, a side being constant, are left out of that one)."""
+    out: dict[str, dict[str, float | None]] = {}
+    for name, column in zip(STAT_NAMES, draws.T):
+        column = column[np.isfinite(column)]
+        if not column.size:
+            out[name] = {"median": None, "p05": None, "p95": None}
+            continue
+        p05, median, p95 = np.percentile(column, [5, 50, 95])
+        out[name] = {"median": float(median), "p05": float(p05), "p95": float(p95)}
+    return out
+
+
+def bootstrap_stats(policies: Sequence[PolicyScores], draws: int = 1000,
+                    seed: int = 0) -> dict[str, dict[str, float | None]]:
+    """How much the across-policy statistics move with the episodes drawn: each draw resamples
+    every policy's episodes with replacement (the same indices on both sides, since episode
+    ``k`` starts from the same real reset in both worlds) and recomputes them.
+
+    Returns:
+        per statistic (:data:`STAT_NAMES`), the median and the 5th / 95th percentiles: a 90%
+        bootstrap interval.
+    """
+    rng = np.random.default_rng(seed)
+    real = [np.asarray(p.real, dtype=np.float64) for p in policies]
+    imagined = [np.asarray(p.imagined, dtype=np.float64) for p in policies]
+    out = np.empty((draws, len(STAT_NAMES)))
+    for d in range(draws):
+        picks = [rng.integers(0, len(r), len(r)) for r in real]
+        out[d] = _rate_stats(np.array([r[i].mean() for r, i in zip(real, picks)]),
+                             np.array([m[i].mean() for m, i in zip(imagined, picks)]))
+    return _spread(out)
+
+
+def calibrated_reference(real_rates: Sequence[float], episodes: Sequence[int], draws: int = 1000,
+                         seed: int = 0) -> dict[str, dict[str, float | None]]:
+    """What a perfectly calibrated but independent imagination would score: both worlds draw
+    each policy's ``episodes`` outcomes independently at its real success rate (taken as the
+    true probability), and the statistics are computed between the two draws.
+
+    A model that predicts every policy's success probability exactly but not which episodes
+    succeed scores about this; one that also follows each episode from its real reset can do
+    better. With few episodes per policy the reference is far from perfect (ten episodes at
+    rates between 0 and 1 give a Pearson near 0.9), which says how many episodes a target
+    needs before a model can be judged against it.
+
+    Returns:
+        per statistic (:data:`STAT_NAMES`), the median and the 5th / 95th percentiles.
+    """
+    rng = np.random.default_rng(seed)
+    p = np.asarray(real_rates, dtype=np.float64)
+    n = np.asarray(episodes, dtype=np.int64)
+    if p.shape != n.shape or p.size < 2:
+        raise ValueError(f"need equally long rates and episode counts for >= 2 policies, got "
+                         f"{p.size} and {n.size}")
+    out = np.empty((draws, len(STAT_NAMES)))
+    for d in range(draws):
+        out[d] = _rate_stats(rng.binomial(n, p) / n, rng.binomial(n, p) / n)
+    return _spread(out)
+
+
+def agreement_stats(policies: Sequence[PolicyScores], draws: int = 1000) -> dict[str, Any]:
     """Across policies: Pearson, Spearman, MMRV and the mean absolute gap of success rates,
-    plus per-episode agreement (the fraction of paired episodes whose outcomes agree).
+    plus per-episode agreement (the fraction of paired episodes whose outcomes agree), with
+    how far the episodes drawn move them (``bootstrap``: :func:`bootstrap_stats`) and what a
+    calibrated but independent imagination would score on the same policies
+    (``calibrated_reference``: :func:`calibrated_reference`); ``draws=0`` leaves both out.
 
     Raises:
         ValueError: fewer than two policies.
@@ -157,20 +235,23 @@ def agreement_stats(policies: Sequence[PolicyScores]) -> dict[str, Any]:
     real = [float(np.mean(p.real)) for p in policies]
     imagined = [float(np.mean(p.imagined)) for p in policies]
     paired = [a == b for p in policies for a, b in zip(p.real, p.imagined)]
-    return {
+    stats: dict[str, Any] = {
         "policies": len(policies),
-        "pearson": pearson(real, imagined),
-        "spearman": spearman(real, imagined),
-        "mmrv": mmrv(real, imagined),
-        "mean_abs_gap": float(np.mean(np.abs(np.subtract(imagined, real)))),
+        **dict(zip(STAT_NAMES, _rate_stats(np.array(real), np.array(imagined)))),
         "episode_agreement": float(np.mean(paired)) if paired else float("nan"),
         "real_success_rates": real,
         "imagined_success_rates": imagined,
     }
+    if draws:
+        stats["bootstrap"] = bootstrap_stats(policies, draws)
+        stats["calibrated_reference"] = calibrated_reference(real, [len(p.real) for p in policies],
+                                                             draws)
+    return stats
 
 
 def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
-    """The episodes of several agreement reports over disjoint seeds, as one run.
+    """The episodes of several agreement reports over disjoint seeds, as one run (of one
+    report: its episodes, for recomputing its statistics).
 
     Each report is the parsed JSON ``eval/agreement.py`` writes. They must share the mode,
     checkpoint (the same path, or folders with the same weight files: a copied checkpoint),
@@ -179,11 +260,11 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
     episodes run as two runs of five give the rows one run of ten would.
 
     Raises:
-        ValueError: fewer than two reports, or reports that differ in any of the above or
+        ValueError: no report, or reports that differ in any of the above or
             overlap in seeds.
     """
-    if len(reports) < 2:
-        raise ValueError(f"combine needs at least two reports, got {len(reports)}")
+    if not reports:
+        raise ValueError("combine needs at least one report")
     first = reports[0]
     # Reports written before the success threshold was an option used 0.5.
     defaults = {"success_threshold": 0.5}

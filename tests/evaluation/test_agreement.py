@@ -16,6 +16,8 @@ import kairos_gym
 from kairos_gym.evaluation.agreement import (
     PolicyScores,
     agreement_stats,
+    bootstrap_stats,
+    calibrated_reference,
     combine_reports,
     mmrv,
     pearson,
@@ -73,6 +75,43 @@ def test_agreement_stats_and_summary():
     assert s["real"]["successes"] == 3 and s["gap"] == pytest.approx(0.25)
     with pytest.raises(ValueError, match="at least two policies"):
         agreement_stats(rows[:1])
+
+
+def test_bootstrap_intervals_follow_the_episodes():
+    # Imagination agrees episode by episode: every resample keeps the gap and MMRV at zero.
+    same = [PolicyScores(str(k), real=flags, imagined=list(flags))
+            for k, flags in enumerate([[True] * 6 + [False] * 4, [True, False] * 5, [False] * 10])]
+    spread = bootstrap_stats(same, draws=200)
+    assert spread["mean_abs_gap"] == {"median": 0.0, "p05": 0.0, "p95": 0.0}
+    assert spread["mmrv"]["p95"] == 0.0 and spread["pearson"]["p05"] == pytest.approx(1.0)
+    # The same rates with the outcomes on other episodes: the resampled gaps are not zero.
+    shuffled = [PolicyScores(p.name, real=p.real, imagined=p.real[::-1]) for p in same]
+    assert bootstrap_stats(shuffled, draws=200)["mean_abs_gap"]["p95"] > 0.05
+    assert bootstrap_stats(same, draws=50, seed=3) == bootstrap_stats(same, draws=50, seed=3)
+
+
+def test_the_calibrated_reference_is_the_sampling_floor():
+    # Certain outcomes are drawn the same on both sides.
+    sure = calibrated_reference([0.0, 1.0, 1.0], [10, 10, 10], draws=100)
+    assert sure["mean_abs_gap"]["p95"] == 0.0 and sure["mmrv"]["p95"] == 0.0
+    assert sure["pearson"]["median"] == pytest.approx(1.0)
+    # Ten episodes at rates spread over [0, 1] are far from perfect; ten thousand are close.
+    rates = [0.0, 0.1, 0.3, 0.5, 0.5, 0.8, 1.0]
+    few = calibrated_reference(rates, [10] * 7, draws=300)
+    many = calibrated_reference(rates, [10_000] * 7, draws=300)
+    assert few["pearson"]["median"] < 0.97 < many["pearson"]["p05"]
+    assert few["mean_abs_gap"]["median"] > 0.05 > many["mean_abs_gap"]["p95"]
+    with pytest.raises(ValueError, match="equally long"):
+        calibrated_reference([0.5, 0.5], [10])
+
+
+def test_agreement_stats_report_the_spread_unless_asked_not_to():
+    rows = [PolicyScores("a", real=[True, False] * 3, imagined=[True] * 6),
+            PolicyScores("b", real=[False] * 6, imagined=[False, True] + [False] * 4)]
+    stats = agreement_stats(rows, draws=50)
+    for key in ("bootstrap", "calibrated_reference"):
+        assert set(stats[key]) == {"pearson", "spearman", "mmrv", "mean_abs_gap"}
+    assert "bootstrap" not in agreement_stats(rows, draws=0)
 
 
 @pytest.fixture(scope="module")
@@ -175,8 +214,9 @@ def test_reports_over_disjoint_seeds_combine_into_one_run(tmp_path):
     renamed = {**second, "episodes_detail": second["episodes_detail"][::-1]}
     with pytest.raises(ValueError, match="other policies"):
         combine_reports([first, renamed])
-    with pytest.raises(ValueError, match="at least two"):
-        combine_reports([first])
+    with pytest.raises(ValueError, match="at least one"):
+        combine_reports([])
+    assert [r.real for r in combine_reports([first])] == [[True, False], [False, False]]
 
     paths = []
     for k, report in enumerate((first, second)):
@@ -195,6 +235,13 @@ def test_reports_over_disjoint_seeds_combine_into_one_run(tmp_path):
                            str(out)], check=False, capture_output=True, text=True, timeout=300,
                           cwd=ROOT)
     assert done.returncode == 2 and "overlap in seeds" in done.stderr
+    # One report is rescored: the spread of its statistics is added.
+    done = subprocess.run([*cmd[:3], "--combine", str(paths[0]), "--output", str(out), "--no-plot"],
+                          check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    assert "calibrated imagination" in done.stdout
+    assert set(json.loads(out.read_text())["stats"]["bootstrap"]) == {
+        "pearson", "spearman", "mmrv", "mean_abs_gap"}
 
 
 def test_a_copied_checkpoint_is_the_same_checkpoint(tmp_path):
