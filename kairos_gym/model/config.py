@@ -130,6 +130,13 @@ class WorldModelConfig:
     object state's width). The dynamics predicts them as the commanded target plus a learned
     residual rather than as the previous state plus a step, so its error stays bounded over
     long episodes instead of accumulating (see :class:`~kairos_gym.model.proprio.ProprioDynamics`)."""
+    proprio_arm_entries: tuple[int, int] | None = None
+    """``(start, stop)``: the carried state's entries ``[start, stop)`` hold the arm's pose
+    (robosuite with ``object_state``: ``(K, K + 6)``, the end effector's position and
+    axis-angle); a second network predicts them from the robot's entries ``[start, state_dim)``
+    and the action only, blind to the objects laid before ``start``, so the imagined arm goes
+    where the actions send it rather than towards the object the expert data always reached
+    (see :class:`~kairos_gym.model.proprio.ProprioDynamics`)."""
     text_dim: int | None = None
     """Width of instruction tokens for cross-attention; ``None`` disables cross-attention."""
     rope_theta: float = 10000.0
@@ -192,6 +199,17 @@ class WorldModelConfig:
                     f"the state ({self.state_dim}) and the action ({self.action_dim_per_latent}) of "
                     f"a model with proprio_conditioning, got {self.proprio_position_targets!r}")
             object.__setattr__(self, "proprio_position_targets", targets)
+        if self.proprio_arm_entries is not None:
+            try:
+                arm = tuple(int(i) for i in self.proprio_arm_entries)
+            except (TypeError, ValueError):
+                arm = ()
+            if len(arm) != 2 or not self.proprio_conditioning or not 0 < arm[0] < arm[1] <= self.state_dim:
+                raise ValueError(
+                    f"proprio_arm_entries must be (start, stop) with 0 < start < stop <= the state's "
+                    f"width ({self.state_dim}) in a model with proprio_conditioning, got "
+                    f"{self.proprio_arm_entries!r}")
+            object.__setattr__(self, "proprio_arm_entries", arm)
         bad = [k for k in self.layer_pattern if k not in LAYER_KINDS]
         if not self.layer_pattern or bad:
             raise ValueError(f"layer_pattern entries must be in {LAYER_KINDS}, got {self.layer_pattern!r}")

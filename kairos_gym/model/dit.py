@@ -54,7 +54,7 @@ class KairosDiT(nn.Module):
             self.proprio_dynamics = ProprioDynamics(
                 cfg.state_dim, cfg.action_dim_per_latent, cfg.proprio_hidden,
                 outcomes=cfg.state_outcomes, object_frame=cfg.proprio_object_frame,
-                position_targets=cfg.proprio_position_targets,
+                position_targets=cfg.proprio_position_targets, arm_entries=cfg.proprio_arm_entries,
             )
             # Object-frame features and position targets are in environment units.
             self.proprio_dynamics.to_environment_units = self.denormalize_state
@@ -90,7 +90,10 @@ class KairosDiT(nn.Module):
         nn.init.zeros_(self.head.head.bias)
         if self.cfg.proprio_conditioning:
             # Both start silent: a model fine-tuned with this pathway added begins as it was.
-            for last in (self.proprio_dynamics.net[-1], self.proprio_embedding[-1]):
+            lasts = [self.proprio_dynamics.net[-1], self.proprio_embedding[-1]]
+            if self.proprio_dynamics.arm_net is not None:
+                lasts.append(self.proprio_dynamics.arm_net[-1])
+            for last in lasts:
                 nn.init.zeros_(last.weight)
                 nn.init.zeros_(last.bias)
 

@@ -28,6 +28,14 @@ the gripper's yaw that a small network fed world-frame coordinates learns poorly
 hundred near misses; rotated into the gripper's frame it is a coordinate the network reads
 directly.
 
+With ``arm_entries`` the arm's pose is predicted by its own network, which sees only the
+robot's entries and the action, not the objects'. An operational-space controller moves the
+arm where the action says whatever the cube does (the cube weighs little against the arm).
+A single network fitted on expert data also learns that the gripper goes to the cube, a
+correlation of the expert's actions rather than of the physics, and imagines a gripper
+drifting onto the cube under actions that miss it: imagined grasps then hold where real ones
+miss. Blind to the objects, the arm cannot drift towards them.
+
 With ``position_targets`` some state entries are positions that the action commands directly
 (ALOHA's 14-D action holds absolute joint-position targets for the 14 measured joints). A
 residual on the previous state, ``s_t = s_{t-1} + f``, integrates its own errors: over the
@@ -92,6 +100,9 @@ class ProprioDynamics(nn.Module):
             ``[action_start, action_start + width)`` command, in the same units; they are
             predicted as that target plus a residual. The owner sets
             :attr:`to_environment_units` and :attr:`to_normalised_units`.
+        arm_entries: ``(start, stop)``: state entries ``[start, stop)`` (the end effector's
+            pose) are predicted by :attr:`arm_net` from the entries ``[start, S)`` (the robot's
+            own, laid after the objects' ``[0, start)``) and the action, blind to the objects.
 
     The last layer starts at zero, so a fresh model predicts "no motion" and adding this
     module to a trained world model leaves its state predictions to be learned.
@@ -99,7 +110,8 @@ class ProprioDynamics(nn.Module):
 
     def __init__(self, state_dim: int, action_dim: int, hidden: int = 256, *,
                  outcomes: bool = False, object_frame: tuple[int, int] | None = None,
-                 position_targets: tuple[int, int, int] | None = None) -> None:
+                 position_targets: tuple[int, int, int] | None = None,
+                 arm_entries: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.state_dim = state_dim
         self.action_dim = action_dim
@@ -113,18 +125,21 @@ class ProprioDynamics(nn.Module):
                     f"position_targets (state_start, action_start, width) must lie inside the "
                     f"state ({state_dim}) and the action ({action_dim}), got {position_targets!r}")
             self.position_targets = (start, action_start, width)
+        self.arm_entries = None
+        self.arm_net: nn.Sequential | None = None
+        if arm_entries is not None:
+            start, stop = (int(i) for i in arm_entries)
+            if not 0 < start < stop <= state_dim:
+                raise ValueError(f"arm_entries (start, stop) must satisfy 0 < start < stop <= the "
+                                 f"state's width ({state_dim}), got {arm_entries!r}")
+            self.arm_entries = (start, stop)
+            self.arm_net = _residual_mlp(2 * (state_dim - start) + action_dim, hidden, stop - start)
         self.to_environment_units: Callable[[torch.Tensor], torch.Tensor] = lambda s: s
         """Maps normalised states to environment units (object-frame features, position targets)."""
         self.to_normalised_units: Callable[[torch.Tensor], torch.Tensor] = lambda s: s
         """Maps states in environment units to normalised ones (position targets)."""
         extra = 3 if object_frame is not None else 0
-        self.net = nn.Sequential(
-            nn.Linear(2 * state_dim + action_dim + extra, hidden), nn.SiLU(),
-            nn.Linear(hidden, hidden), nn.SiLU(),
-            nn.Linear(hidden, state_dim),
-        )
-        nn.init.zeros_(self.net[-1].weight)
-        nn.init.zeros_(self.net[-1].bias)
+        self.net = _residual_mlp(2 * state_dim + action_dim + extra, hidden, state_dim)
         self.outcome_head: nn.Sequential | None = None
         if outcomes:
             self.outcome_head = nn.Sequential(
@@ -149,7 +164,14 @@ class ProprioDynamics(nn.Module):
             raw = self.to_environment_units(state)
             parts.append(object_in_gripper_frame(raw, *self.object_frame).to(state.dtype) / OBJECT_FRAME_SCALE)
         x = torch.cat(parts, dim=-1).to(self.net[0].weight.dtype)
-        return self._base(state, action) + self.net(x).to(state.dtype)
+        step = self.net(x).to(state.dtype)
+        if self.arm_net is not None:
+            start, stop = self.arm_entries
+            robot = state[..., start:]
+            arm = torch.cat([robot, robot - previous[..., start:], action], dim=-1)
+            step = torch.cat([step[..., :start], self.arm_net(arm.to(x.dtype)).to(state.dtype),
+                              step[..., stop:]], dim=-1)
+        return self._base(state, action) + step
 
     def _base(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """What the residual is added to: the state, with position-target entries replaced by
@@ -192,3 +214,12 @@ class ProprioDynamics(nn.Module):
         nxt = self(current.reshape(b * t1, s), previous.reshape(b * t1, s),
                    actions[:, 1:].reshape(b * t1, -1))
         return nxt.view(b, t1, s)
+
+
+def _residual_mlp(width_in: int, hidden: int, width_out: int) -> nn.Sequential:
+    """Two hidden SiLU layers; the last layer starts at zero (a fresh residual predicts no motion)."""
+    net = nn.Sequential(nn.Linear(width_in, hidden), nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU(),
+                        nn.Linear(hidden, width_out))
+    nn.init.zeros_(net[-1].weight)
+    nn.init.zeros_(net[-1].bias)
+    return net

@@ -308,6 +308,19 @@ class ProprioTrainConfig(OptimConfig):
     means, not only a real one: where the dynamics hedges between outcomes (a grasp that may
     or may not hold, imagined as a cube rising at half the arm's speed), the head answers how
     often such states succeeded. 0: the head learns on true states only."""
+    reset_windows: bool = False
+    """Tell the loss which windows start at an episode's reset (see
+    :func:`~kairos_gym.train.objectives.proprio_loss`). A window's first state has no previous
+    one, so its first step is predicted from a zero previous difference: an arm at rest, as
+    after a reset. Without this every window is scored so, and the dynamics learns that "at
+    rest" may mean moving at any speed: replayed from a Lift reset, its first step misses by
+    about a centimetre, and the gripper is 2-3 cm off after five steps. With it, mid-episode
+    windows skip that step, and windows at a reset are unrolled from their one first state, as
+    the imagined env does. False keeps the form earlier models were trained with."""
+    reset_weight: float = 1.0
+    """With ``reset_windows``: the weight of the windows that start at a reset against the
+    others (one window of an episode's sixty-odd starts there, and every imagined episode
+    does)."""
     refit: bool = False
     """Start the dynamics (and its outcome head) from fresh weights instead of the init's:
     a fine-tuning run with new data refits it rather than inheriting the old fit's biases."""
@@ -393,6 +406,14 @@ class TrainConfig:
                 raise ValueError(f"proprio.paths must be a list of file paths, got {pro.paths!r}")
             if not pro.lr > 0:
                 raise ValueError(f"proprio.lr must be > 0, got {pro.lr}")
+            if not isinstance(pro.reset_windows, bool):
+                raise ValueError(f"proprio.reset_windows must be true or false, got {pro.reset_windows!r}")
+            weight = pro.reset_weight
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < 1e4:
+                raise ValueError(f"proprio.reset_weight must be a number in (0, 10000), got {weight!r}")
+            if weight != 1.0 and not pro.reset_windows:
+                raise ValueError("proprio.reset_weight weighs the windows at a reset: it needs "
+                                 "reset_windows = true")
             noise = pro.input_noise
             if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not 0 <= noise < 10:
                 raise ValueError(f"proprio.input_noise must be a number in [0, 10), got {noise!r}")
@@ -449,8 +470,9 @@ class TrainConfig:
             out["parallel"] = dataclasses.asdict(self.parallel)
         if self.proprio != ProprioTrainConfig():
             out["proprio"] = {**dataclasses.asdict(self.proprio), "paths": list(self.proprio.paths)}
-            if not self.proprio.input_noise:  # only when set (earlier runs resume)
-                del out["proprio"]["input_noise"]
+            for name, default in (("input_noise", 0.0), ("reset_windows", False), ("reset_weight", 1.0)):
+                if getattr(self.proprio, name) == default:  # only when set (earlier runs resume)
+                    del out["proprio"][name]
         if self.finetune != FinetuneConfig():
             out["finetune"] = {
                 **dataclasses.asdict(self.finetune),
@@ -531,7 +553,7 @@ class TrainConfig:
 
 
 # Model fields added after runs were stored: recorded only when set, so those runs resume.
-LATE_MODEL_FIELDS = ("proprio_position_targets",)
+LATE_MODEL_FIELDS = ("proprio_position_targets", "proprio_arm_entries")
 
 
 def _model_dict(model: WorldModelConfig) -> dict[str, Any]:

@@ -21,8 +21,9 @@ from kairos_gym.train.config import WorldModelTrainConfig
 
 
 def proprio_loss(dynamics: ProprioDynamics, states: torch.Tensor, actions: torch.Tensor,
-                 input_noise: float = 0.0,
-                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 input_noise: float = 0.0, generator: torch.Generator | None = None,
+                 at_reset: torch.Tensor | None = None,
+                 reset_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
     """The dynamics loss on normalised states ``[B, T, S]`` and actions ``[B, T, A]``
     (``actions[:, t]`` leads into state ``t``): one-step predictions from true states plus an
     open-loop unroll from the first two. Returns ``(loss, the unroll [B, T, S])``.
@@ -31,14 +32,36 @@ def proprio_loss(dynamics: ProprioDynamics, states: torch.Tensor, actions: torch
     of this standard deviation (normalised units) and are scored against the clean next
     states, as learned simulators are trained (Sanchez-Gonzalez et al., 2020): the dynamics
     learns to pull a state that is off back to where the rest of the state says it must be,
-    instead of carrying the error on, so long unrolls stay stable."""
+    instead of carrying the error on, so long unrolls stay stable.
+
+    ``at_reset`` ``[B]`` (bool): which windows start at an episode's first state. A window's
+    first state has no state before it, so its one-step prediction sees a zero previous
+    difference; that is what the imagined env gives the dynamics after a reset (the arm at
+    rest), and right only for those windows. With ``at_reset`` the other windows' first
+    one-step prediction (an arm in motion presented as at rest) is left out of the loss, and
+    windows at a reset are unrolled from their one first state, as the imagined env unrolls.
+    Without it every window is scored as if it started at a reset. ``reset_weight`` weighs
+    the windows at a reset against the others (one window in an episode's sixty-odd starts at
+    its reset, where every imagined episode starts).
+    """
     inputs = states
     if input_noise > 0:
         inputs = states + input_noise * torch.randn(
             states.shape, generator=generator, device=states.device, dtype=states.dtype)
-    one_step = dynamics.teacher_forced(inputs, actions)
+    one_step = (dynamics.teacher_forced(inputs, actions) - states[:, 1:]).square().mean(-1)
     unrolled = dynamics.unroll(states, actions, start=2)
-    loss = (one_step - states[:, 1:]).square().mean() + (unrolled[:, 2:] - states[:, 2:]).square().mean()
+    if at_reset is None:
+        return one_step.mean() + (unrolled[:, 2:] - states[:, 2:]).square().mean(), unrolled
+    at_reset = at_reset.to(device=states.device, dtype=torch.bool)
+    rows = 1.0 + (float(reset_weight) - 1.0) * at_reset.to(one_step.dtype)[:, None]
+    keep = torch.ones_like(one_step) * rows
+    keep[:, 0] = keep[:, 0] * at_reset.to(keep.dtype)
+    if at_reset.any():
+        unrolled = unrolled.clone()
+        unrolled[at_reset] = dynamics.unroll(states[at_reset], actions[at_reset], start=1)
+    scored = keep  # the unroll's steps 1.. : step 1 is predicted only at a reset
+    unroll_error = (unrolled[:, 1:] - states[:, 1:]).square().mean(-1)
+    loss = (one_step * keep).sum() / keep.sum() + (unroll_error * scored).sum() / scored.sum()
     return loss, unrolled
 
 
@@ -60,18 +83,21 @@ def state_outcome_loss(dynamics: ProprioDynamics, states: torch.Tensor,
 class ProprioObjective(nn.Module):
     """The proprioceptive dynamics alone, on windows of normalised states (``[proprio]`` stage)."""
 
-    def __init__(self, dynamics: ProprioDynamics, input_noise: float = 0.0) -> None:
+    def __init__(self, dynamics: ProprioDynamics, input_noise: float = 0.0,
+                 reset_weight: float = 1.0) -> None:
         super().__init__()
         self.dynamics = dynamics
         self.input_noise = float(input_noise)
+        self.reset_weight = float(reset_weight)
 
     def forward(self, batch: dict[str, torch.Tensor],
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
         """Loss of ``batch``: ``state`` ``[B, T, S]`` (normalised) and ``actions`` ``[B, T, A]``,
-        and for a dynamics with an outcome head the labels ``rewards``/``success``/``done``
-        ``[B, T]``."""
+        optionally ``at_reset`` ``[B]`` (see :func:`proprio_loss`), and for a dynamics with an
+        outcome head the labels ``rewards``/``success``/``done`` ``[B, T]``."""
         loss, unrolled = proprio_loss(self.dynamics, batch["state"], batch["actions"],
-                                      self.input_noise if self.training else 0.0, generator)
+                                      self.input_noise if self.training else 0.0, generator,
+                                      batch.get("at_reset"), self.reset_weight)
         drift = (unrolled[:, 2:] - batch["state"][:, 2:]).abs().mean()
         metrics = {"unroll_mae": float(drift.detach())}
         if self.dynamics.outcome_head is not None:

@@ -95,7 +95,7 @@ from kairos_gym.train.objectives import (
 
 STAGES = ("codec", "world_model")
 
-DYNAMICS_FORM_FIELDS = ("proprio_object_frame", "proprio_position_targets")
+DYNAMICS_FORM_FIELDS = ("proprio_object_frame", "proprio_position_targets", "proprio_arm_entries")
 """Model fields that change the proprioceptive dynamics' inputs or form: a fine-tuning run
 that changes one must refit the dynamics (``[proprio] refit``)."""
 
@@ -862,11 +862,12 @@ class Trainer:
                                         model.config.proprio_hidden,
                                         outcomes=dynamics.outcome_head is not None,
                                         object_frame=dynamics.object_frame,
-                                        position_targets=dynamics.position_targets)
+                                        position_targets=dynamics.position_targets,
+                                        arm_entries=dynamics.arm_entries)
             dynamics.load_state_dict(fresh.state_dict())
         train = self._proprio_windows(model, "train")
         val = self._proprio_windows(model, "val")
-        objective = ProprioObjective(dynamics, cfg.input_noise)
+        objective = ProprioObjective(dynamics, cfg.input_noise, cfg.reset_weight)
 
         def make_batch(step: int) -> dict[str, torch.Tensor]:
             rows = self._indices("proprio", step, len(train["state"]), cfg.batch_size)
@@ -948,8 +949,9 @@ class Trainer:
     def _proprio_windows(self, model: WorldModel, split: str) -> dict[str, torch.Tensor]:
         """Every window of ``window + 1`` states of a split, from the frame files and the
         state-only ``[proprio] paths``: normalised ``state`` ``[N, W+1, S]``, ``actions``
-        ``[N, W+1, A]`` (``actions[:, t]`` leads into state ``t``) and the labels
-        ``rewards``/``success``/``done`` ``[N, W+1]``."""
+        ``[N, W+1, A]`` (``actions[:, t]`` leads into state ``t``), the labels
+        ``rewards``/``success``/``done`` ``[N, W+1]`` and ``at_reset`` ``[N]``: the window
+        starts at its episode's first state (see :func:`~kairos_gym.train.objectives.proprio_loss`)."""
         datasets = [self._dataset(self.config.proprio.window + 1, split)]
         if self.config.proprio.paths:
             datasets.append(self._state_dataset(self.config.proprio.window + 1, split))
@@ -957,6 +959,8 @@ class Trainer:
         device = self.dist.device
         out = {k: torch.stack([it[k] for it in items]).to(device)
                for k in ("state", "actions", "rewards", "success", "done")}
+        if self.config.proprio.reset_windows:
+            out["at_reset"] = torch.stack([it["first_frame"][0] for it in items]).to(device)
         out["state"] = model.dit.normalize_state(out["state"])
         out["actions"] = out["actions"].float()
         return out

@@ -194,6 +194,32 @@ def test_position_targets_are_predicted_from_the_command_not_the_last_state():
         ProprioDynamics(7, 6, position_targets=(3, 3, 4))
 
 
+def test_the_arm_entries_are_predicted_blind_to_the_objects():
+    # State: an object's 3 values, then the arm's pose (4 entries) and a gripper (1).
+    cfg = WorldModelConfig.preset("tiny", state_dim=8, proprio_conditioning=True, proprio_hidden=16,
+                                  proprio_arm_entries=(3, 7))
+    dit = randomize_(WorldModel(cfg), seed=2).dit
+    dyn = dit.proprio_dynamics
+    assert dyn.arm_net is not None and dyn.arm_net[-1].out_features == 4
+    state, action = torch.randn(2, 8), torch.randn(2, cfg.action_dim)
+    moved = state.clone()
+    moved[:, :3] += 1.0  # the object elsewhere, in the current and the previous state
+    before, after = dyn(state, state, action), dyn(moved, moved, action)
+    torch.testing.assert_close(after[:, 3:7], before[:, 3:7])  # the arm goes the same way
+    assert not torch.allclose(after[:, 7:], before[:, 7:])  # the gripper may feel the object
+    assert not torch.allclose(after[:, :3] - moved[:, :3], before[:, :3] - state[:, :3])
+    fresh = WorldModel(cfg).dit.proprio_dynamics  # both residuals start at zero
+    torch.testing.assert_close(fresh(state, state, action), state)
+    assert WorldModelConfig.from_dict(cfg.to_dict()).proprio_arm_entries == (3, 7)
+    for bad in ((0, 4), (3, 9), (5, 5), (3,), "ab"):
+        with pytest.raises(ValueError, match="proprio_arm_entries"):
+            dataclasses.replace(cfg, proprio_arm_entries=bad)
+    with pytest.raises(ValueError, match="proprio_arm_entries"):
+        WorldModelConfig.preset("tiny", state_dim=8, proprio_arm_entries=(3, 7))
+    with pytest.raises(ValueError, match="arm_entries"):
+        ProprioDynamics(8, 3, arm_entries=(0, 3))
+
+
 def test_input_noise_starts_one_step_predictions_off_the_true_state():
     from kairos_gym.train.objectives import ProprioObjective, proprio_loss
 
@@ -211,3 +237,35 @@ def test_input_noise_starts_one_step_predictions_off_the_true_state():
     objective = ProprioObjective(dyn, input_noise=0.5)
     batch = {"state": states, "actions": actions}
     assert objective.eval()(batch)[0].item() == pytest.approx(clean.item())  # validation: clean
+
+
+def test_only_windows_at_a_reset_score_a_step_from_rest():
+    from kairos_gym.train.objectives import proprio_loss
+
+    dyn = randomize_(ProprioDynamics(S, 3, hidden=8), scale=0.3)
+    torch.manual_seed(1)
+    states, actions = torch.randn(4, 6, S), torch.randn(4, 6, 3)
+    at_reset = torch.tensor([True, False, False, True])
+    loss, unrolled = proprio_loss(dyn, states, actions, at_reset=at_reset)
+    # Windows at a reset unroll from their one first state (as the imagined env does), the
+    # others from their first two.
+    torch.testing.assert_close(unrolled[at_reset], dyn.unroll(states[at_reset], actions[at_reset], start=1))
+    torch.testing.assert_close(unrolled[~at_reset], dyn.unroll(states[~at_reset], actions[~at_reset], start=2))
+    one = (dyn.teacher_forced(states, actions) - states[:, 1:]).square().mean(-1)
+    roll = (unrolled - states).square().mean(-1)
+    keep = torch.ones(4, 5)
+    keep[~at_reset, 0] = 0  # a moving arm's first state presented as at rest: not scored
+    expected = (one * keep).sum() / keep.sum() + (roll[:, 1:] * keep).sum() / keep.sum()
+    torch.testing.assert_close(loss, expected)
+    heavy = keep * torch.where(at_reset, 10.0, 1.0)[:, None]  # windows at a reset weigh 10x
+    weighted, _ = proprio_loss(dyn, states, actions, at_reset=at_reset, reset_weight=10.0)
+    torch.testing.assert_close(weighted, (one * heavy).sum() / heavy.sum() + (roll[:, 1:] * heavy).sum() / heavy.sum())
+    # Mid-episode windows: nothing depends on what the first state would do from rest.
+    mid = ~at_reset
+    base, _ = proprio_loss(dyn, states[mid], actions[mid], at_reset=at_reset[mid])
+    changed = actions[mid].clone()
+    changed[:, 1] += 5.0  # the action out of the first state: scored only through the unroll from two
+    moved, _ = proprio_loss(dyn, states[mid], changed, at_reset=at_reset[mid])
+    old, _ = proprio_loss(dyn, states[mid], changed)
+    torch.testing.assert_close(moved, base)
+    assert not torch.allclose(old, base)

@@ -66,7 +66,7 @@ def test_codec_weights_are_a_path_beside_the_config(tmp_path):
 
 # The arm's 8 and Lift's cube position; Lift's 8, TransferCube's 14 and the 2-way one-hot;
 # TransferCube's cube (3) and 14 joints.
-STATE_WIDTHS = {"lift_object_frame.toml": 11, "cross/joint.toml": 24,
+STATE_WIDTHS = {"lift_object_frame.toml": 11, "lift_dynamics_arm.toml": 11, "lift_arm.toml": 11, "cross/joint.toml": 24,
                 "transfer_cube_dynamics.toml": 17, "transfer_cube_state_targets.toml": 17,
                 "transfer_cube_rollouts.toml": 17}
 # Where a config's model reads action entries (ALOHA's 14 joint targets).
@@ -100,11 +100,24 @@ def test_options_added_later_are_stored_only_when_set():
            "proprio": {"steps": 10}}
     plain = TrainConfig.from_dict(raw).to_dict()
     assert "input_noise" not in plain["proprio"] and "proprio_position_targets" not in plain["model"]
+    assert "reset_windows" not in plain["proprio"] and "proprio_arm_entries" not in plain["model"]
     set_ = TrainConfig.from_dict({
-        **raw, "model": {**raw["model"], "proprio_position_targets": [0, 0, 7]},
-        "proprio": {"steps": 10, "input_noise": 0.05}}).to_dict()
-    assert set_["proprio"]["input_noise"] == 0.05
+        **raw, "model": {**raw["model"], "proprio_position_targets": [0, 0, 7],
+                         "proprio_arm_entries": [3, 6]},
+        "proprio": {"steps": 10, "input_noise": 0.05, "reset_windows": True}}).to_dict()
+    assert set_["proprio"]["input_noise"] == 0.05 and set_["proprio"]["reset_windows"] is True
     assert set_["model"]["proprio_position_targets"] == [0, 0, 7]
+    assert set_["model"]["proprio_arm_entries"] == [3, 6]
+    with pytest.raises(ValueError, match="proprio.reset_windows"):
+        TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "reset_windows": "yes"}})
+    with pytest.raises(ValueError, match="needs reset_windows"):
+        TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "reset_weight": 5.0}})
+    for bad in (0.0, -1.0, "5", True):
+        with pytest.raises(ValueError, match="proprio.reset_weight"):
+            TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "reset_windows": True, "reset_weight": bad}})
+    weighted = TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "reset_windows": True,
+                                                         "reset_weight": 20.0}}).to_dict()
+    assert weighted["proprio"]["reset_weight"] == 20.0
     for bad in (-0.1, float("nan"), "0.1", True):
         with pytest.raises(ValueError, match="proprio.input_noise"):
             TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "input_noise": bad}})

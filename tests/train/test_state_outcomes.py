@@ -229,3 +229,25 @@ def test_position_targets_change_a_trained_dynamics_only_with_a_refit(tmp_path, 
     env.reset(seed=0)
     env.step(env.action_space.sample())
     env.close()
+
+
+def test_an_arm_blind_to_the_objects_is_added_only_with_a_refit(tmp_path, files):
+    data, state_only = files
+    first = _train(_config(tmp_path / "a", data, PROPRIO, ""), tmp_path / "first")
+    blind = PROPRIO + "\nproprio_arm_entries = [3, 6]"
+    with pytest.raises(CheckpointError, match="proprio_arm_entries.*refit"):
+        Trainer(load_config(_config(tmp_path / "b", data, blind, "", init=first)), tmp_path / "no",
+                progress=False)
+    # With the windows at a reset told apart, on frame and state-only episodes.
+    config = _config(tmp_path / "c", data, blind, f'refit = true\nreset_windows = true\npaths = ["{state_only}"]',
+                     init=first)
+    out = _train(config, tmp_path / "tuned")
+    tensors = ckpt.load_tensors(out / "model.safetensors")
+    # The arm's three entries, from the robot's six (of nine) entries, their differences and the action.
+    assert tensors["proprio_dynamics.arm_net.0.weight"].shape == (16, 2 * 6 + 7)
+    assert tensors["proprio_dynamics.arm_net.4.weight"].abs().sum() > 0  # fitted
+    env = ImaginedEnv(out)
+    assert env.core.model.config.proprio_arm_entries == (3, 6)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    env.close()
