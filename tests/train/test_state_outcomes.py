@@ -199,55 +199,53 @@ def test_a_bfloat16_export_halves_the_weights_and_keeps_the_dynamics_exact(tmp_p
         load_config(config)
 
 
-def test_an_object_frame_is_added_to_a_trained_model_only_with_a_refit(tmp_path, files):
-    data, _ = files
-    first = _train(_config(tmp_path / "a", data, PROPRIO, ""), tmp_path / "first")
-    framed = PROPRIO + "\nproprio_object_frame = [0, 3]"
-    with pytest.raises(CheckpointError, match="refit"):
-        Trainer(load_config(_config(tmp_path / "b", data, framed, "", init=first)), tmp_path / "no",
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, files) -> Path:
+    """A proprioceptive model to fine-tune: the init of the dynamics-form tests below."""
+    root = tmp_path_factory.mktemp("trained")
+    return _train(_config(root / "config", files[0], PROPRIO, ""), root / "first")
+
+
+def _refit_into(tmp_path: Path, files: tuple[Path, Path], trained: Path, field: str,
+                proprio: str = "refit = true") -> Path:
+    """Fine-tune ``trained`` with the ``[model]`` line ``field`` changing its dynamics' form:
+    refused without a refit, then trained with ``[proprio]`` ``proprio``; the imagined env of
+    the result steps."""
+    model = f"{PROPRIO}\n{field}"
+    name = field.split(" =")[0]
+    with pytest.raises(CheckpointError, match=f"{name}.*refit"):
+        Trainer(load_config(_config(tmp_path / "b", files[0], model, "", init=trained)), tmp_path / "no",
                 progress=False)
-    out = _train(_config(tmp_path / "c", data, framed, "refit = true", init=first), tmp_path / "tuned")
+    out = _train(_config(tmp_path / "c", files[0], model, proprio, init=trained), tmp_path / "tuned")
+    env = ImaginedEnv(out)
+    env.reset(seed=0)
+    env.step(env.action_space.sample())
+    env.close()
+    return out
+
+
+def _model_config(out: Path) -> dict:
+    return ckpt.read_config(out)["model"]
+
+
+def test_an_object_frame_is_added_to_a_trained_model_only_with_a_refit(tmp_path, files, trained):
+    out = _refit_into(tmp_path, files, trained, "proprio_object_frame = [0, 3]")
     # The dynamics' first layer takes the three object-frame features besides [s, s - s', a].
     assert ckpt.load_tensors(out / "model.safetensors")["proprio_dynamics.net.0.weight"].shape == (16, 2 * 9 + 7 + 3)
-    env = ImaginedEnv(out)
-    assert env.core.model.config.proprio_object_frame == (0, 3)
-    env.reset(seed=0)
-    env.step(env.action_space.sample())
-    env.close()
+    assert _model_config(out)["proprio_object_frame"] == [0, 3]
 
 
-def test_position_targets_change_a_trained_dynamics_only_with_a_refit(tmp_path, files):
-    data, _ = files
-    first = _train(_config(tmp_path / "a", data, PROPRIO, ""), tmp_path / "first")
-    anchored = PROPRIO + "\nproprio_position_targets = [0, 0, 7]"
-    with pytest.raises(CheckpointError, match="proprio_position_targets.*refit"):
-        Trainer(load_config(_config(tmp_path / "b", data, anchored, "", init=first)), tmp_path / "no",
-                progress=False)
-    out = _train(_config(tmp_path / "c", data, anchored, "refit = true", init=first), tmp_path / "tuned")
-    env = ImaginedEnv(out)
-    assert env.core.model.config.proprio_position_targets == (0, 0, 7)
-    env.reset(seed=0)
-    env.step(env.action_space.sample())
-    env.close()
+def test_position_targets_change_a_trained_dynamics_only_with_a_refit(tmp_path, files, trained):
+    out = _refit_into(tmp_path, files, trained, "proprio_position_targets = [0, 0, 7]")
+    assert _model_config(out)["proprio_position_targets"] == [0, 0, 7]
 
 
-def test_an_arm_blind_to_the_objects_is_added_only_with_a_refit(tmp_path, files):
-    data, state_only = files
-    first = _train(_config(tmp_path / "a", data, PROPRIO, ""), tmp_path / "first")
-    blind = PROPRIO + "\nproprio_arm_entries = [3, 6]"
-    with pytest.raises(CheckpointError, match="proprio_arm_entries.*refit"):
-        Trainer(load_config(_config(tmp_path / "b", data, blind, "", init=first)), tmp_path / "no",
-                progress=False)
+def test_an_arm_blind_to_the_objects_is_added_only_with_a_refit(tmp_path, files, trained):
     # With the windows at a reset told apart, on frame and state-only episodes.
-    config = _config(tmp_path / "c", data, blind, f'refit = true\nreset_windows = true\npaths = ["{state_only}"]',
-                     init=first)
-    out = _train(config, tmp_path / "tuned")
+    out = _refit_into(tmp_path, files, trained, "proprio_arm_entries = [3, 6]",
+                      f'refit = true\nreset_windows = true\npaths = ["{files[1]}"]')
     tensors = ckpt.load_tensors(out / "model.safetensors")
     # The arm's three entries, from the robot's six (of nine) entries, their differences and the action.
     assert tensors["proprio_dynamics.arm_net.0.weight"].shape == (16, 2 * 6 + 7)
     assert tensors["proprio_dynamics.arm_net.4.weight"].abs().sum() > 0  # fitted
-    env = ImaginedEnv(out)
-    assert env.core.model.config.proprio_arm_entries == (3, 6)
-    env.reset(seed=0)
-    env.step(env.action_space.sample())
-    env.close()
+    assert _model_config(out)["proprio_arm_entries"] == [3, 6]
