@@ -49,19 +49,20 @@ def proprio_loss(dynamics: ProprioDynamics, states: torch.Tensor, actions: torch
         inputs = states + input_noise * torch.randn(
             states.shape, generator=generator, device=states.device, dtype=states.dtype)
     one_step = (dynamics.teacher_forced(inputs, actions) - states[:, 1:]).square().mean(-1)
-    unrolled = dynamics.unroll(states, actions, start=2)
     if at_reset is None:
+        unrolled = dynamics.unroll(states, actions, start=2)
         return one_step.mean() + (unrolled[:, 2:] - states[:, 2:]).square().mean(), unrolled
     at_reset = at_reset.to(device=states.device, dtype=torch.bool)
-    rows = 1.0 + (float(reset_weight) - 1.0) * at_reset.to(one_step.dtype)[:, None]
-    keep = torch.ones_like(one_step) * rows
-    keep[:, 0] = keep[:, 0] * at_reset.to(keep.dtype)
-    if at_reset.any():
-        unrolled = unrolled.clone()
-        unrolled[at_reset] = dynamics.unroll(states[at_reset], actions[at_reset], start=1)
-    scored = keep  # the unroll's steps 1.. : step 1 is predicted only at a reset
+    unrolled = torch.zeros_like(states)
+    for rows, start in ((~at_reset, 2), (at_reset, 1)):
+        if rows.any():
+            unrolled[rows] = dynamics.unroll(states[rows], actions[rows], start=start)
+    # Per predicted state 1..T-1: the window's weight, and state 1 (predicted from a zero
+    # previous difference, in both terms) only where the window starts at a reset.
+    keep = torch.where(at_reset, float(reset_weight), 1.0)[:, None].expand_as(one_step).clone()
+    keep[:, 0] *= at_reset
     unroll_error = (unrolled[:, 1:] - states[:, 1:]).square().mean(-1)
-    loss = (one_step * keep).sum() / keep.sum() + (unroll_error * scored).sum() / scored.sum()
+    loss = ((one_step + unroll_error) * keep).sum() / keep.sum()
     return loss, unrolled
 
 
