@@ -42,7 +42,7 @@ Example::
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium as gym
 import numpy as np
@@ -161,7 +161,7 @@ class AlohaEnv(EpisodeLimit, gym.Env):
         ValueError: unknown task, camera or render mode; non-positive sizes or step limit.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 1.0 / DT}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 1.0 / DT}
     control_freq: float = 1.0 / DT
 
     def __init__(
@@ -202,7 +202,7 @@ class AlohaEnv(EpisodeLimit, gym.Env):
         model.vis.global_.offwidth = max(int(model.vis.global_.offwidth), _SUPERSAMPLE * width)
         model.vis.global_.offheight = max(int(model.vis.global_.offheight), _SUPERSAMPLE * height)
         model.vis.quality.offsamples = 0
-        self._n_substeps = int(round(DT / model.opt.timestep))
+        self._n_substeps = round(DT / model.opt.timestep)
         self._renderer: Any = None
         self._free_qpos = {
             name: int(model.jnt_qposadr[model.body(name).jntadr[0]])

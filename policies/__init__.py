@@ -8,9 +8,15 @@ action per call; the episode loops of :mod:`kairos_gym.rollout` wrap every polic
 
 from kairos_gym.policies.base import ChunkedPolicy, Policy, RandomPolicy, as_chunk, as_chunk_batch
 from kairos_gym.policies.registry import make_policy
-from kairos_gym.policies.wrappers import ConstantPolicy, GripperOverride, NoisyPolicy
+from kairos_gym.policies.wrappers import (
+    ActionSequence,
+    ConstantPolicy,
+    GripperOverride,
+    NoisyPolicy,
+)
 
 __all__ = [
+    "ActionSequence",
     "ChunkedPolicy",
     "ConstantPolicy",
     "GripperOverride",

@@ -7,6 +7,8 @@ expert data never shows; these wrappers make them from any observation-only poli
   the action bounds;
 - :class:`GripperOverride`: the gripper dimension(s) pinned (``-1`` in robosuite: never grasps);
 - :class:`ConstantPolicy`: one fixed action every step (``zeros``: the arm never moves);
+- :class:`ActionSequence`: a recorded sequence of actions played back, whatever it sees (the
+  actions a policy chose in imagination, replayed in the real simulator);
 - :class:`Interrupted`: random or paused segments inside another policy's episode;
 - :class:`RandomGripper`: random open/close segments of the gripper.
 
@@ -33,6 +35,7 @@ from kairos_gym.policies.base import Policy
 
 __all__ = [
     "ActionConvention",
+    "ActionSequence",
     "ConstantPolicy",
     "GripperOverride",
     "Interrupted",
@@ -164,6 +167,38 @@ class ConstantPolicy(Policy):
     def act_batch(self, observations: Mapping[str, np.ndarray], instructions: Any = "") -> np.ndarray:
         rows = len(next(iter(observations.values())))
         return np.repeat(self.action[None], rows, axis=0)
+
+
+class ActionSequence(Policy):
+    """Plays back recorded actions ``[T, A]`` one per step, whatever it sees; every
+    :meth:`reset` starts again from the first.
+
+    ``kairos-gym collect --dream`` replays with it, in the real simulator, the actions a
+    policy chose closed-loop in imagination.
+
+    Raises:
+        ValueError: (construction) not a non-empty ``[T, A]`` array of finite numbers;
+            (:meth:`act`) asked for action ``T + 1``.
+    """
+
+    def __init__(self, actions: np.ndarray) -> None:
+        actions = np.asarray(actions, dtype=np.float32)
+        if actions.ndim != 2 or actions.shape[0] == 0:
+            raise ValueError(f"expected recorded actions [T, A] with T >= 1, got shape {actions.shape}")
+        if not np.isfinite(actions).all():
+            raise ValueError("recorded actions hold NaN or infinity")
+        self.actions = actions
+        self._next = 0
+
+    def reset(self, *, seed: int | None = None, env: gym.Env | None = None) -> None:
+        self._next = 0
+
+    def act(self, observation: dict[str, np.ndarray], instruction: str = "") -> np.ndarray:
+        if self._next >= len(self.actions):
+            raise ValueError(f"all {len(self.actions)} recorded actions were played; the episode "
+                             "should have ended (cap it at their number of steps)")
+        self._next += 1
+        return self.actions[self._next - 1].copy()
 
 
 def _check_segments(rate: float, length: int) -> None:

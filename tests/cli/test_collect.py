@@ -4,6 +4,7 @@ bad arguments (most of them in-process through ``kairos_gym.cli.main``, to stay 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -12,6 +13,7 @@ import pytest
 
 from kairos_gym.cli import main
 from kairos_gym.data.episodes import open_episodes
+from kairos_gym.policies import Policy
 
 LIFT = "kairos_gym/Robosuite-Lift-v0"
 
@@ -195,3 +197,98 @@ def test_bad_argument_subprocess_exit_code(tmp_path):
     )
     assert proc.returncode == 2
     assert "expected a positive integer, got -1" in proc.stderr
+
+
+class _ReadsTheImage(Policy):
+    """An observation-only policy whose actions follow the image it sees (so dreamed and real
+    actions differ): the arm moves by the frame's mean brightness, the gripper closes."""
+
+    def act(self, observation: dict[str, np.ndarray], instruction: str = "") -> np.ndarray:
+        level = float(observation["agentview_image"].mean()) / 255.0
+        return np.array([level - 0.5, 0.5 - level, 2 * level - 1, 0, 0, 0, 1], np.float32)
+
+
+@pytest.fixture(scope="module")
+def dream_checkpoint(tmp_path_factory) -> str:
+    """A tiny random-weight imagined Lift at 32 px, episode limit 6 (the real env's here)."""
+    from tests.imagined_helpers import lift_spec, write_checkpoint
+
+    return str(write_checkpoint(tmp_path_factory.mktemp("dream") / "ckpt",
+                                lift_spec(image_size=32, max_episode_steps=6)))
+
+
+@pytest.mark.sim
+def test_dream_then_replay_records_the_actions_chosen_in_imagination(tmp_path, dream_checkpoint):
+    """The file holds the real simulator replaying the policy's imagined choices: the same
+    actions as its closed loop in imagination, not those it takes in the real simulator."""
+    pytest.importorskip("robosuite")
+    from kairos_gym.cli.collect import _env_kwargs, dream_then_replay, make_env, open_dream_env
+    from kairos_gym.data.episodes import EpisodeWriter
+    from kairos_gym.data.spaces import EpisodeEnvSpec
+    from kairos_gym.rollout import run_episode
+
+    env = make_env(LIFT, cameras=("agentview",), image_size=32, max_steps=6)
+    imagined = open_dream_env(dream_checkpoint, env)
+    try:
+        policy = _ReadsTheImage()
+        path = str(tmp_path / "dream.hdf5")
+        writer = EpisodeWriter(path, EpisodeEnvSpec.from_env(env, env_kwargs=_env_kwargs(env)))
+        episode, final_state, dream = dream_then_replay(env, imagined, policy, writer, seed=4)
+        writer.end_episode(episode.final_observation, final_state=final_state)
+        start, _ = env.reset(seed=4)
+        again = run_episode(imagined, policy, seed=4, options={"observation": start})
+        closed_real = run_episode(env, policy, seed=4)
+        np.testing.assert_array_equal(dream.actions, again.actions)
+        np.testing.assert_array_equal(episode.actions, dream.actions)
+        assert not np.allclose(closed_real.actions, dream.actions)
+        with open_episodes(path) as reader:
+            (stored,) = list(reader)
+            np.testing.assert_array_equal(stored.actions, dream.actions)
+            assert stored.seed == 4 and stored.dones.tolist() == [False] * 5 + [True]
+            # The recorded states are the real simulator's under those actions.
+            env.reset(seed=4)
+            for t in range(6):
+                np.testing.assert_array_equal(env.unwrapped.get_sim_state(), stored.states[t])
+                env.step(stored.actions[t])
+    finally:
+        imagined.close()
+        env.close()
+
+
+@pytest.mark.sim
+def test_collect_dream_cli_reports_both_rates_and_keeps_files_apart(tmp_path, dream_checkpoint, capsys):
+    pytest.importorskip("robosuite")
+    dreamed = str(tmp_path / "dreamed.hdf5")
+    plain = str(tmp_path / "plain.hdf5")
+    assert main(_args(dreamed, "--episodes", "1", "--policy", "random", "--dream", dream_checkpoint)) == 0
+    out = capsys.readouterr().out
+    assert "1 episodes (1 new, 0 before), 6 steps" in out
+    # (the random-weight model's imagined outcome is arbitrary; a random arm really fails)
+    assert re.search(r"imagined success of the new episodes [\d.]+% \([01]/1\); "
+                     r"replayed in the real simulator 0\.0% \(0/1\)", out), out
+    # A dreamed file takes no plain episodes, and a plain one no dreamed episodes.
+    assert main(_args(dreamed, "--episodes", "2", "--policy", "random")) == 1
+    assert "collected with different settings (dream:" in capsys.readouterr().err
+    assert main(_args(plain, "--episodes", "1", "--policy", "random")) == 0
+    assert main(_args(plain, "--episodes", "2", "--policy", "random", "--dream", dream_checkpoint)) == 1
+    assert "collected with different settings (dream: file None" in capsys.readouterr().err
+    with open_episodes(dreamed) as reader, open_episodes(plain) as other:
+        assert len(reader) == 1 and len(other) == 1
+
+
+@pytest.mark.sim
+def test_collect_dream_refuses_what_cannot_dream(tmp_path, dream_checkpoint, capsys):
+    pytest.importorskip("robosuite")
+    path = str(tmp_path / "x.hdf5")
+    # The checkpoint starts from 32 px frames; a 16 px real env cannot feed it.
+    argv = ["collect", "--env", LIFT, "--image-size", "16", "--max-steps", "6", "--output", path,
+            "--episodes", "1", "--policy", "random", "--dream", dream_checkpoint, "--no-progress"]
+    assert main(argv) == 2
+    assert "starts from observation 'agentview_image' (32, 32, 3); the real env gives shape (16, 16, 3)" \
+        in capsys.readouterr().err
+    assert main(_args(path, "--episodes", "1", "--dream", dream_checkpoint)) == 2
+    assert "--dream needs an observation-only policy" in capsys.readouterr().err
+    assert main(_args(path, "--episodes", "1", "--dream", str(tmp_path / "nope"))) == 2
+    assert main(_args(path, "--episodes", "1", "--dream-sample-steps", "2")) == 2
+    assert "--dream-sample-steps only applies with --dream" in capsys.readouterr().err
+    assert not os.path.exists(path)

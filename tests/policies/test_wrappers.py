@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 
 from kairos_gym.policies import Policy
-from kairos_gym.policies.wrappers import ConstantPolicy, GripperOverride, NoisyPolicy
+from kairos_gym.policies.wrappers import (
+    ActionSequence,
+    ConstantPolicy,
+    GripperOverride,
+    NoisyPolicy,
+)
 
 
 class Chunks(Policy):
@@ -164,3 +169,24 @@ def test_random_gripper_and_open_on_two_grippers():
         assert set(np.unique(g[:, i])) == {0.0, 0.5, 1.0}
     opened = GripperOverride(base, 1.0, index=(6, 13)).act({})
     assert opened[6] == opened[13] == 1.0 and np.all(np.delete(opened, [6, 13]) == 0.5)
+
+
+def test_action_sequence_plays_back_and_restarts_at_reset():
+    actions = np.arange(6, dtype=np.float32).reshape(3, 2)
+    policy = ActionSequence(actions)
+    played = [policy.act({}) for _ in range(3)]
+    np.testing.assert_array_equal(np.stack(played), actions)
+    with pytest.raises(ValueError, match="all 3 recorded actions were played"):
+        policy.act({})
+    policy.reset(seed=1)
+    np.testing.assert_array_equal(policy.act({}), actions[0])
+    played[0][:] = 99  # callers own what they get
+    np.testing.assert_array_equal(policy.actions, actions)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (np.zeros((0, 7)), "T >= 1"), (np.zeros(7), "T >= 1"), (np.full((2, 7), np.nan), "NaN"),
+])
+def test_action_sequence_rejects_bad_recordings(bad, message):
+    with pytest.raises(ValueError, match=message):
+        ActionSequence(bad)
