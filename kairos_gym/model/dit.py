@@ -55,6 +55,7 @@ class KairosDiT(nn.Module):
                 cfg.state_dim, cfg.action_dim_per_latent, cfg.proprio_hidden,
                 outcomes=cfg.state_outcomes, object_frame=cfg.proprio_object_frame,
                 position_targets=cfg.proprio_position_targets, arm_entries=cfg.proprio_arm_entries,
+                action_history=cfg.proprio_action_history,
             )
             # Object-frame features and position targets are in environment units.
             self.proprio_dynamics.to_environment_units = self.denormalize_state
@@ -250,6 +251,11 @@ class KairosDiT(nn.Module):
             # The normalised proprioceptive state of the latest frame and of the one before.
             for name in ("proprio", "proprio_prev"):
                 tensors[name] = torch.zeros(batch_size, cfg.state_dim, device=device)
+            if cfg.proprio_action_history:
+                # The history: the state before those two, and the action that led into the
+                # latest frame (none, at rest, before the first).
+                tensors["proprio_before"] = torch.zeros(batch_size, cfg.state_dim, device=device)
+                tensors["proprio_action"] = torch.zeros(batch_size, cfg.action_dim_per_latent, device=device)
         if context is not None:
             if context.ndim != 3 or context.shape[0] != batch_size:
                 raise ShapeError(f"context must be [{batch_size}, L, text_dim], got {tuple(context.shape)}")

@@ -103,6 +103,10 @@ class ProprioDynamics(nn.Module):
         arm_entries: ``(start, stop)``: state entries ``[start, stop)`` (the end effector's
             pose) are predicted by :attr:`arm_net` from the entries ``[start, S)`` (the robot's
             own, laid after the objects' ``[0, start)``) and the action, blind to the objects.
+        action_history: both networks also read the previous action (the one that led into
+            ``state``) and the difference of states before the last one: how fast the arm moves
+            at the step's start, which the last difference only averages. ``None`` previous
+            actions (and the first steps of an unroll) mean zero: at rest, as after a reset.
 
     The last layer starts at zero, so a fresh model predicts "no motion" and adding this
     module to a trained world model leaves its state predictions to be learned.
@@ -111,10 +115,14 @@ class ProprioDynamics(nn.Module):
     def __init__(self, state_dim: int, action_dim: int, hidden: int = 256, *,
                  outcomes: bool = False, object_frame: tuple[int, int] | None = None,
                  position_targets: tuple[int, int, int] | None = None,
-                 arm_entries: tuple[int, int] | None = None) -> None:
+                 arm_entries: tuple[int, int] | None = None,
+                 action_history: bool = False) -> None:
         super().__init__()
         self.state_dim = state_dim
         self.action_dim = action_dim
+        self.action_history = bool(action_history)
+        # Extra inputs of the history: the previous action and the difference before the last.
+        history = action_dim if action_history else 0
         self.object_frame = None if object_frame is None else (int(object_frame[0]), int(object_frame[1]))
         self.position_targets = None
         if position_targets is not None:
@@ -133,13 +141,16 @@ class ProprioDynamics(nn.Module):
                 raise ValueError(f"arm_entries (start, stop) must satisfy 0 < start < stop <= the "
                                  f"state's width ({state_dim}), got {arm_entries!r}")
             self.arm_entries = (start, stop)
-            self.arm_net = _residual_mlp(2 * (state_dim - start) + action_dim, hidden, stop - start)
+            robot = state_dim - start
+            self.arm_net = _residual_mlp((3 if action_history else 2) * robot + action_dim + history,
+                                         hidden, stop - start)
         self.to_environment_units: Callable[[torch.Tensor], torch.Tensor] = lambda s: s
         """Maps normalised states to environment units (object-frame features, position targets)."""
         self.to_normalised_units: Callable[[torch.Tensor], torch.Tensor] = lambda s: s
         """Maps states in environment units to normalised ones (position targets)."""
         extra = 3 if object_frame is not None else 0
-        self.net = _residual_mlp(2 * state_dim + action_dim + extra, hidden, state_dim)
+        width = (3 if action_history else 2) * state_dim + action_dim + history + extra
+        self.net = _residual_mlp(width, hidden, state_dim)
         self.outcome_head: nn.Sequential | None = None
         if outcomes:
             self.outcome_head = nn.Sequential(
@@ -156,10 +167,23 @@ class ProprioDynamics(nn.Module):
         out = self.outcome_head(state.to(self.outcome_head[0].weight.dtype)).to(state.dtype)
         return {"reward": out[..., 0], "success": out[..., 1], "done": out[..., 2]}
 
-    def forward(self, state: torch.Tensor, previous: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
+    def forward(self, state: torch.Tensor, previous: torch.Tensor, action: torch.Tensor,
+                previous_action: torch.Tensor | None = None,
+                before: torch.Tensor | None = None) -> torch.Tensor:
         """The next normalised state ``[B, S]`` from ``state`` and ``previous`` ``[B, S]`` (the
-        two latest states) and the ``action`` ``[B, A]`` that leads out of ``state``."""
+        two latest states) and the ``action`` ``[B, A]`` that leads out of ``state``.
+
+        With ``action_history``, also ``previous_action`` ``[B, A]`` (the one that led into
+        ``state``) and ``before`` ``[B, S]`` (the state before ``previous``); ``None`` means
+        zero and ``previous`` respectively: at rest.
+        """
         parts = [state, state - previous, action]
+        if self.action_history:
+            if previous_action is None:
+                previous_action = torch.zeros_like(action)
+            if before is None:
+                before = previous
+            parts += [previous - before, previous_action.to(action.dtype)]
         if self.object_frame is not None:
             raw = self.to_environment_units(state)
             parts.append(object_in_gripper_frame(raw, *self.object_frame).to(state.dtype) / OBJECT_FRAME_SCALE)
@@ -168,7 +192,10 @@ class ProprioDynamics(nn.Module):
         if self.arm_net is not None:
             start, stop = self.arm_entries
             robot = state[..., start:]
-            arm = torch.cat([robot, robot - previous[..., start:], action], dim=-1)
+            inputs = [robot, robot - previous[..., start:], action]
+            if self.action_history:
+                inputs += [previous[..., start:] - before[..., start:], previous_action.to(action.dtype)]
+            arm = torch.cat(inputs, dim=-1)
             step = torch.cat([step[..., :start], self.arm_net(arm.to(x.dtype)).to(state.dtype),
                               step[..., stop:]], dim=-1)
         return self._base(state, action) + step
@@ -198,10 +225,11 @@ class ProprioDynamics(nn.Module):
         """
         t = states.shape[1]
         out = [states[:, i] for i in range(min(start, t))]
-        previous = out[-2] if len(out) > 1 else out[-1]
         for i in range(len(out), t):
-            nxt = self(out[-1], previous, actions[:, i])
-            previous = out[-1]
+            # The states before the first given one are taken at rest (equal to it).
+            previous = out[-2] if len(out) > 1 else out[-1]
+            before = out[-3] if len(out) > 2 else previous
+            nxt = self(out[-1], previous, actions[:, i], actions[:, i - 1], before)
             out.append(nxt)
         return torch.stack(out, dim=1)
 
@@ -210,9 +238,11 @@ class ProprioDynamics(nn.Module):
         them (the first step with a zero previous difference)."""
         current = states[:, :-1]
         previous = torch.cat([states[:, :1], states[:, :-2]], dim=1)
+        before = torch.cat([previous[:, :1], previous[:, :-1]], dim=1)
         b, t1, s = current.shape
         nxt = self(current.reshape(b * t1, s), previous.reshape(b * t1, s),
-                   actions[:, 1:].reshape(b * t1, -1))
+                   actions[:, 1:].reshape(b * t1, -1), actions[:, :-1].reshape(b * t1, -1),
+                   before.reshape(b * t1, s))
         return nxt.view(b, t1, s)
 
 

@@ -23,7 +23,8 @@ from kairos_gym.train.config import WorldModelTrainConfig
 def proprio_loss(dynamics: ProprioDynamics, states: torch.Tensor, actions: torch.Tensor,
                  input_noise: float = 0.0, generator: torch.Generator | None = None,
                  at_reset: torch.Tensor | None = None,
-                 reset_weight: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+                 reset_weight: float = 1.0,
+                 step_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The dynamics loss on normalised states ``[B, T, S]`` and actions ``[B, T, A]``
     (``actions[:, t]`` leads into state ``t``): one-step predictions from true states plus an
     open-loop unroll from the first two. Returns ``(loss, the unroll [B, T, S])``.
@@ -40,27 +41,37 @@ def proprio_loss(dynamics: ProprioDynamics, states: torch.Tensor, actions: torch
     rest), and right only for those windows. With ``at_reset`` the other windows' first
     one-step prediction (an arm in motion presented as at rest) is left out of the loss, and
     windows at a reset are unrolled from their one first state, as the imagined env unrolls.
-    Without it every window is scored as if it started at a reset. ``reset_weight`` weighs
-    the windows at a reset against the others (one window in an episode's sixty-odd starts at
-    its reset, where every imagined episode starts).
+    Without it every window is scored as if it started at a reset. With the dynamics'
+    ``action_history`` the same holds for state 2 (its history reaches the state before the
+    window). ``reset_weight`` weighs the windows at a reset against the others (one window in
+    an episode's sixty-odd starts at its reset, where every imagined episode starts).
+
+    ``step_scale`` ``[S]``: one-step errors are measured in these units per entry (the typical
+    size of a step, see ``[proprio] step_normalised``) instead of the state's.
     """
     inputs = states
     if input_noise > 0:
         inputs = states + input_noise * torch.randn(
             states.shape, generator=generator, device=states.device, dtype=states.dtype)
-    one_step = (dynamics.teacher_forced(inputs, actions) - states[:, 1:]).square().mean(-1)
+    one_step_error = dynamics.teacher_forced(inputs, actions) - states[:, 1:]
+    if step_scale is not None:
+        one_step_error = one_step_error / step_scale.to(one_step_error)
+    one_step = one_step_error.square().mean(-1)
     if at_reset is None:
         unrolled = dynamics.unroll(states, actions, start=2)
         return one_step.mean() + (unrolled[:, 2:] - states[:, 2:]).square().mean(), unrolled
     at_reset = at_reset.to(device=states.device, dtype=torch.bool)
+    # The leading predicted states whose inputs reach before the window (taken at rest): state
+    # 1, and with an action history state 2 too (the state before the window's first).
+    warmup = 2 if dynamics.action_history else 1
     unrolled = torch.zeros_like(states)
-    for rows, start in ((~at_reset, 2), (at_reset, 1)):
+    for rows, start in ((~at_reset, warmup + 1), (at_reset, 1)):
         if rows.any():
             unrolled[rows] = dynamics.unroll(states[rows], actions[rows], start=start)
-    # Per predicted state 1..T-1: the window's weight, and state 1 (predicted from a zero
-    # previous difference, in both terms) only where the window starts at a reset.
+    # Per predicted state 1..T-1: the window's weight, and the warm-up states (predicted from
+    # a history at rest, in both terms) only where the window starts at a reset.
     keep = torch.where(at_reset, float(reset_weight), 1.0)[:, None].expand_as(one_step).clone()
-    keep[:, 0] *= at_reset
+    keep[:, :warmup] *= at_reset[:, None]
     unroll_error = (unrolled[:, 1:] - states[:, 1:]).square().mean(-1)
     loss = ((one_step + unroll_error) * keep).sum() / keep.sum()
     return loss, unrolled
@@ -85,11 +96,12 @@ class ProprioObjective(nn.Module):
     """The proprioceptive dynamics alone, on windows of normalised states (``[proprio]`` stage)."""
 
     def __init__(self, dynamics: ProprioDynamics, input_noise: float = 0.0,
-                 reset_weight: float = 1.0) -> None:
+                 reset_weight: float = 1.0, step_scale: torch.Tensor | None = None) -> None:
         super().__init__()
         self.dynamics = dynamics
         self.input_noise = float(input_noise)
         self.reset_weight = float(reset_weight)
+        self.step_scale = step_scale
 
     def forward(self, batch: dict[str, torch.Tensor],
                 generator: torch.Generator | None = None) -> tuple[torch.Tensor, dict[str, float]]:
@@ -98,7 +110,7 @@ class ProprioObjective(nn.Module):
         outcome head the labels ``rewards``/``success``/``done`` ``[B, T]``."""
         loss, unrolled = proprio_loss(self.dynamics, batch["state"], batch["actions"],
                                       self.input_noise if self.training else 0.0, generator,
-                                      batch.get("at_reset"), self.reset_weight)
+                                      batch.get("at_reset"), self.reset_weight, self.step_scale)
         drift = (unrolled[:, 2:] - batch["state"][:, 2:]).abs().mean()
         metrics = {"unroll_mae": float(drift.detach())}
         if self.dynamics.outcome_head is not None:

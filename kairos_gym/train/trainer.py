@@ -95,7 +95,16 @@ from kairos_gym.train.objectives import (
 
 STAGES = ("codec", "world_model")
 
-DYNAMICS_FORM_FIELDS = ("proprio_object_frame", "proprio_position_targets", "proprio_arm_entries")
+def step_scale(states: torch.Tensor) -> torch.Tensor:
+    """Per-entry typical step ``[S]`` of normalised windows ``[N, T, S]``: the standard deviation
+    of one-step changes, floored at a tenth of the entries' median (entries that barely move,
+    such as a resting object's, would otherwise weigh without bound)."""
+    spread = (states[:, 1:] - states[:, :-1]).reshape(-1, states.shape[-1]).std(dim=0)
+    return spread.clamp_min(0.1 * float(spread.median()))
+
+
+DYNAMICS_FORM_FIELDS = ("proprio_object_frame", "proprio_position_targets", "proprio_arm_entries",
+                        "proprio_action_history")
 """Model fields that change the proprioceptive dynamics' inputs or form: a fine-tuning run
 that changes one must refit the dynamics (``[proprio] refit``)."""
 
@@ -863,11 +872,13 @@ class Trainer:
                                         outcomes=dynamics.outcome_head is not None,
                                         object_frame=dynamics.object_frame,
                                         position_targets=dynamics.position_targets,
-                                        arm_entries=dynamics.arm_entries)
+                                        arm_entries=dynamics.arm_entries,
+                                        action_history=dynamics.action_history)
             dynamics.load_state_dict(fresh.state_dict())
         train = self._proprio_windows(model, "train")
         val = self._proprio_windows(model, "val")
-        objective = ProprioObjective(dynamics, cfg.input_noise, cfg.reset_weight)
+        objective = ProprioObjective(dynamics, cfg.input_noise, cfg.reset_weight,
+                                     step_scale(train["state"]) if cfg.step_normalised else None)
 
         def make_batch(step: int) -> dict[str, torch.Tensor]:
             rows = self._indices("proprio", step, len(train["state"]), cfg.batch_size)

@@ -269,3 +269,100 @@ def test_only_windows_at_a_reset_score_a_step_from_rest():
     old, _ = proprio_loss(dyn, states[mid], changed)
     torch.testing.assert_close(moved, base)
     assert not torch.allclose(old, base)
+
+
+def test_an_action_history_reads_the_previous_action_and_the_difference_before():
+    dyn = randomize_(ProprioDynamics(S, 3, hidden=8, action_history=True), scale=0.3)
+    s, prev, before = torch.randn(2, S), torch.randn(2, S), torch.randn(2, S)
+    a, pa = torch.randn(2, 3), torch.randn(2, 3)
+    out = dyn(s, prev, a, pa, before)
+    assert not torch.allclose(out, dyn(s, prev, a, pa + 1.0, before))
+    assert not torch.allclose(out, dyn(s, prev, a, pa, before + 1.0))
+    # None means at rest: a zero previous action and no difference before the last.
+    torch.testing.assert_close(dyn(s, prev, a), dyn(s, prev, a, torch.zeros(2, 3), prev))
+    # The unroll and the one-step predictions feed the same history as stepping by hand.
+    states, actions = torch.randn(2, 7, S), torch.randn(2, 7, 3)
+    actions[:, 0] = 0  # no action leads into a window's first state
+    unrolled = dyn.unroll(states, actions, start=1)
+    cur, prv, bef = states[:, 0], states[:, 0], states[:, 0]
+    for t in range(1, 7):
+        cur, prv, bef = dyn(cur, prv, actions[:, t], actions[:, t - 1], bef), cur, prv
+        torch.testing.assert_close(unrolled[:, t], cur)
+    one = dyn.teacher_forced(states, actions)
+    for t in range(1, 7):
+        p = states[:, max(t - 2, 0)]
+        b = states[:, max(t - 3, 0)]
+        torch.testing.assert_close(one[:, t - 1], dyn(states[:, t - 1], p, actions[:, t], actions[:, t - 1], b))
+    plain = ProprioDynamics(S, 3, hidden=8)
+    assert dyn.net[0].in_features == plain.net[0].in_features + S + 3
+
+
+@torch.no_grad()
+def test_the_imagined_state_carries_the_action_history():
+    cfg = WorldModelConfig.preset("tiny", state_dim=S, proprio_conditioning=True, proprio_hidden=16,
+                                  proprio_action_history=True)
+    torch.manual_seed(0)
+    model = randomize_(WorldModel(cfg), seed=0).eval()
+    frames = torch.randint(0, 256, (2, 1, *cfg.frame_shape), dtype=torch.uint8)
+    real = torch.randn(2, 1, S).numpy()
+    state = model.observe(model.init_state(2), frames, proprio=real)
+    torch.testing.assert_close(state["proprio_action"], torch.zeros(2, cfg.action_dim))
+    torch.testing.assert_close(state["proprio_before"], state["proprio"])
+    actions = torch.randn(3, 2, cfg.action_dim)
+    gen = torch.Generator().manual_seed(7)
+    for a in actions:
+        _, _, state = model.step(state, a, generator=gen)
+    torch.testing.assert_close(state["proprio_action"], actions[-1])
+    # Three steps from a reset carry the state exactly as the dynamics unrolls from rest.
+    dyn = model.dit.proprio_dynamics
+    start = model.dit.normalize_state(torch.from_numpy(real))
+    window = torch.cat([start, torch.zeros(2, 3, S)], dim=1)
+    acts = torch.cat([torch.zeros(2, 1, cfg.action_dim), actions.transpose(0, 1)], dim=1)
+    torch.testing.assert_close(state["proprio"], dyn.unroll(window, acts, start=1)[:, -1])
+    # Observed context with actions: the history is the frames' own.
+    frames3 = torch.randint(0, 256, (2, 3, *cfg.frame_shape), dtype=torch.uint8)
+    real3 = torch.randn(2, 3, S).numpy()
+    seen = model.observe(model.init_state(2), frames3, actions=acts[:, :3], proprio=real3)
+    norm = model.dit.normalize_state(torch.from_numpy(real3))
+    torch.testing.assert_close(seen["proprio_action"], acts[:, 2])
+    torch.testing.assert_close(seen["proprio_prev"], norm[:, 1])
+    torch.testing.assert_close(seen["proprio_before"], norm[:, 0])
+    assert WorldModelConfig.from_dict(cfg.to_dict()).proprio_action_history
+    with pytest.raises(ValueError, match="proprio_action_history"):
+        WorldModelConfig.preset("tiny", state_dim=S, proprio_action_history=True)
+
+
+def test_with_an_action_history_windows_off_a_reset_score_from_their_third_state():
+    from kairos_gym.train.objectives import proprio_loss
+
+    dyn = randomize_(ProprioDynamics(S, 3, hidden=8, action_history=True), scale=0.3)
+    torch.manual_seed(1)
+    states, actions = torch.randn(4, 6, S), torch.randn(4, 6, 3)
+    actions[:, 0] = 0
+    at_reset = torch.tensor([True, False, False, True])
+    loss, unrolled = proprio_loss(dyn, states, actions, at_reset=at_reset)
+    torch.testing.assert_close(unrolled[~at_reset], dyn.unroll(states[~at_reset], actions[~at_reset], start=3))
+    one = (dyn.teacher_forced(states, actions) - states[:, 1:]).square().mean(-1)
+    roll = (unrolled - states).square().mean(-1)
+    keep = torch.ones(4, 5)
+    keep[~at_reset, :2] = 0  # their history reaches before the window
+    expected = (one * keep).sum() / keep.sum() + (roll[:, 1:] * keep).sum() / keep.sum()
+    torch.testing.assert_close(loss, expected)
+
+
+def test_step_normalised_one_step_errors_are_in_units_of_each_entrys_step():
+    from kairos_gym.train.objectives import proprio_loss
+    from kairos_gym.train.trainer import step_scale
+
+    dyn = randomize_(ProprioDynamics(S, 3, hidden=8), scale=0.3)
+    torch.manual_seed(2)
+    states, actions = torch.randn(3, 6, S), torch.randn(3, 6, 3)
+    states[..., 0] *= 0.01  # an entry that moves a hundredth as much
+    scale = step_scale(states)
+    changes = (states[:, 1:] - states[:, :-1]).reshape(-1, S).std(dim=0)
+    assert scale[0] == pytest.approx(0.1 * float(changes.median()))  # floored
+    torch.testing.assert_close(scale[1:], changes[1:])
+    loss, unrolled = proprio_loss(dyn, states, actions, step_scale=scale)
+    one = ((dyn.teacher_forced(states, actions) - states[:, 1:]) / scale).square().mean()
+    roll = (unrolled[:, 2:] - states[:, 2:]).square().mean()  # the unroll stays in state units
+    torch.testing.assert_close(loss, one + roll)
