@@ -218,6 +218,8 @@ class WorldModelConfig:
                     f"width ({self.state_dim}) in a model with proprio_conditioning, got "
                     f"{self.proprio_arm_entries!r}")
             object.__setattr__(self, "proprio_arm_entries", arm)
+        if not isinstance(self.proprio_action_history, bool):
+            raise ValueError(f"proprio_action_history must be true or false, got {self.proprio_action_history!r}")
         if self.proprio_action_history and (not self.proprio_conditioning or self.temporal_compression > 1):
             raise ValueError("proprio_action_history needs proprio_conditioning and one frame per "
                              "latent (temporal_compression = 1)")

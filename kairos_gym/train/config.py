@@ -415,6 +415,8 @@ class TrainConfig:
                 raise ValueError(f"proprio.lr must be > 0, got {pro.lr}")
             if not isinstance(pro.reset_windows, bool):
                 raise ValueError(f"proprio.reset_windows must be true or false, got {pro.reset_windows!r}")
+            if not isinstance(pro.step_normalised, bool):
+                raise ValueError(f"proprio.step_normalised must be true or false, got {pro.step_normalised!r}")
             weight = pro.reset_weight
             if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0 < weight < 1e4:
                 raise ValueError(f"proprio.reset_weight must be a number in (0, 10000), got {weight!r}")
@@ -477,7 +479,8 @@ class TrainConfig:
             out["parallel"] = dataclasses.asdict(self.parallel)
         if self.proprio != ProprioTrainConfig():
             out["proprio"] = {**dataclasses.asdict(self.proprio), "paths": list(self.proprio.paths)}
-            for name, default in (("input_noise", 0.0), ("reset_windows", False), ("reset_weight", 1.0)):
+            for name, default in (("input_noise", 0.0), ("reset_windows", False), ("reset_weight", 1.0),
+                                  ("step_normalised", False)):
                 if getattr(self.proprio, name) == default:  # only when set (earlier runs resume)
                     del out["proprio"][name]
         if self.finetune != FinetuneConfig():

@@ -853,9 +853,11 @@ class Trainer:
         """Whether ``init``'s dynamics has other inputs or another form than this config's
         (:data:`DYNAMICS_FORM_FIELDS`)."""
         declared = ckpt.read_config(Path(self.config.init)).get("model", {})
+        defaults = {f.name: f.default for f in dataclasses.fields(WorldModelConfig)}
         for name in DYNAMICS_FORM_FIELDS:
-            theirs = declared.get(name)
-            if (None if theirs is None else tuple(theirs)) != getattr(self.config.model, name):
+            # Configs written before a field existed lack it: they had its default.
+            theirs = declared.get(name, defaults[name])
+            if (tuple(theirs) if isinstance(theirs, list) else theirs) != getattr(self.config.model, name):
                 return True
         return False
 

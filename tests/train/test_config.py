@@ -101,6 +101,7 @@ def test_options_added_later_are_stored_only_when_set():
     plain = TrainConfig.from_dict(raw).to_dict()
     assert "input_noise" not in plain["proprio"] and "proprio_position_targets" not in plain["model"]
     assert "reset_windows" not in plain["proprio"] and "proprio_arm_entries" not in plain["model"]
+    assert "proprio_action_history" not in plain["model"] and "step_normalised" not in plain["proprio"]
     set_ = TrainConfig.from_dict({
         **raw, "model": {**raw["model"], "proprio_position_targets": [0, 0, 7],
                          "proprio_arm_entries": [3, 6]},
@@ -110,6 +111,10 @@ def test_options_added_later_are_stored_only_when_set():
     assert set_["model"]["proprio_arm_entries"] == [3, 6]
     with pytest.raises(ValueError, match="proprio.reset_windows"):
         TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "reset_windows": "yes"}})
+    with pytest.raises(ValueError, match="proprio.step_normalised"):
+        TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "step_normalised": 1}})
+    with pytest.raises(ValueError, match="proprio_action_history"):
+        TrainConfig.from_dict({**raw, "model": {**raw["model"], "proprio_action_history": "yes"}})
     with pytest.raises(ValueError, match="needs reset_windows"):
         TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "reset_weight": 5.0}})
     for bad in (0.0, -1.0, "5", True):

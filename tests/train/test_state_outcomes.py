@@ -249,3 +249,16 @@ def test_an_arm_blind_to_the_objects_is_added_only_with_a_refit(tmp_path, files,
     assert tensors["proprio_dynamics.arm_net.0.weight"].shape == (16, 2 * 6 + 7)
     assert tensors["proprio_dynamics.arm_net.4.weight"].abs().sum() > 0  # fitted
     assert _model_config(out)["proprio_arm_entries"] == [3, 6]
+
+
+def test_an_action_history_is_added_only_with_a_refit_and_step_normalised_losses_train(tmp_path, files, trained):
+    out = _refit_into(tmp_path, files, trained, "proprio_action_history = true",
+                      f'refit = true\nreset_windows = true\nstep_normalised = true\npaths = ["{files[1]}"]')
+    tensors = ckpt.load_tensors(out / "model.safetensors")
+    # [s, s - s', s' - s'', a, a'] over nine entries and seven action dimensions.
+    assert tensors["proprio_dynamics.net.0.weight"].shape == (16, 3 * 9 + 2 * 7)
+    assert _model_config(out)["proprio_action_history"] is True
+    # A fine-tune of the result keeps the form without a refit (the stored flag reads back).
+    again = _train(_config(tmp_path / "d", files[0], f"{PROPRIO}\nproprio_action_history = true", "", init=out),
+                   tmp_path / "again")
+    assert _model_config(again)["proprio_action_history"] is True
