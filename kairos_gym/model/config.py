@@ -218,11 +218,12 @@ class WorldModelConfig:
                     f"width ({self.state_dim}) in a model with proprio_conditioning, got "
                     f"{self.proprio_arm_entries!r}")
             object.__setattr__(self, "proprio_arm_entries", arm)
-        if not isinstance(self.proprio_action_history, bool):
-            raise ValueError(f"proprio_action_history must be true or false, got {self.proprio_action_history!r}")
-        if self.proprio_action_history and (not self.proprio_conditioning or self.temporal_compression > 1):
-            raise ValueError("proprio_action_history needs proprio_conditioning and one frame per "
-                             "latent (temporal_compression = 1)")
+        history = self.proprio_action_history
+        if not isinstance(history, bool) or (
+                history and (not self.proprio_conditioning or self.temporal_compression > 1)):
+            raise ValueError(f"proprio_action_history must be true or false, and true only with "
+                             f"proprio_conditioning and one frame per latent (temporal_compression "
+                             f"= 1); got {history!r}")
         bad = [k for k in self.layer_pattern if k not in LAYER_KINDS]
         if not self.layer_pattern or bad:
             raise ValueError(f"layer_pattern entries must be in {LAYER_KINDS}, got {self.layer_pattern!r}")
