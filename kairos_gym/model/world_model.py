@@ -218,16 +218,15 @@ class WorldModel(nn.Module):
                 # A row's first frame has no predecessor: its previous state is itself (at rest).
                 first = (state.frame_index == 0)[:, None]
                 previous = torch.where(first, norm[:, i], state["proprio"])
+                history = {}
                 if "proprio_action" in state:
                     # The history: the state before the previous one and the action into this
                     # frame (at rest, zero, before a row's first frame).
-                    before = torch.where(first, previous, state["proprio_prev"])
-                    into = torch.zeros_like(state["proprio_action"]) if actions is None else acts[:, i]
-                    state = state.updated(proprio=norm[:, i], proprio_prev=previous,
-                                          proprio_before=before,
-                                          proprio_action=torch.where(first, torch.zeros_like(into), into))
-                else:
-                    state = state.updated(proprio=norm[:, i], proprio_prev=previous)
+                    rest = torch.zeros_like(state["proprio_action"])
+                    into = rest if actions is None else acts[:, i]
+                    history = {"proprio_before": torch.where(first, previous, state["proprio_prev"]),
+                               "proprio_action": torch.where(first, rest, into)}
+                state = state.updated(proprio=norm[:, i], proprio_prev=previous, **history)
             latent = add_noise(latents[:, i].float(), sigma, generator)
             _, state = self.dit.velocity_step(
                 state, latent, sigma, None if actions is None else acts[:, i], commit=True
@@ -374,14 +373,11 @@ class WorldModel(nn.Module):
         if self.config.proprio_conditioning:
             # The action moves the proprioceptive state first; the frame is imagined from it.
             dynamics = self.dit.proprio_dynamics
-            if dynamics.action_history:
-                moved = dynamics(state["proprio"], state["proprio_prev"], a,
-                                 state["proprio_action"], state["proprio_before"])
-                state = state.updated(proprio=moved, proprio_prev=state["proprio"],
-                                      proprio_before=state["proprio_prev"], proprio_action=a)
-            else:
-                moved = dynamics(state["proprio"], state["proprio_prev"], a)
-                state = state.updated(proprio=moved, proprio_prev=state["proprio"])
+            moved = dynamics(state["proprio"], state["proprio_prev"], a,
+                             state.get("proprio_action"), state.get("proprio_before"))
+            history = ({"proprio_before": state["proprio_prev"], "proprio_action": a}
+                       if dynamics.action_history else {})
+            state = state.updated(proprio=moved, proprio_prev=state["proprio"], **history)
         latent, features, state = sample_frame(
             self.dit, state, a, settings or self.sampler, generator
         )

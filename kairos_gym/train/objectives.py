@@ -77,6 +77,15 @@ def proprio_loss(dynamics: ProprioDynamics, states: torch.Tensor, actions: torch
     return loss, unrolled
 
 
+def step_scale(states: torch.Tensor) -> torch.Tensor:
+    """Per-entry typical step ``[S]`` of normalised windows ``[N, T, S]``: the standard deviation
+    of one-step changes, floored at a tenth of the entries' median (entries that barely move,
+    such as a resting object's, would otherwise weigh without bound). The units of
+    :func:`proprio_loss`'s ``step_scale``."""
+    spread = (states[:, 1:] - states[:, :-1]).reshape(-1, states.shape[-1]).std(dim=0)
+    return spread.clamp_min(0.1 * float(spread.median()))
+
+
 def state_outcome_loss(dynamics: ProprioDynamics, states: torch.Tensor,
                        batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str, float]]:
     """Loss of the dynamics' outcome head on true normalised states ``[B, T, S]`` against the

@@ -91,17 +91,10 @@ from kairos_gym.train.objectives import (
     ProprioObjective,
     WorldModelObjective,
     state_outcome_loss,
+    step_scale,
 )
 
 STAGES = ("codec", "world_model")
-
-def step_scale(states: torch.Tensor) -> torch.Tensor:
-    """Per-entry typical step ``[S]`` of normalised windows ``[N, T, S]``: the standard deviation
-    of one-step changes, floored at a tenth of the entries' median (entries that barely move,
-    such as a resting object's, would otherwise weigh without bound)."""
-    spread = (states[:, 1:] - states[:, :-1]).reshape(-1, states.shape[-1]).std(dim=0)
-    return spread.clamp_min(0.1 * float(spread.median()))
-
 
 DYNAMICS_FORM_FIELDS = ("proprio_object_frame", "proprio_position_targets", "proprio_arm_entries",
                         "proprio_action_history")
@@ -852,14 +845,9 @@ class Trainer:
     def _dynamics_inputs_change(self) -> bool:
         """Whether ``init``'s dynamics has other inputs or another form than this config's
         (:data:`DYNAMICS_FORM_FIELDS`)."""
-        declared = ckpt.read_config(Path(self.config.init)).get("model", {})
-        defaults = {f.name: f.default for f in dataclasses.fields(WorldModelConfig)}
-        for name in DYNAMICS_FORM_FIELDS:
-            # Configs written before a field existed lack it: they had its default.
-            theirs = declared.get(name, defaults[name])
-            if (tuple(theirs) if isinstance(theirs, list) else theirs) != getattr(self.config.model, name):
-                return True
-        return False
+        # Parsed as when the init is loaded: fields its config does not name take their defaults.
+        theirs = WorldModelConfig.from_dict(ckpt.read_config(Path(self.config.init)).get("model", {}))
+        return any(getattr(theirs, name) != getattr(self.config.model, name) for name in DYNAMICS_FORM_FIELDS)
 
     def train_proprio(self, model: WorldModel) -> bool:
         """Fit the proprioceptive dynamics alone (``[proprio]``), then freeze it for the

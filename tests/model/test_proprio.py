@@ -351,8 +351,7 @@ def test_with_an_action_history_windows_off_a_reset_score_from_their_third_state
 
 
 def test_step_normalised_one_step_errors_are_in_units_of_each_entrys_step():
-    from kairos_gym.train.objectives import proprio_loss
-    from kairos_gym.train.trainer import step_scale
+    from kairos_gym.train.objectives import proprio_loss, step_scale
 
     dyn = randomize_(ProprioDynamics(S, 3, hidden=8), scale=0.3)
     torch.manual_seed(2)
