@@ -24,6 +24,11 @@ Run::
 seeds (``--seed 100 --episodes 5`` and ``--seed 105 --episodes 5``) into the report of one
 run over all of them, without running anything; given one report, it recomputes its
 statistics (the bootstrap intervals and the calibrated reference came later than some reports).
+
+``--trace`` runs every imagined episode to its end and keeps each step's success probability
+and reward; ``--combine A.json --rescore 0.8:3 --output B.json`` then scores those episodes
+again, an imagined success being 3 consecutive steps above 0.8, without running them. One
+traced run answers for every threshold (the real side is the real simulator's, unchanged).
 """
 
 from __future__ import annotations
@@ -93,6 +98,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--real-from", default=None, metavar="JSON",
         help="reuse the real-side episodes of an earlier closed-loop report with the same "
              "policies, seeds and steps (only the imagined side runs; for comparing models)")
+    add("--trace", action="store_true",
+        help="closed loop: run every imagined episode to its end and keep each step's success "
+             "probability and reward in the report, for --rescore")
+    add("--rescore", default=None, metavar="THRESHOLD[:HOLD]",
+        help="with --combine of traced reports: score the imagined side again, a success being "
+             "HOLD consecutive steps (default 1) with success_prob > THRESHOLD")
 
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
@@ -107,6 +118,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
     if args.combine:
         return combine(args, argv)
+    if args.rescore:
+        print("error: --rescore scores earlier reports again: use it with --combine", file=sys.stderr)
+        return 2
+    if args.trace and args.mode != "closed":
+        print("error: --trace is for the closed loop (--mode closed)", file=sys.stderr)
+        return 2
     if not args.policies:
         print("error: --policies is required (unless --combine)", file=sys.stderr)
         return 2
@@ -135,7 +152,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"error: --real-from {args.real_from}: {exc}", file=sys.stderr)
             return 2
         rows = run_agreement(policies, real, imagined, episodes=args.episodes, seed=args.seed,
-                             max_steps=args.steps, known_real=known)
+                             max_steps=args.steps, known_real=known, trace=args.trace)
     else:
         rows = run_paired_agreement(policies, real, imagined, episodes=args.episodes,
                                     image_key=ckpt.image_key, seed=args.seed, max_steps=args.steps)
@@ -155,6 +172,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "embodiment": args.embodiment,
         "sample_steps": imagined.unwrapped.settings.steps,
         "success_threshold": args.success_threshold,
+        "traced": bool(args.trace),
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.machine(),
         "seconds": time.perf_counter() - started,
@@ -167,14 +185,20 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
 
 
 def episodes_detail(rows: list[Any]) -> list[dict[str, Any]]:
-    """The per-episode record of each policy, as the report stores it."""
-    return [
-        {"name": row.name, "real": row.real, "imagined": row.imagined,
-         "real_returns": row.real_returns, "imagined_returns": row.imagined_returns,
-         "real_first_success": row.real_first_success,
-         "imagined_first_success": row.imagined_first_success}
-        for row in rows
-    ]
+    """The per-episode record of each policy, as the report stores it (with the imagined
+    traces, rounded to 4 decimals, where the run kept them)."""
+    out = []
+    for row in rows:
+        detail = {"name": row.name, "real": row.real, "imagined": row.imagined,
+                  "real_returns": row.real_returns, "imagined_returns": row.imagined_returns,
+                  "real_first_success": row.real_first_success,
+                  "imagined_first_success": row.imagined_first_success}
+        for key in ("imagined_success_probs", "imagined_step_rewards"):
+            traces = getattr(row, key)
+            if traces:
+                detail[key] = [[round(float(v), 4) for v in trace] for trace in traces]
+        out.append(detail)
+    return out
 
 
 def print_table(rows: list[Any], header: str) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -224,23 +248,29 @@ def write_report(report: dict[str, Any], rows: list[Any], stats: dict[str, Any],
 
 def combine(args: argparse.Namespace, argv: list[str]) -> int:
     """``--combine``: join earlier reports over disjoint seeds into one report."""
-    from kairos_gym.evaluation.agreement import combine_reports
+    from kairos_gym.evaluation.agreement import SuccessRule, combine_reports, rescore
 
     try:
         reports = [json.loads(Path(p).read_text()) for p in args.combine]
         rows = combine_reports(reports)
+        rule = SuccessRule.parse(args.rescore) if args.rescore else None
+        if rule is not None:
+            rows = rescore(rows, rule)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         print(f"error: --combine: {exc}", file=sys.stderr)
         return 2
     first = min(reports, key=lambda r: int(r["seed"]))
     episodes = sum(int(r["episodes"]) for r in reports)
+    scoring = f", imagined success: {rule.hold} step(s) > {rule.threshold}" if rule else ""
     stats, summaries = print_table(
         rows, f"{first['env_id']}, {first['mode']} loop, {episodes} episodes per policy "
-              f"(from {len(reports)} report{'s' if len(reports) > 1 else ''})")
+              f"(from {len(reports)} report{'s' if len(reports) > 1 else ''}{scoring})")
     report = {
         **{k: first.get(k) for k in ("benchmark", "mode", "checkpoint", "env_id", "steps",
                                      "embodiment", "sample_steps")},
-        "success_threshold": first.get("success_threshold", 0.5),
+        "success_threshold": rule.threshold if rule else first.get("success_threshold", 0.5),
+        "success_hold": rule.hold if rule else 1,
+        "traced": all(r.get("traced", False) for r in reports),
         "command": shlex.join(["python", "-m", "kairos_gym.eval.agreement", *argv]),
         "combined_from": [{"path": p, "seed": r["seed"], "episodes": r["episodes"],
                            "command": r.get("command")} for p, r in zip(args.combine, reports)],

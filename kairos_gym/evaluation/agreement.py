@@ -15,6 +15,13 @@ success gap::
 
 :func:`run_agreement` runs the episodes (through :mod:`kairos_gym.rollout`);
 ``eval/agreement.py`` is the benchmark script that writes the JSON and the scatter plot.
+
+How an imagined episode is scored is itself a choice: a step succeeds when the predicted
+success probability passes a threshold, and a model that hedges (0.6 on a grasp it is unsure
+of) is scored very differently at 0.5 and at 0.8. ``run_agreement(..., trace=True)`` runs
+every imagined episode to its end and keeps each step's probability and reward, so
+:func:`rescore` can score the same episodes under any :class:`SuccessRule` (a threshold, and
+how many consecutive steps must pass it) without running them again.
 """
 
 from __future__ import annotations
@@ -33,12 +40,14 @@ from kairos_gym.policies.base import Policy
 __all__ = [
     "STAT_NAMES",
     "PolicyScores",
+    "SuccessRule",
     "agreement_stats",
     "bootstrap_stats",
     "calibrated_reference",
     "combine_reports",
     "mmrv",
     "pearson",
+    "rescore",
     "run_agreement",
     "run_paired_agreement",
     "scatter_plot",
@@ -112,6 +121,9 @@ class PolicyScores:
         real, imagined: per episode, whether it succeeded (``info["success"]`` at some step).
         real_returns, imagined_returns: per episode, the summed reward (real or predicted).
         real_first_success, imagined_first_success: per episode, the first success step or None.
+        imagined_success_probs, imagined_step_rewards: per episode, every imagined step's
+            predicted success probability and reward, to the episode's end (traced runs
+            only: ``run_agreement(..., trace=True)``; empty otherwise).
     """
 
     name: str
@@ -121,6 +133,8 @@ class PolicyScores:
     imagined_returns: list[float] = dataclasses.field(default_factory=list)
     real_first_success: list[int | None] = dataclasses.field(default_factory=list)
     imagined_first_success: list[int | None] = dataclasses.field(default_factory=list)
+    imagined_success_probs: list[list[float]] = dataclasses.field(default_factory=list)
+    imagined_step_rewards: list[list[float]] = dataclasses.field(default_factory=list)
 
     def add(self, side: str, success: bool, episode_return: float, first_success: int | None) -> None:
         """Record one episode of ``side`` (``"real"`` or ``"imagined"``)."""
@@ -288,7 +302,7 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
             )
     rows = [PolicyScores(name, real=[], imagined=[]) for name in names]
     fields = ("real", "imagined", "real_returns", "imagined_returns", "real_first_success",
-              "imagined_first_success")
+              "imagined_first_success", "imagined_success_probs", "imagined_step_rewards")
     for r in ordered:
         for row, detail in zip(rows, r["episodes_detail"]):
             for name in fields:
@@ -312,6 +326,72 @@ def _weights_identity(checkpoint: str) -> str:
     return digest.hexdigest()
 
 
+@dataclasses.dataclass(frozen=True)
+class SuccessRule:
+    """When an imagined episode counts as a success: at the first step that ends ``hold``
+    consecutive steps whose predicted success probability is above ``threshold``.
+
+    ``SuccessRule(0.5, 1)`` is the imagined env's own ``info["success"]`` at its default
+    threshold. A larger ``hold`` asks the model to keep predicting success, which a brief
+    hedge on an uncertain grasp does not.
+    """
+
+    threshold: float = 0.5
+    hold: int = 1
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.threshold < 1.0:
+            raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
+        if isinstance(self.hold, bool) or not isinstance(self.hold, int) or self.hold < 1:
+            raise ValueError(f"hold must be an int >= 1, got {self.hold!r}")
+
+    @classmethod
+    def parse(cls, text: str) -> SuccessRule:
+        """``"0.8"`` or ``"0.8:3"`` (threshold, then hold)."""
+        threshold, _, hold = text.partition(":")
+        try:
+            return cls(float(threshold), int(hold) if hold else 1)
+        except ValueError as exc:
+            raise ValueError(f"a success rule is THRESHOLD[:HOLD], e.g. 0.8 or 0.8:3; got "
+                             f"{text!r} ({exc})") from None
+
+    def first_success(self, probs: Sequence[float]) -> int | None:
+        """The step (1-based) at which ``probs`` ``[T]`` first satisfy the rule, or ``None``."""
+        run = 0
+        for step, p in enumerate(probs, start=1):
+            run = run + 1 if p > self.threshold else 0
+            if run >= self.hold:
+                return step
+        return None
+
+
+def rescore(policies: Sequence[PolicyScores], rule: SuccessRule) -> list[PolicyScores]:
+    """The same episodes with the imagined side scored by ``rule``; the real side is kept.
+
+    An imagined episode succeeds at :meth:`SuccessRule.first_success` of its traced
+    probabilities; its return is the reward summed to that step (to the end if it never
+    succeeds), as a run that stopped there would have summed it.
+
+    Raises:
+        ValueError: a policy without traces (a run without ``trace=True``).
+    """
+    out = []
+    for row in policies:
+        if len(row.imagined_success_probs) != len(row.imagined):
+            raise ValueError(f"{row.name}: no per-step traces to rescore (run with trace=True)")
+        new = PolicyScores(row.name, real=list(row.real), imagined=[],
+                           real_returns=list(row.real_returns),
+                           real_first_success=list(row.real_first_success),
+                           imagined_success_probs=row.imagined_success_probs,
+                           imagined_step_rewards=row.imagined_step_rewards)
+        for probs, rewards in zip(row.imagined_success_probs, row.imagined_step_rewards):
+            first = rule.first_success(probs)
+            new.add("imagined", first is not None,
+                    float(sum(rewards[:first] if first is not None else rewards)), first)
+        out.append(new)
+    return out
+
+
 def run_agreement(
     policies: Mapping[str, Policy],
     real: gym.Env,
@@ -323,6 +403,7 @@ def run_agreement(
     execute: int | None = None,
     progress: bool = True,
     known_real: Mapping[str, PolicyScores] | None = None,
+    trace: bool = False,
 ) -> list[PolicyScores]:
     """Run every policy closed-loop in ``real`` and in ``imagined`` from the same real resets.
 
@@ -346,6 +427,11 @@ def run_agreement(
             step limit (the real simulator and the policies are deterministic given the
             seed): those policies' real episodes are not stepped again, only reset to get
             the start observation. Comparing several models this way costs one real run.
+        trace: run every imagined episode past its first success, to the env's end or
+            ``max_steps``, keeping each step's ``info["success_prob"]`` and reward (see
+            :func:`rescore`). The success, return and first-success step recorded are those
+            of the run without tracing: the policy does not see the outcome, so the steps
+            before the first success are the same.
 
     Returns:
         One :class:`PolicyScores` per policy, in the order given.
@@ -379,17 +465,32 @@ def run_agreement(
                     row.add("real", known.real[k],
                             known.real_returns[k] if known.real_returns else 0.0,
                             known.real_first_success[k])
+                probs: list[float] = []
                 dream = run_episode(
                     imagined, policy, seed=seed + k, options={"observation": start},
-                    max_steps=max_steps, execute=execute, stop_on_success=True,
+                    max_steps=max_steps, execute=execute, stop_on_success=not trace,
+                    on_step=(lambda t, keep=probs: keep.append(_success_prob(t.info)))
+                    if trace else None,
                 )
-                row.add("imagined", dream.success, dream.total_reward, dream.first_success)
+                first = dream.first_success
+                rewards = dream.rewards[:first] if first is not None else dream.rewards
+                row.add("imagined", dream.success, float(rewards.sum()), first)
+                if trace:
+                    row.imagined_success_probs.append(probs)
+                    row.imagined_step_rewards.append([float(r) for r in dream.rewards])
                 bar.update(1)
                 bar.set_postfix(policy=name, refresh=False)
             scores.append(row)
     finally:
         bar.close()
     return scores
+
+
+def _success_prob(info: Mapping[str, Any]) -> float:
+    """An imagined step's predicted success probability (``info["success_prob"]``)."""
+    if "success_prob" not in info:
+        raise ValueError("trace=True needs an imagined env that reports info['success_prob']")
+    return float(info["success_prob"])
 
 
 def run_paired_agreement(

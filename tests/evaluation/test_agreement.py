@@ -15,12 +15,14 @@ import pytest
 import kairos_gym
 from kairos_gym.evaluation.agreement import (
     PolicyScores,
+    SuccessRule,
     agreement_stats,
     bootstrap_stats,
     calibrated_reference,
     combine_reports,
     mmrv,
     pearson,
+    rescore,
     run_agreement,
     run_paired_agreement,
     spearman,
@@ -139,6 +141,52 @@ def test_closed_loop_runner_starts_both_sides_from_the_same_reset(envs):
         run_agreement(policies, real, imagined, episodes=0)
 
 
+def test_a_traced_run_scores_as_an_untraced_one_and_rescores(envs):
+    _, real, imagined = envs
+    policies = {"zero": ConstantPolicy(np.zeros(7))}
+    plain = run_agreement(policies, real, imagined, episodes=2, seed=5, progress=False)
+    traced = run_agreement(policies, real, imagined, episodes=2, seed=5, progress=False,
+                           trace=True)
+    for field in ("real", "imagined", "imagined_first_success", "imagined_returns"):
+        assert getattr(traced[0], field) == pytest.approx(getattr(plain[0], field)), field
+    # Past its first success (step 1 at threshold 0) every imagined episode ran to the limit.
+    assert [len(t) for t in traced[0].imagined_success_probs] == [4, 4]
+    assert [len(t) for t in traced[0].imagined_step_rewards] == [4, 4]
+    assert plain[0].imagined_success_probs == []
+    # The env's own rule reproduces the run; a stricter one moves the first success.
+    again = rescore(traced, SuccessRule(0.0, 1))[0]
+    assert again.imagined == traced[0].imagined
+    assert again.imagined_returns == pytest.approx(traced[0].imagined_returns)
+    assert rescore(traced, SuccessRule(0.0, 3))[0].imagined_first_success == [3, 3]
+    probs = traced[0].imagined_success_probs
+    above = SuccessRule(max(max(t) for t in probs), 1)  # strictly above the highest: never
+    assert rescore(traced, above)[0].imagined == [False, False]
+    assert rescore(traced, above)[0].imagined_returns == pytest.approx(
+        [sum(r) for r in traced[0].imagined_step_rewards])
+    with pytest.raises(ValueError, match="no per-step traces"):
+        rescore(plain, SuccessRule())
+
+
+def test_success_rules():
+    rule = SuccessRule(0.5, 3)
+    assert rule.first_success([0.6, 0.7, 0.4, 0.9, 0.8, 0.51, 0.9]) == 6
+    assert rule.first_success([0.6, 0.7]) is None
+    assert SuccessRule().first_success([0.5, 0.50001]) == 2  # strictly above, as the env
+    assert SuccessRule.parse("0.8") == SuccessRule(0.8, 1)
+    assert SuccessRule.parse("0.8:3") == SuccessRule(0.8, 3)
+    for bad in ("high", "0.8:x", "1.5", "0.5:0"):
+        with pytest.raises(ValueError):
+            SuccessRule.parse(bad)
+    row = PolicyScores("p", real=[True, False], imagined=[True, True],
+                       imagined_success_probs=[[0.9, 0.9, 0.9], [0.9, 0.2, 0.9]],
+                       imagined_step_rewards=[[1.0, 2.0, 3.0], [1.0, 2.0, 3.0]])
+    row.real_returns, row.real_first_success = [1.0, 0.0], [2, None]
+    held = rescore([row], SuccessRule(0.5, 2))[0]
+    assert held.imagined == [True, False] and held.imagined_first_success == [2, None]
+    assert held.imagined_returns == [3.0, 6.0]
+    assert held.real == row.real and held.real_first_success == row.real_first_success
+
+
 def test_paired_runner(envs):
     _, real, imagined = envs
     rows = run_paired_agreement({"zero": ConstantPolicy(np.zeros(7))}, real, imagined,
@@ -176,6 +224,33 @@ def test_agreement_script_writes_json_and_refuses_the_expert_closed_loop(envs, t
     done = subprocess.run([*cmd, "--policies", "zero+wobble"], check=False,
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 2 and "bad modifier 'wobble'" in done.stderr
+    # A report without traces cannot be rescored; a traced one can, without running anything.
+    rescored = tmp_path / "rescored.json"
+    combine = [sys.executable, "-m", "kairos_gym.eval.agreement", "--output", str(rescored),
+               "--no-plot", "--rescore", "0.5:2", "--combine"]
+    done = subprocess.run([*combine, str(out)], check=False, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and "no per-step traces" in done.stderr
+    traced = tmp_path / "traced.json"
+    done = subprocess.run([*cmd[:-3], "--output", str(traced), "--no-plot", "--trace",
+                           "--real-from", str(out), "--policies", "zero", "random"],
+                          check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(traced.read_text())
+    assert report["traced"] is True
+    # Each trace runs to the imagined episode's end: the 2-step limit or the done head.
+    assert 1 <= len(report["episodes_detail"][0]["imagined_success_probs"][0]) <= 2
+    done = subprocess.run([*combine, str(traced)], check=False, capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    again = json.loads(rescored.read_text())
+    assert again["success_threshold"] == 0.5 and again["success_hold"] == 2
+    probs = report["episodes_detail"][0]["imagined_success_probs"][0]
+    assert again["episodes_detail"][0]["imagined"] == [
+        SuccessRule(0.5, 2).first_success(probs) is not None]
+    done = subprocess.run([*cmd, "--policies", "zero", "--rescore", "0.8"], check=False,
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert done.returncode == 2 and "use it with --combine" in done.stderr
 
 
 def _report(seed: int, real: list[list[bool]], imagined: list[list[bool]], **extra) -> dict:
