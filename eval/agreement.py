@@ -42,6 +42,7 @@ os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 import argparse
 import json
 import platform
+import re
 import shlex
 import sys
 import time
@@ -239,11 +240,20 @@ def write_report(report: dict[str, Any], rows: list[Any], stats: dict[str, Any],
 
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, allow_nan=True) + "\n")
+    out.write_text(_one_line_number_lists(json.dumps(report, indent=2, allow_nan=True)) + "\n")
     print(f"wrote {out}")
     if stats and not args.no_plot:
         scatter_plot(rows, stats, str(out.with_suffix(".png")))
         print(f"wrote {out.with_suffix('.png')}")
+
+
+_NUMBER_LIST = re.compile(r"\[\s+([-+0-9.eE,\s]+?)\s+\]")
+
+
+def _one_line_number_lists(text: str) -> str:
+    """``json.dumps(indent=2)`` with every list of plain numbers on one line: a traced report
+    holds a probability per imagined step, one per line otherwise (twice the size)."""
+    return _NUMBER_LIST.sub(lambda m: "[" + " ".join(m.group(1).split()) + "]", text)
 
 
 def combine(args: argparse.Namespace, argv: list[str]) -> int:

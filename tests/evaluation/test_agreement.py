@@ -238,6 +238,10 @@ def test_agreement_script_writes_json_and_refuses_the_expert_closed_loop(envs, t
     assert done.returncode == 0, done.stderr
     report = json.loads(traced.read_text())
     assert report["traced"] is True
+    # Number lists are written on one line each (a trace would otherwise take a line a step).
+    probs_line = next(line for line in traced.read_text().splitlines()
+                      if line.strip().startswith("[") and "." in line)
+    assert probs_line.strip().endswith(("]", "],"))
     # Each trace runs to the imagined episode's end: the 2-step limit or the done head.
     assert 1 <= len(report["episodes_detail"][0]["imagined_success_probs"][0]) <= 2
     done = subprocess.run([*combine, str(traced)], check=False, capture_output=True, text=True,
