@@ -379,17 +379,18 @@ def rescore(policies: Sequence[PolicyScores], rule: SuccessRule) -> list[PolicyS
     for row in policies:
         if len(row.imagined_success_probs) != len(row.imagined):
             raise ValueError(f"{row.name}: no per-step traces to rescore (run with trace=True)")
-        new = PolicyScores(row.name, real=list(row.real), imagined=[],
-                           real_returns=list(row.real_returns),
-                           real_first_success=list(row.real_first_success),
-                           imagined_success_probs=row.imagined_success_probs,
-                           imagined_step_rewards=row.imagined_step_rewards)
+        new = dataclasses.replace(row, imagined=[], imagined_returns=[], imagined_first_success=[])
         for probs, rewards in zip(row.imagined_success_probs, row.imagined_step_rewards):
             first = rule.first_success(probs)
-            new.add("imagined", first is not None,
-                    float(sum(rewards[:first] if first is not None else rewards)), first)
+            new.add("imagined", first is not None, _return_to(rewards, first), first)
         out.append(new)
     return out
+
+
+def _return_to(rewards: Sequence[float], first_success: int | None) -> float:
+    """The rewards ``[T]`` summed to the first success (step ``first_success``, 1-based) or to
+    the end: the return of an episode stopped at its first success."""
+    return float(np.sum(rewards[:first_success] if first_success is not None else rewards))
 
 
 def run_agreement(
@@ -472,9 +473,8 @@ def run_agreement(
                     on_step=(lambda t, keep=probs: keep.append(_success_prob(t.info)))
                     if trace else None,
                 )
-                first = dream.first_success
-                rewards = dream.rewards[:first] if first is not None else dream.rewards
-                row.add("imagined", dream.success, float(rewards.sum()), first)
+                row.add("imagined", dream.success,
+                        _return_to(dream.rewards, dream.first_success), dream.first_success)
                 if trace:
                     row.imagined_success_probs.append(probs)
                     row.imagined_step_rewards.append([float(r) for r in dream.rewards])
