@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--error-steps", type=int, nargs="*", default=[], metavar="T",
                         help="also report the median state error at these steps")
     parser.add_argument("--threshold", type=float, default=0.5, help="success_prob threshold")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="a stochastic dynamics draws episode i's states from seed + i (default 0)")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (default 1)")
     parser.add_argument("--output", default=None, help="JSON output path")
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     try:
         ckpt = load_env_checkpoint(args.checkpoint)
         results = {path: replay_dynamics(ckpt, path, threshold=args.threshold,
-                                         max_episodes=args.episodes) for path in args.data}
+                                         max_episodes=args.episodes, seed=args.seed) for path in args.data}
     except (KairosGymError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

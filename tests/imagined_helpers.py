@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -52,9 +53,10 @@ def lift_spec(
     )
 
 
-def tiny_model(state_dim: int = 8, image_size: int = 16, seed: int = 0) -> WorldModel:
-    """A tiny-preset model with perturbed weights; ``image_size=64`` keeps 4x4 latents."""
-    cfg = WorldModelConfig.preset("tiny", state_dim=state_dim)
+def tiny_model(state_dim: int = 8, image_size: int = 16, seed: int = 0, **overrides: Any) -> WorldModel:
+    """A tiny-preset model with perturbed weights (``overrides``: more config fields);
+    ``image_size=64`` keeps 4x4 latents."""
+    cfg = WorldModelConfig.preset("tiny", state_dim=state_dim, **overrides)
     if image_size != 16:
         # Same token count as the tiny preset, larger frames: one more codec stage per 2x.
         stages = int(np.log2(image_size // 4))
@@ -85,12 +87,13 @@ def reset_observations(
 
 
 def write_checkpoint(
-    directory: Path, spec: EpisodeEnvSpec | None = None, count: int = 3, seed: int = 0
+    directory: Path, spec: EpisodeEnvSpec | None = None, count: int = 3, seed: int = 0,
+    **model_overrides: Any,
 ) -> Path:
     """Write a tiny environment checkpoint for ``spec`` (default :func:`lift_spec`)."""
     spec = spec or lift_spec()
     width = ObservationKeys.from_spec(spec).state_width
-    model = tiny_model(state_dim=width, image_size=spec.image_size[0], seed=seed)
+    model = tiny_model(state_dim=width, image_size=spec.image_size[0], seed=seed, **model_overrides)
     save_env_checkpoint(
         directory,
         model,

@@ -7,7 +7,8 @@ of each step is read from the state (``state_outcomes`` models) and compared wit
 simulator's. Nothing is rendered or denoised, so hundreds of episodes take seconds: the loop
 for judging a dynamics change before the frames are trained or the full agreement benchmark
 is run. The denoiser does not move the carried state, so for a ``state_outcomes`` model this
-predicts exactly the success the paired protocol would imagine from the same actions.
+predicts the success the paired protocol would imagine from the same actions (exactly, for a
+deterministic dynamics; for a stochastic one, from other draws of the same distribution).
 """
 
 from __future__ import annotations
@@ -53,9 +54,10 @@ class ReplayResult:
 
 
 def replay_dynamics(ckpt: EnvCheckpoint, path: str, *, threshold: float = 0.5,
-                    max_episodes: int | None = None) -> ReplayResult:
+                    max_episodes: int | None = None, seed: int = 0) -> ReplayResult:
     """Replay every episode of ``path`` (recorded with ``ckpt``'s state keys) through the
-    dynamics of ``ckpt``'s model.
+    dynamics of ``ckpt``'s model. A stochastic dynamics draws each episode's states as the
+    imagined env does, from a generator seeded ``seed + i`` for episode ``i``.
 
     Raises:
         ValueError: the model has no proprioceptive path or no outcome head on it.
@@ -73,7 +75,9 @@ def replay_dynamics(ckpt: EnvCheckpoint, path: str, *, threshold: float = 0.5,
             ep = dataset.whole_episode(i)
             states = ep["state"].to(model.device)[None]
             actions = ep["actions"].to(model.device, torch.float32)[None]
-            unrolled = dit.proprio_dynamics.unroll(dit.normalize_state(states), actions, start=1)
+            generator = torch.Generator(model.device).manual_seed(seed + i)
+            unrolled = dit.proprio_dynamics.unroll(dit.normalize_state(states), actions, start=1,
+                                                   sample=True, generator=generator)
             prob = dit.proprio_dynamics.outcomes(unrolled)["success"].sigmoid()[0, 1:]
             distance = (dit.denormalize_state(unrolled[0]) - states[0]).norm(dim=-1)
             names.append(dataset.episodes[i][1])

@@ -145,6 +145,20 @@ class WorldModelConfig:
     of the end effector's one-step error (``results/lift_dream/README.md``). The imagined state
     carries the previous action beside the two latest states (zero, with the arm at rest, after
     a reset)."""
+    proprio_stochastic: bool = False
+    """The dynamics also predicts how far the next state may lie from its prediction (a
+    standard deviation per entry) and the imagined env draws the carried state from that
+    distribution instead of taking the prediction. The state leaves out what decides a step
+    exactly, so the real next state scatters around any prediction from it, most under jittery
+    actions; a deterministic dynamics imagines the average and its noisy arm grasps more
+    cleanly than the real one (see :class:`~kairos_gym.model.proprio.ProprioDynamics`; fitted by
+    ``[proprio] noise_steps``). Needs ``proprio_conditioning``."""
+    proprio_noise_entries: tuple[int, int] | None = None
+    """``(start, stop)``: with ``proprio_stochastic``, only the carried state's entries
+    ``[start, stop)`` are drawn, the others take the prediction (``None``: every entry).
+    robosuite with ``object_state``: ``(K, S)``, the robot's entries after the object's ``K``:
+    the scatter comes from the arm, and an object moves only as the drawn arm moves it, where
+    noise on a cube's own height would let it drift up off the table and succeed."""
     text_dim: int | None = None
     """Width of instruction tokens for cross-attention; ``None`` disables cross-attention."""
     rope_theta: float = 10000.0
@@ -224,6 +238,21 @@ class WorldModelConfig:
             raise ValueError(f"proprio_action_history must be true or false, and true only with "
                              f"proprio_conditioning and one frame per latent (temporal_compression "
                              f"= 1); got {history!r}")
+        if not isinstance(self.proprio_stochastic, bool) or (
+                self.proprio_stochastic and not self.proprio_conditioning):
+            raise ValueError(f"proprio_stochastic must be true or false, and true only with "
+                             f"proprio_conditioning; got {self.proprio_stochastic!r}")
+        if self.proprio_noise_entries is not None:
+            try:
+                entries = tuple(int(i) for i in self.proprio_noise_entries)
+            except (TypeError, ValueError):
+                entries = ()
+            if len(entries) != 2 or not self.proprio_stochastic or not 0 <= entries[0] < entries[1] <= self.state_dim:
+                raise ValueError(
+                    f"proprio_noise_entries must be (start, stop) with 0 <= start < stop <= the state's "
+                    f"width ({self.state_dim}) in a model with proprio_stochastic, got "
+                    f"{self.proprio_noise_entries!r}")
+            object.__setattr__(self, "proprio_noise_entries", entries)
         bad = [k for k in self.layer_pattern if k not in LAYER_KINDS]
         if not self.layer_pattern or bad:
             raise ValueError(f"layer_pattern entries must be in {LAYER_KINDS}, got {self.layer_pattern!r}")

@@ -55,7 +55,8 @@ class KairosDiT(nn.Module):
                 cfg.state_dim, cfg.action_dim_per_latent, cfg.proprio_hidden,
                 outcomes=cfg.state_outcomes, object_frame=cfg.proprio_object_frame,
                 position_targets=cfg.proprio_position_targets, arm_entries=cfg.proprio_arm_entries,
-                action_history=cfg.proprio_action_history,
+                action_history=cfg.proprio_action_history, stochastic=cfg.proprio_stochastic,
+                noise_entries=cfg.proprio_noise_entries,
             )
             # Object-frame features and position targets are in environment units.
             self.proprio_dynamics.to_environment_units = self.denormalize_state

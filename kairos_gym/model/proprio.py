@@ -43,6 +43,16 @@ hundreds of steps of a bimanual episode a small bias per step walks the arms off
 Those entries are predicted instead as the commanded target plus a learned residual (the
 servo's tracking lag), ``s_t = a_t + f``, so where the state is wrong the next target pulls
 it back, as the real servo does, and the error stays bounded along the episode.
+
+With ``stochastic`` a third small network predicts how far the next state may lie from the
+predicted one: a standard deviation per entry, ``s_t ~ N(mean, sigma^2)``, and the imagined env
+draws the carried state from it. The state leaves out what decides a step exactly (the arm's
+joint velocities, the contact forces), so under jittery actions the real next state scatters
+millimetres around any prediction from it. A deterministic dynamics imagines the average of
+that scatter; its gripper then closes on the cube more cleanly than a real noisy arm does,
+and a policy that fails half its grasps in reality succeeds in imagination. Sampled, the
+imagined arm jitters as much as the real one where the data say it does (noisy actions) and
+hardly at all where they say it does not (clean ones).
 """
 
 from __future__ import annotations
@@ -52,8 +62,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from kairos_gym.model.noise import Generators, randn
+
 OBJECT_FRAME_SCALE = 0.03
 """Metres per unit of the object-in-gripper-frame features (about a Lift cube's half-width)."""
+
+LOG_SCALE_RANGE = (-9.0, -1.5)
+"""Bounds of the noise head's log standard deviation (normalised units): below, the noise is
+nothing; above (0.22 of the state's spread per step), a sampled state would leave the data."""
 
 
 def axis_angle_to_matrix(axis_angle: torch.Tensor) -> torch.Tensor:
@@ -107,6 +123,13 @@ class ProprioDynamics(nn.Module):
             ``state``) and the difference of states before the last one: how fast the arm moves
             at the step's start, which the last difference only averages. ``None`` previous
             actions (and the first steps of an unroll) mean zero: at rest, as after a reset.
+        stochastic: also build :attr:`noise_head`, the log standard deviation of the next
+            state around the prediction (see :meth:`sample`).
+        noise_entries: ``(start, stop)``: with ``stochastic``, only the entries
+            ``[start, stop)`` are drawn and the others take the prediction (``None``: all).
+            Lift draws the robot's entries and not the cube's: the real scatter comes from the
+            arm, and the cube moves only as the (drawn) arm pushes or carries it, while noise
+            on the cube's own height would let it drift up off the table.
 
     The last layer starts at zero, so a fresh model predicts "no motion" and adding this
     module to a trained world model leaves its state predictions to be learned.
@@ -116,7 +139,8 @@ class ProprioDynamics(nn.Module):
                  outcomes: bool = False, object_frame: tuple[int, int] | None = None,
                  position_targets: tuple[int, int, int] | None = None,
                  arm_entries: tuple[int, int] | None = None,
-                 action_history: bool = False) -> None:
+                 action_history: bool = False, stochastic: bool = False,
+                 noise_entries: tuple[int, int] | None = None) -> None:
         super().__init__()
         self.state_dim = state_dim
         self.action_dim = action_dim
@@ -151,6 +175,17 @@ class ProprioDynamics(nn.Module):
         extra = 3 if object_frame is not None else 0
         width = (3 if action_history else 2) * state_dim + action_dim + history + extra
         self.net = _residual_mlp(width, hidden, state_dim)
+        self.noise_head: nn.Sequential | None = None
+        self.noise_entries = None
+        if noise_entries is not None:
+            start, stop = (int(i) for i in noise_entries)
+            if not stochastic or not 0 <= start < stop <= state_dim:
+                raise ValueError(f"noise_entries (start, stop) must satisfy 0 <= start < stop <= the "
+                                 f"state's width ({state_dim}) in a stochastic dynamics, got {noise_entries!r}")
+            self.noise_entries = (start, stop)
+        if stochastic:
+            self.noise_head = _residual_mlp(width, hidden, state_dim)
+            self.reset_noise_head()
         self.outcome_head: nn.Sequential | None = None
         if outcomes:
             self.outcome_head = nn.Sequential(
@@ -167,16 +202,31 @@ class ProprioDynamics(nn.Module):
         out = self.outcome_head(state.to(self.outcome_head[0].weight.dtype)).to(state.dtype)
         return {"reward": out[..., 0], "success": out[..., 1], "done": out[..., 2]}
 
-    def forward(self, state: torch.Tensor, previous: torch.Tensor, action: torch.Tensor,
-                previous_action: torch.Tensor | None = None,
-                before: torch.Tensor | None = None) -> torch.Tensor:
-        """The next normalised state ``[B, S]`` from ``state`` and ``previous`` ``[B, S]`` (the
-        two latest states) and the ``action`` ``[B, A]`` that leads out of ``state``.
+    def reset_noise_head(self, scale: torch.Tensor | None = None) -> None:
+        """Fresh weights for :attr:`noise_head`, predicting the standard deviation ``scale``
+        ``[S]`` everywhere (a fit starts from the data's overall spread); by default the lower
+        bound of :data:`LOG_SCALE_RANGE`: an unfitted head adds (almost) no noise."""
+        if self.noise_head is None:
+            raise RuntimeError("this dynamics model has no noise head (stochastic=False)")
+        for layer in self.noise_head:
+            if isinstance(layer, nn.Linear):
+                layer.reset_parameters()
+        last = self.noise_head[-1]
+        nn.init.zeros_(last.weight)
+        with torch.no_grad():
+            if scale is None:
+                last.bias.fill_(LOG_SCALE_RANGE[0])
+            else:
+                last.bias.copy_(scale.to(last.bias).clamp_min(1e-12).log().clamp(*LOG_SCALE_RANGE))
 
-        With ``action_history``, also ``previous_action`` ``[B, A]`` (the one that led into
-        ``state``) and ``before`` ``[B, S]`` (the state before ``previous``); ``None`` means
-        zero and ``previous`` respectively: at rest.
-        """
+    @property
+    def stochastic(self) -> bool:
+        """Whether the dynamics predicts a spread around its next state (:meth:`sample`)."""
+        return self.noise_head is not None
+
+    def _features(self, state: torch.Tensor, previous: torch.Tensor, action: torch.Tensor,
+                  previous_action: torch.Tensor | None, before: torch.Tensor | None) -> torch.Tensor:
+        """The inputs of :attr:`net` and :attr:`noise_head` ``[B, F]``."""
         parts = [state, state - previous, action]
         if self.action_history:
             if previous_action is None:
@@ -187,18 +237,63 @@ class ProprioDynamics(nn.Module):
         if self.object_frame is not None:
             raw = self.to_environment_units(state)
             parts.append(object_in_gripper_frame(raw, *self.object_frame).to(state.dtype) / OBJECT_FRAME_SCALE)
-        x = torch.cat(parts, dim=-1).to(self.net[0].weight.dtype)
+        return torch.cat(parts, dim=-1).to(self.net[0].weight.dtype)
+
+    def forward(self, state: torch.Tensor, previous: torch.Tensor, action: torch.Tensor,
+                previous_action: torch.Tensor | None = None,
+                before: torch.Tensor | None = None) -> torch.Tensor:
+        """The next normalised state ``[B, S]`` from ``state`` and ``previous`` ``[B, S]`` (the
+        two latest states) and the ``action`` ``[B, A]`` that leads out of ``state``; for a
+        ``stochastic`` dynamics, the mean of its distribution.
+
+        With ``action_history``, also ``previous_action`` ``[B, A]`` (the one that led into
+        ``state``) and ``before`` ``[B, S]`` (the state before ``previous``); ``None`` means
+        zero and ``previous`` respectively: at rest.
+        """
+        x = self._features(state, previous, action, previous_action, before)
         step = self.net(x).to(state.dtype)
         if self.arm_net is not None:
             start, stop = self.arm_entries
             robot = state[..., start:]
             inputs = [robot, robot - previous[..., start:], action]
             if self.action_history:
+                if previous_action is None:
+                    previous_action = torch.zeros_like(action)
+                if before is None:
+                    before = previous
                 inputs += [previous[..., start:] - before[..., start:], previous_action.to(action.dtype)]
             arm = torch.cat(inputs, dim=-1)
             step = torch.cat([step[..., :start], self.arm_net(arm.to(x.dtype)).to(state.dtype),
                               step[..., stop:]], dim=-1)
         return self._base(state, action) + step
+
+    def log_scale(self, state: torch.Tensor, previous: torch.Tensor, action: torch.Tensor,
+                  previous_action: torch.Tensor | None = None,
+                  before: torch.Tensor | None = None) -> torch.Tensor:
+        """Log standard deviation ``[B, S]`` of the next normalised state around :meth:`forward`'s
+        prediction (arguments as there), within :data:`LOG_SCALE_RANGE` (``stochastic`` only)."""
+        if self.noise_head is None:
+            raise RuntimeError("this dynamics model has no noise head (stochastic=False)")
+        x = self._features(state, previous, action, previous_action, before)
+        return self.noise_head(x).to(state.dtype).clamp(*LOG_SCALE_RANGE)
+
+    def sample(self, state: torch.Tensor, previous: torch.Tensor, action: torch.Tensor,
+               previous_action: torch.Tensor | None = None, before: torch.Tensor | None = None,
+               generator: Generators = None) -> torch.Tensor:
+        """A draw of the next normalised state ``[B, S]`` (arguments as :meth:`forward`):
+        the prediction plus Gaussian noise of :meth:`log_scale`'s spread (on the
+        ``noise_entries`` only), from ``generator`` (one, or one per row). A deterministic
+        dynamics returns its prediction."""
+        mean = self(state, previous, action, previous_action, before)
+        if self.noise_head is None:
+            return mean
+        scale = self.log_scale(state, previous, action, previous_action, before).exp()
+        if self.noise_entries is not None:
+            start, stop = self.noise_entries
+            kept = torch.zeros_like(scale)
+            kept[..., start:stop] = 1.0
+            scale = scale * kept
+        return mean + scale * randn(tuple(mean.shape), generator, mean.device, mean.dtype)
 
     def _base(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:
         """What the residual is added to: the state, with position-target entries replaced by
@@ -211,7 +306,8 @@ class ProprioDynamics(nn.Module):
         target = self.to_normalised_units(raw)[..., start:start + width].to(state.dtype)
         return torch.cat([state[..., :start], target, state[..., start + width:]], dim=-1)
 
-    def unroll(self, states: torch.Tensor, actions: torch.Tensor, start: int = 2) -> torch.Tensor:
+    def unroll(self, states: torch.Tensor, actions: torch.Tensor, start: int = 2, *,
+               sample: bool = False, generator: Generators = None) -> torch.Tensor:
         """Predict ``states[:, start:]`` from the first ``start`` true states, open loop.
 
         Args:
@@ -219,6 +315,8 @@ class ProprioDynamics(nn.Module):
             actions: ``[B, T, A]``, ``actions[:, t]`` leads into frame ``t``.
             start: how many leading states are given (1: the previous difference starts at zero,
                 as after a reset).
+            sample: draw each state (:meth:`sample`, from ``generator``) instead of taking the
+                prediction, as the imagined env does with a ``stochastic`` dynamics.
 
         Returns:
             ``[B, T, S]``: the given leading states, then the predicted ones.
@@ -229,21 +327,36 @@ class ProprioDynamics(nn.Module):
             # The states before the first given one are taken at rest (equal to it).
             previous = out[-2] if len(out) > 1 else out[-1]
             before = out[-3] if len(out) > 2 else previous
-            nxt = self(out[-1], previous, actions[:, i], actions[:, i - 1], before)
+            if sample:
+                nxt = self.sample(out[-1], previous, actions[:, i], actions[:, i - 1], before, generator)
+            else:
+                nxt = self(out[-1], previous, actions[:, i], actions[:, i - 1], before)
             out.append(nxt)
         return torch.stack(out, dim=1)
 
     def teacher_forced(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
         """One-step predictions ``[B, T-1, S]`` of ``states[:, 1:]`` from the true states before
         them (the first step with a zero previous difference)."""
+        args, (b, t1, s) = self.teacher_forced_inputs(states, actions)
+        return self(*args).view(b, t1, s)
+
+    def teacher_forced_log_scale(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+        """:meth:`log_scale` ``[B, T-1, S]`` of each one-step prediction of :meth:`teacher_forced`."""
+        args, (b, t1, s) = self.teacher_forced_inputs(states, actions)
+        return self.log_scale(*args).view(b, t1, s)
+
+    def teacher_forced_inputs(self, states: torch.Tensor, actions: torch.Tensor
+                               ) -> tuple[tuple[torch.Tensor, ...], tuple[int, int, int]]:
+        """:meth:`forward`'s arguments for every one-step prediction of ``states[:, 1:]``
+        (normalised ``[B, T, S]``; ``actions`` ``[B, T, A]`` as in :meth:`unroll`), flattened to
+        ``[B * (T-1), ...]``, and ``(B, T-1, S)``."""
         current = states[:, :-1]
         previous = torch.cat([states[:, :1], states[:, :-2]], dim=1)
         before = torch.cat([previous[:, :1], previous[:, :-1]], dim=1)
         b, t1, s = current.shape
-        nxt = self(current.reshape(b * t1, s), previous.reshape(b * t1, s),
-                   actions[:, 1:].reshape(b * t1, -1), actions[:, :-1].reshape(b * t1, -1),
-                   before.reshape(b * t1, s))
-        return nxt.view(b, t1, s)
+        return ((current.reshape(b * t1, s), previous.reshape(b * t1, s),
+                 actions[:, 1:].reshape(b * t1, -1), actions[:, :-1].reshape(b * t1, -1),
+                 before.reshape(b * t1, s)), (b, t1, s))
 
 
 def _residual_mlp(width_in: int, hidden: int, width_out: int) -> nn.Sequential:

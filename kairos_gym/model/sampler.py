@@ -9,12 +9,12 @@ from 1 to 0 in ``steps`` steps, shifted toward the noisy end by
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
 
 from kairos_gym.model.dit import KairosDiT
+from kairos_gym.model.noise import Generators, randn
 from kairos_gym.model.state import WorldState
 
 
@@ -34,22 +34,6 @@ class SamplerSettings:
     shift: float = 3.0
     guidance_scale: float = 1.0
     context_sigma: float = 0.05
-
-
-Generators = torch.Generator | Sequence[torch.Generator] | None
-"""One generator for a whole batch, or one per row (so a row's noise never depends on the
-batch it sits in: a vectorised env row reproduces a single env with the same seed)."""
-
-
-def randn(shape: tuple[int, ...], generator: Generators, device: torch.device | str | None = None,
-          dtype: torch.dtype = torch.float32) -> torch.Tensor:
-    """Standard normal noise ``[B, ...]``; with a sequence of ``B`` generators, row ``i`` is
-    drawn from ``generator[i]`` exactly as a batch of one would draw it."""
-    if generator is None or isinstance(generator, torch.Generator):
-        return torch.randn(shape, generator=generator, device=device, dtype=dtype)
-    if len(generator) != shape[0]:
-        raise ValueError(f"{len(generator)} generators for a batch of {shape[0]} rows")
-    return torch.cat([torch.randn((1, *shape[1:]), generator=g, device=device, dtype=dtype) for g in generator])
 
 
 def add_noise(latent: torch.Tensor, sigma: float, generator: Generators = None) -> torch.Tensor:

@@ -371,10 +371,11 @@ class WorldModel(nn.Module):
         _check_state(state)
         a = self._actions(actions, state.batch_size, None).reshape(state.batch_size, -1)
         if self.config.proprio_conditioning:
-            # The action moves the proprioceptive state first; the frame is imagined from it.
+            # The action moves the proprioceptive state first (a draw, for a stochastic
+            # dynamics, from the rows' generators); the frame is imagined from it.
             dynamics = self.dit.proprio_dynamics
-            moved = dynamics(state["proprio"], state["proprio_prev"], a,
-                             state.get("proprio_action"), state.get("proprio_before"))
+            moved = dynamics.sample(state["proprio"], state["proprio_prev"], a,
+                                    state.get("proprio_action"), state.get("proprio_before"), generator)
             history = ({"proprio_before": state["proprio_prev"], "proprio_action": a}
                        if dynamics.action_history else {})
             state = state.updated(proprio=moved, proprio_prev=state["proprio"], **history)

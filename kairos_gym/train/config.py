@@ -142,6 +142,8 @@ class WorldModelTrainConfig(OptimConfig):
     """Stage 2: the denoiser and its heads, by diffusion forcing on clips, codec frozen."""
 
     steps: int = 3000
+    """Optimizer steps of the stage; with an ``init``, 0 keeps its frames as they are (a run
+    that only refits the proprioceptive dynamics' heads)."""
     batch_size: int = 8
     lr: float = 3e-4
     weight_decay: float = 0.01
@@ -282,7 +284,9 @@ class ProprioTrainConfig(OptimConfig):
     Fitted on windows of whole episodes (one-step and open-loop unroll losses, as in the
     world-model stage but with far more windows per step, which a tiny network needs), before
     the frames learn to follow it; the world-model stage then keeps it frozen. ``steps = 0``
-    (the default) skips the stage and trains the dynamics jointly with the frames instead.
+    (the default) skips the stage and trains the dynamics jointly with the frames instead;
+    with an ``init``, ``steps = 0`` and ``noise_steps`` or ``outcome_steps`` keep the init's
+    dynamics and fit only those heads on it.
     """
 
     steps: int = 0
@@ -308,6 +312,13 @@ class ProprioTrainConfig(OptimConfig):
     means, not only a real one: where the dynamics hedges between outcomes (a grasp that may
     or may not hold, imagined as a cube rising at half the arm's speed), the head answers how
     often such states succeeded. 0: the head learns on true states only."""
+    noise_steps: int = 0
+    """``proprio_stochastic`` models: after the dynamics is fitted (and before the outcome head
+    is), fit its noise head for this many steps on the one-step errors of the fitted
+    prediction over every training episode, by Gaussian likelihood: the head learns how far
+    the real next state lies from the prediction, per entry and per situation (millimetres
+    under an expert's smooth actions, several times more under jittery ones). The outcome head
+    is then refitted on sampled unrolls, the states the imagined env will carry."""
     reset_windows: bool = False
     """Tell the loss which windows start at an episode's reset (see
     :func:`~kairos_gym.train.objectives.proprio_loss`). A window's first state has no previous
@@ -337,6 +348,11 @@ class ProprioTrainConfig(OptimConfig):
     the state is learned from far more episodes than the frames are. Relative paths are
     resolved against the config file's directory."""
 
+    @property
+    def active(self) -> bool:
+        """Whether the stage runs: it fits the dynamics or one of its heads."""
+        return bool(self.steps or self.noise_steps or self.outcome_steps)
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -351,7 +367,7 @@ class TrainConfig:
     parallel: ParallelConfig = field(default_factory=ParallelConfig)
     """Data-parallel strategy, activation checkpointing and precision."""
     proprio: ProprioTrainConfig = field(default_factory=ProprioTrainConfig)
-    """The proprioceptive dynamics stage (``[proprio]``; off unless ``steps > 0``)."""
+    """The proprioceptive dynamics stage (``[proprio]``; off unless it has steps to run)."""
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
     """Released starting weights and what trains (``[finetune]``; default: everything)."""
     codec_weights: str | None = None
@@ -380,7 +396,12 @@ class TrainConfig:
         for stage in (self.codec, self.world_model):
             for name in ("steps", "batch_size", "log_every", "checkpoint_every"):
                 value = getattr(stage, name)
-                if not isinstance(value, int) or value < 1:
+                # An init brings trained frames: world_model.steps = 0 keeps them as they are.
+                least = 0 if (name == "steps" and stage is self.world_model and self.init is not None) else 1
+                if not isinstance(value, int) or value < least:
+                    if stage is self.world_model and name == "steps":
+                        raise ValueError(f"world_model.steps must be an integer >= 1 (0 keeps an init's "
+                                         f"frames: it needs an init), got {value!r}")
                     raise ValueError(f"{name} must be a positive integer, got {value!r}")
             if not isinstance(stage.eval_every, int) or stage.eval_every < 0:
                 raise ValueError(f"eval_every must be an integer >= 0, got {stage.eval_every!r}")
@@ -397,15 +418,25 @@ class TrainConfig:
         pro = self.proprio
         if not isinstance(pro.steps, int) or pro.steps < 0:
             raise ValueError(f"proprio.steps must be an integer >= 0, got {pro.steps!r}")
-        if pro.steps:
+        for name in ("noise_steps", "outcome_steps"):
+            value = getattr(pro, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"proprio.{name} must be an integer >= 0, got {value!r}")
+        if pro.noise_steps and not self.model.proprio_stochastic:
+            raise ValueError("proprio.noise_steps fits the dynamics' noise head: it needs "
+                             "[model] proprio_stochastic = true")
+        if pro.refit and not pro.steps:
+            raise ValueError("proprio.refit fits the dynamics anew: it needs proprio.steps > 0")
+        if not pro.steps and (pro.noise_steps or pro.outcome_steps) and self.init is None:
+            raise ValueError("proprio.noise_steps or outcome_steps with proprio.steps = 0 fit heads on "
+                             "the init's dynamics: they need an init")
+        if pro.active:
             if not self.model.proprio_conditioning:
                 raise ValueError("[proprio] steps > 0 needs a model with proprio_conditioning = true")
             for name in ("batch_size", "log_every", "checkpoint_every", "window"):
                 value = getattr(pro, name)
                 if not isinstance(value, int) or value < 1:
                     raise ValueError(f"proprio.{name} must be a positive integer, got {value!r}")
-            if not isinstance(pro.outcome_steps, int) or pro.outcome_steps < 0:
-                raise ValueError(f"proprio.outcome_steps must be an integer >= 0, got {pro.outcome_steps!r}")
             if pro.outcome_steps and not self.model.state_outcomes:
                 raise ValueError("proprio.outcome_steps fits the state outcome head: it needs "
                                  "[model] state_outcomes = true")
@@ -480,7 +511,7 @@ class TrainConfig:
         if self.proprio != ProprioTrainConfig():
             out["proprio"] = {**dataclasses.asdict(self.proprio), "paths": list(self.proprio.paths)}
             for name, default in (("input_noise", 0.0), ("reset_windows", False), ("reset_weight", 1.0),
-                                  ("step_normalised", False)):
+                                  ("step_normalised", False), ("noise_steps", 0)):
                 if getattr(self.proprio, name) == default:  # only when set (earlier runs resume)
                     del out["proprio"][name]
         if self.finetune != FinetuneConfig():
@@ -565,7 +596,7 @@ class TrainConfig:
 # Model fields added after runs were stored, with their defaults: recorded only when set, so
 # those runs resume.
 LATE_MODEL_FIELDS = {"proprio_position_targets": None, "proprio_arm_entries": None,
-                     "proprio_action_history": False}
+                     "proprio_action_history": False, "proprio_stochastic": False, "proprio_noise_entries": None}
 
 
 def _model_dict(model: WorldModelConfig) -> dict[str, Any]:

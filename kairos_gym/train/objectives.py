@@ -101,6 +101,13 @@ def state_outcome_loss(dynamics: ProprioDynamics, states: torch.Tensor,
     return success + done + reward, metrics
 
 
+def noise_nll(log_scale: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """Mean Gaussian negative log-likelihood (less its constant) of ``residual`` ``[N, S]``, the
+    true next states less the dynamics' predictions, under the per-entry log standard
+    deviations ``log_scale`` ``[N, S]`` of its noise head."""
+    return (log_scale + 0.5 * (residual * torch.exp(-log_scale)).square()).mean()
+
+
 class ProprioObjective(nn.Module):
     """The proprioceptive dynamics alone, on windows of normalised states (``[proprio]`` stage)."""
 

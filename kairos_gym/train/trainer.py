@@ -90,6 +90,7 @@ from kairos_gym.train.objectives import (
     CodecObjective,
     ProprioObjective,
     WorldModelObjective,
+    noise_nll,
     state_outcome_loss,
     step_scale,
 )
@@ -171,6 +172,13 @@ def check_init(config: TrainConfig) -> None:
         # ... or outcome heads on its carried state ...
         mine.pop("state_outcomes")
         theirs.pop("state_outcomes", None)
+    if mine.get("proprio_stochastic"):
+        # ... or a noise head on its dynamics (which entries are drawn is no shape) ...
+        mine.pop("proprio_noise_entries", None)
+        theirs.pop("proprio_noise_entries", None)
+        if not theirs.get("proprio_stochastic"):
+            mine.pop("proprio_stochastic")
+            theirs.pop("proprio_stochastic", None)
     for name in DYNAMICS_FORM_FIELDS:
         if mine.get(name) == theirs.get(name):
             continue
@@ -415,7 +423,7 @@ class Trainer:
                     raise DatasetError(
                         f"{what} = {clip_len} does not fit the data: {exc}"
                     ) from None
-        if self.config.proprio.steps and self.config.proprio.paths:
+        if self.config.proprio.active and self.config.proprio.paths:
             window = self.config.proprio.window
             for split in ("train", "val"):
                 try:
@@ -540,7 +548,8 @@ class Trainer:
             elapsed_before = float(state.get("elapsed_s", 0.0))
             self.log.truncate_after(stage, step)
         if step >= cfg.steps:
-            self._final_states[stage] = state["model"]
+            # A stage of no steps (an init's frames kept as they are) ends where it starts.
+            self._final_states[stage] = trainable.state_dict() if state is None else state["model"]
             return True
         # Wrapped before the optimizer is built: FSDP replaces the parameters with shards.
         parallel = self.config.parallel
@@ -760,7 +769,7 @@ class Trainer:
         self._trainable_parameters = sum(
             p.numel() for p in model.dit.parameters() if p.requires_grad
         )
-        if self.config.proprio.steps and not self.train_proprio(model):
+        if self.config.proprio.active and not self.train_proprio(model):
             return False
         objective = WorldModelObjective(
             model.dit, cfg, shard=(self.dist.rank, self.dist.world_size)
@@ -850,8 +859,24 @@ class Trainer:
         return any(getattr(theirs, name) != getattr(self.config.model, name) for name in DYNAMICS_FORM_FIELDS)
 
     def train_proprio(self, model: WorldModel) -> bool:
-        """Fit the proprioceptive dynamics alone (``[proprio]``), then freeze it for the
-        world-model stage. False when paused."""
+        """Fit the proprioceptive dynamics alone (``[proprio]``), then its noise and outcome
+        heads, then freeze it for the world-model stage. With ``steps = 0`` the init's
+        dynamics is kept and only the heads are fitted. False when paused."""
+        cfg = self.config.proprio
+        dynamics = model.dit.proprio_dynamics
+        if cfg.steps and not self._fit_dynamics(model):
+            return False
+        if cfg.noise_steps:
+            self._fit_noise_head(model)
+        if cfg.outcome_steps:
+            self._fit_outcomes_on_unrolls(model)
+        for p in dynamics.parameters():
+            p.requires_grad_(False)
+        return True
+
+    def _fit_dynamics(self, model: WorldModel) -> bool:
+        """The ``[proprio]`` optimisation of the dynamics' prediction (resumable). False when
+        paused."""
         cfg = self.config.proprio
         dynamics = model.dit.proprio_dynamics
         if cfg.refit:
@@ -863,7 +888,9 @@ class Trainer:
                                         object_frame=dynamics.object_frame,
                                         position_targets=dynamics.position_targets,
                                         arm_entries=dynamics.arm_entries,
-                                        action_history=dynamics.action_history)
+                                        action_history=dynamics.action_history,
+                                        stochastic=dynamics.stochastic,
+                                        noise_entries=dynamics.noise_entries)
             dynamics.load_state_dict(fresh.state_dict())
         train = self._proprio_windows(model, "train")
         val = self._proprio_windows(model, "val")
@@ -878,13 +905,72 @@ class Trainer:
             with torch.no_grad():
                 return {f"val_{k}": v for k, v in objective(val)[1].items()}
 
-        if not self._run_stage("proprio", cfg, objective, dynamics, make_batch, evaluate):
-            return False
-        if cfg.outcome_steps:
-            self._fit_outcomes_on_unrolls(model)
-        for p in dynamics.parameters():
-            p.requires_grad_(False)
-        return True
+        return self._run_stage("proprio", cfg, objective, dynamics, make_batch, evaluate)
+
+    def _fit_noise_head(self, model: WorldModel) -> None:
+        """Fit the dynamics' noise head (``[proprio] noise_steps``) by Gaussian likelihood on the
+        one-step errors of its prediction over every training episode (held-out ones scored).
+        Deterministic given the seed and the fitted dynamics, and short: a resumed run repeats
+        it and ends with the same head."""
+        cfg = self.config.proprio
+        dynamics = model.dit.proprio_dynamics
+        assert dynamics.noise_head is not None
+        inputs, residuals = self._one_step_errors(model, "train")
+        val_inputs, val_residuals = self._one_step_errors(model, "val")
+        n = len(residuals)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed_for(self.config.seed, "proprio", "noise"))
+            dynamics.reset_noise_head(residuals.std(0) if n > 1 else None)
+        optimizer = torch.optim.AdamW(dynamics.noise_head.parameters(), lr=cfg.lr, weight_decay=0.0)
+        batch = max(cfg.batch_size, 1024)
+        bar = tqdm(total=cfg.noise_steps, desc="proprio noise", disable=not self.progress, dynamic_ncols=True)
+        for step in range(cfg.noise_steps):
+            rows = torch.as_tensor(self._indices("proprio-noise", step, n, batch), device=residuals.device)
+            loss = noise_nll(dynamics.log_scale(*(x[rows] for x in inputs)), residuals[rows])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            bar.update(1)
+        bar.close()
+        metrics = {"nll": float(loss.detach())}
+        if len(val_residuals):
+            with torch.no_grad():
+                log_scale = dynamics.log_scale(*val_inputs)
+                z = (val_residuals * torch.exp(-log_scale)).abs()
+                metrics.update(val_nll=float(noise_nll(log_scale, val_residuals)),
+                               val_within_1sd=float((z < 1).float().mean()),
+                               val_within_2sd=float((z < 2).float().mean()))
+        if self.dist.is_main:
+            self.log.write({"stage": "proprio_noise", "step": cfg.noise_steps, "samples": n, **metrics})
+
+    def _one_step_errors(self, model: WorldModel, split: str
+                         ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
+        """The dynamics' inputs for every one-step prediction of ``split``'s episodes (each
+        from its reset on, as the imagined env carries it; see
+        :meth:`~kairos_gym.model.proprio.ProprioDynamics.teacher_forced_inputs`) and the true next
+        normalised states less the predictions ``[N, S]``."""
+        dit = model.dit
+        window = self.config.proprio.window + 1
+        datasets = [self._dataset(window, split)]
+        if self.config.proprio.paths:
+            datasets.append(self._state_dataset(window, split))
+        inputs: list[tuple[torch.Tensor, ...]] = []
+        residuals = []
+        with torch.no_grad():
+            for dataset in datasets:
+                for i in range(len(dataset.episodes)):
+                    ep = dataset.whole_episode(i)
+                    true = dit.normalize_state(ep["state"].to(self.dist.device))
+                    actions = ep["actions"].to(self.dist.device, torch.float32)
+                    if len(true) < 2:
+                        continue
+                    args, _ = dit.proprio_dynamics.teacher_forced_inputs(true[None], actions[None])
+                    inputs.append(args)
+                    residuals.append(true[1:] - dit.proprio_dynamics(*args))
+        if not residuals:
+            s = dit.proprio_dynamics.state_dim
+            return (), torch.zeros(0, s, device=self.dist.device)
+        return tuple(torch.cat(parts) for parts in zip(*inputs)), torch.cat(residuals)
 
     # Where the outcome head also learns from the dynamics' own unrolls (see outcome_steps).
     UNROLL_STARTS = (0, 20, 40)
@@ -921,7 +1007,7 @@ class Trainer:
 
     def _outcome_samples(self, model: WorldModel) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """True normalised states of every training episode and the dynamics' open-loop unrolls
-        of them from :attr:`UNROLL_STARTS` ``[N, S]``, with the labels of the frames they
+        (drawn, for a stochastic dynamics) of them from :attr:`UNROLL_STARTS` ``[N, S]``, with the labels of the frames they
         stand for (``rewards``/``success``/``done`` ``[N]``)."""
         dit = model.dit
         window = self.config.proprio.window + 1  # the stage's datasets, already indexed
@@ -929,6 +1015,10 @@ class Trainer:
         if self.config.proprio.paths:
             datasets.append(self._state_dataset(window, "train"))
         states, labels = [], {k: [] for k in ("rewards", "success", "done")}
+        # A stochastic dynamics' unrolls are drawn, as the imagined env draws them.
+        sampled = dit.proprio_dynamics.stochastic
+        generator = torch.Generator(self.dist.device).manual_seed(
+            seed_for(self.config.seed, "proprio", "outcome-unrolls"))
         with torch.no_grad():
             for dataset in datasets:
                 for i in range(len(dataset.episodes)):
@@ -938,7 +1028,8 @@ class Trainer:
                     starts = [t for t in self.UNROLL_STARTS if t < len(true) - 1]
                     states.append(true)
                     states.extend(
-                        dit.proprio_dynamics.unroll(true[None, t:], actions[None, t:], start=1)[0]
+                        dit.proprio_dynamics.unroll(true[None, t:], actions[None, t:], start=1,
+                                                    sample=sampled, generator=generator)[0]
                         for t in starts
                     )
                     for key, pieces in labels.items():

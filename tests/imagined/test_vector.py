@@ -114,6 +114,32 @@ def test_rows_match_single_envs_with_the_same_seeds(ckpt):
     assert not np.array_equal(obs["agentview_image"][0], obs["agentview_image"][1])
 
 
+def test_a_stochastic_dynamics_draws_each_row_from_its_own_seed(tmp_path):
+    # The carried state is drawn from each row's generator: a row is the single env of its
+    # seed, rows that share a seed and actions stay identical, other seeds draw otherwise.
+    ckpt = load_env_checkpoint(write_checkpoint(tmp_path / "stochastic", proprio_conditioning=True,
+                                                proprio_stochastic=True, proprio_hidden=16))
+    dynamics = ckpt.model.dit.proprio_dynamics
+    with torch.no_grad():
+        dynamics.reset_noise_head(torch.full((dynamics.state_dim,), 0.1))
+    seeds = [11, 5, 11]
+    envs = ImaginedVectorEnv(ckpt, N, done_threshold=1.0)
+    single = ImaginedEnv(ckpt, done_threshold=1.0)
+    obs, _ = envs.reset(seed=seeds)
+    start = single.reset(seed=5)[0]["state"]
+    for k, step in enumerate(sample_actions(4, seed=3)):
+        actions = np.repeat(step[None], N, axis=0)
+        obs, *_ = envs.step(actions)
+        alone, *_ = single.step(step)
+        assert_obs_close({k: v[1] for k, v in obs.items()}, alone)
+        if k == 0:  # a draw, not the prediction
+            dit = ckpt.model.dit
+            s = dit.normalize_state(torch.as_tensor(start)[None])
+            mean = dit.denormalize_state(dynamics(s, s, torch.as_tensor(step)[None]))[0].detach().numpy()
+            assert np.abs(alone["state"] - mean).max() > 1e-3
+    np.testing.assert_allclose(obs["state"][0], obs["state"][2], atol=1e-5)
+
+
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
 def test_autoreset_matches_gymnasiums_sync_vector_env(ckpt, mode):
     # Episodes of 2 steps, and a staggered start so rows end at different steps.

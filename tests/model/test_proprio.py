@@ -9,7 +9,7 @@ import torch
 
 from kairos_gym.errors import ShapeError
 from kairos_gym.model import WorldModel, WorldModelConfig
-from kairos_gym.model.proprio import ProprioDynamics, object_in_gripper_frame
+from kairos_gym.model.proprio import LOG_SCALE_RANGE, ProprioDynamics, object_in_gripper_frame
 from kairos_gym.train.config import WorldModelTrainConfig
 from kairos_gym.train.objectives import WorldModelObjective
 from tests.model.conftest import randomize_, tiny_dit
@@ -365,3 +365,102 @@ def test_step_normalised_one_step_errors_are_in_units_of_each_entrys_step():
     one = ((dyn.teacher_forced(states, actions) - states[:, 1:]) / scale).square().mean()
     roll = (unrolled[:, 2:] - states[:, 2:]).square().mean()  # the unroll stays in state units
     torch.testing.assert_close(loss, one + roll)
+
+
+@torch.no_grad()
+def test_a_stochastic_dynamics_draws_around_its_prediction():
+    dyn = randomize_(ProprioDynamics(S, 3, hidden=8, stochastic=True), scale=0.3)
+    s, prev, a = torch.randn(4, S), torch.randn(4, S), torch.randn(4, 3)
+    low, high = LOG_SCALE_RANGE
+    log_scale = dyn.log_scale(s, prev, a)
+    assert log_scale.shape == (4, S) and log_scale.min() >= low and log_scale.max() <= high
+    draw = dyn.sample(s, prev, a, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(draw, dyn.sample(s, prev, a, generator=torch.Generator().manual_seed(1)))
+    assert not torch.allclose(draw, dyn.sample(s, prev, a, generator=torch.Generator().manual_seed(2)))
+    # A row drawn from its own generator is the draw of a batch of one.
+    rows = [torch.Generator().manual_seed(10 + i) for i in range(4)]
+    batched = dyn.sample(s, prev, a, generator=rows)
+    torch.testing.assert_close(batched[2:3], dyn.sample(s[2:3], prev[2:3], a[2:3],
+                                                        generator=torch.Generator().manual_seed(12)))
+    # Many draws average to the prediction and spread by exp(log_scale).
+    many = dyn.sample(s[:1].expand(20000, S), prev[:1].expand(20000, S), a[:1].expand(20000, 3),
+                      generator=torch.Generator().manual_seed(3))
+    scale = log_scale[0].exp()
+    torch.testing.assert_close(many.mean(0), dyn(s, prev, a)[0], atol=float(4 * scale.max() / 100), rtol=0)
+    torch.testing.assert_close(many.std(0), scale, atol=0, rtol=0.05)
+    # A sampled unroll is the same draws stepped by hand; unsampled it is the prediction.
+    states, actions = torch.randn(2, 6, S), torch.randn(2, 6, 3)
+    unrolled = dyn.unroll(states, actions, start=1, sample=True, generator=torch.Generator().manual_seed(5))
+    gen = torch.Generator().manual_seed(5)
+    cur, prv = states[:, 0], states[:, 0]
+    for t in range(1, 6):
+        cur, prv = dyn.sample(cur, prv, actions[:, t], actions[:, t - 1], None, gen), cur
+        torch.testing.assert_close(unrolled[:, t], cur)
+    torch.testing.assert_close(dyn.unroll(states, actions, start=1), _stepped_means(dyn, states, actions))
+    # The one-step spreads line up with the one-step predictions.
+    torch.testing.assert_close(dyn.teacher_forced_log_scale(states, actions)[:, 2],
+                               dyn.log_scale(states[:, 2], states[:, 1], actions[:, 3], actions[:, 2], states[:, 0]))
+
+
+def _stepped_means(dyn: ProprioDynamics, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    out, cur, prv = [states[:, 0]], states[:, 0], states[:, 0]
+    for t in range(1, states.shape[1]):
+        cur, prv = dyn(cur, prv, actions[:, t]), cur
+        out.append(cur)
+    return torch.stack(out, dim=1)
+
+
+def test_a_fresh_noise_head_adds_almost_nothing_and_a_deterministic_dynamics_draws_its_prediction():
+    fresh = ProprioDynamics(S, 3, hidden=8, stochastic=True)
+    s, prev, a = torch.randn(2, S), torch.randn(2, S), torch.randn(2, 3)
+    torch.testing.assert_close(fresh.log_scale(s, prev, a), torch.full((2, S), LOG_SCALE_RANGE[0]))
+    fresh.reset_noise_head(torch.full((S,), 0.1))
+    torch.testing.assert_close(fresh.log_scale(s, prev, a), torch.full((2, S), math.log(0.1)))
+    plain = randomize_(ProprioDynamics(S, 3, hidden=8), scale=0.3)
+    assert not plain.stochastic and fresh.stochastic
+    torch.testing.assert_close(plain.sample(s, prev, a, generator=torch.Generator().manual_seed(0)), plain(s, prev, a))
+    with pytest.raises(RuntimeError, match="no noise head"):
+        plain.log_scale(s, prev, a)
+
+
+@torch.no_grad()
+def test_the_imagined_state_is_drawn_from_a_stochastic_dynamics():
+    cfg = WorldModelConfig.preset("tiny", state_dim=S, proprio_conditioning=True, proprio_hidden=16,
+                                  proprio_stochastic=True)
+    torch.manual_seed(0)
+    model = randomize_(WorldModel(cfg), seed=0).eval()
+    frames = torch.randint(0, 256, (2, 1, *cfg.frame_shape), dtype=torch.uint8)
+    state = model.observe(model.init_state(2), frames, proprio=torch.randn(2, 1, S).numpy())
+    action = torch.randn(2, cfg.action_dim)
+    _, out, after = model.step(state, action, generator=torch.Generator().manual_seed(7))
+    dyn = model.dit.proprio_dynamics
+    expected = dyn.sample(state["proprio"], state["proprio_prev"], action,
+                          generator=torch.Generator().manual_seed(7))
+    torch.testing.assert_close(after["proprio"], expected)
+    torch.testing.assert_close(out["state"], model.dit.denormalize_state(expected))
+    _, _, other = model.step(state, action, generator=torch.Generator().manual_seed(8))
+    assert not torch.allclose(other["proprio"], after["proprio"])
+    assert WorldModelConfig.from_dict(cfg.to_dict()).proprio_stochastic
+    with pytest.raises(ValueError, match="proprio_stochastic"):
+        WorldModelConfig.preset("tiny", state_dim=S, proprio_stochastic=True)
+
+
+@torch.no_grad()
+def test_only_the_noise_entries_are_drawn():
+    dyn = randomize_(ProprioDynamics(S, 3, hidden=8, stochastic=True, noise_entries=(2, S)), scale=0.3)
+    s, prev, a = torch.randn(3, S), torch.randn(3, S), torch.randn(3, 3)
+    draw = dyn.sample(s, prev, a, generator=torch.Generator().manual_seed(0))
+    mean = dyn(s, prev, a)
+    torch.testing.assert_close(draw[:, :2], mean[:, :2], rtol=0, atol=0)
+    assert (draw[:, 2:] - mean[:, 2:]).abs().min() > 0
+    for bad in ((0, S + 1), (3, 3), (-1, 2)):
+        with pytest.raises(ValueError, match="noise_entries"):
+            ProprioDynamics(S, 3, hidden=8, stochastic=True, noise_entries=bad)
+    with pytest.raises(ValueError, match="noise_entries"):
+        ProprioDynamics(S, 3, hidden=8, noise_entries=(0, 2))  # nothing is drawn without a head
+    cfg = WorldModelConfig.preset("tiny", state_dim=S, proprio_conditioning=True, proprio_stochastic=True,
+                                  proprio_noise_entries=[2, S])
+    assert cfg.proprio_noise_entries == (2, S)
+    assert WorldModel(cfg).dit.proprio_dynamics.noise_entries == (2, S)
+    with pytest.raises(ValueError, match="proprio_noise_entries"):
+        WorldModelConfig.preset("tiny", state_dim=S, proprio_conditioning=True, proprio_noise_entries=(0, 2))

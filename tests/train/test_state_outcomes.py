@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import gymnasium as gym
@@ -15,6 +16,7 @@ from kairos_gym.data.episodes import EpisodeWriter
 from kairos_gym.errors import CheckpointError, DatasetError
 from kairos_gym.imagined.env import ImaginedEnv
 from kairos_gym.model import checkpoint as ckpt
+from kairos_gym.model.proprio import LOG_SCALE_RANGE
 from kairos_gym.train.trainer import Trainer, load_config
 from tests.data.conftest import make_episode, make_spec
 from tests.train.conftest import write_config, write_data
@@ -262,3 +264,63 @@ def test_an_action_history_is_added_only_with_a_refit_and_step_normalised_losses
     again = _train(_config(tmp_path / "d", files[0], f"{PROPRIO}\nproprio_action_history = true", "", init=out),
                    tmp_path / "again")
     assert _model_config(again)["proprio_action_history"] is True
+
+
+def test_a_noise_head_is_fitted_on_a_kept_dynamics_and_the_env_draws_from_it(tmp_path, files, trained):
+    data, state_only = files
+    model = f"{PROPRIO}\nstate_outcomes = true\nproprio_stochastic = true"
+    config = _config(tmp_path / "n", data, model,
+                     f'paths = ["{state_only}"]\nnoise_steps = 40\noutcome_steps = 5', init=trained)
+    # Only the heads: the init's dynamics and frames are kept as they are.
+    text = config.read_text().replace("[proprio]\nsteps = 8", "[proprio]\nsteps = 0")
+    config.write_text(text.replace("[world_model]\nsteps = 6", "[world_model]\nsteps = 0"))
+    trainer = Trainer(load_config(config), tmp_path / "run", progress=False)
+    out = trainer.run()
+    assert out is not None
+    base = ckpt.load_tensors(trained / "model.safetensors")
+    tuned = ckpt.load_tensors(out / "model.safetensors")
+    for key, value in base.items():
+        torch.testing.assert_close(tuned[key], value, rtol=0, atol=0, msg=key)
+    assert _model_config(out)["proprio_stochastic"] is True
+    record = [r for r in trainer.log.read() if r.get("stage") == "proprio_noise"]
+    assert record and record[0]["samples"] > 0 and 0 < record[0]["val_within_2sd"] <= 1
+    # The head learned the spread of the one-step errors: on the training episodes it is
+    # close to their own, entry by entry (up to the bound; these random states jump far).
+    dynamics = trainer.model.dit.proprio_dynamics
+    inputs, residuals = trainer._one_step_errors(trainer.model, "train")
+    with torch.no_grad():
+        predicted = dynamics.log_scale(*inputs).exp().mean(0)
+    ratio = predicted / residuals.std(0).clamp(max=math.exp(LOG_SCALE_RANGE[1]))
+    assert float(ratio.min()) > 0.5 and float(ratio.max()) < 2.0, ratio
+    # The imagined env draws the carried state: a seed repeats it, another seed does not.
+    env = ImaginedEnv(out)
+    action = np.full(env.action_space.shape, 0.3, np.float32)
+    states = []
+    for seed in (0, 0, 1):
+        env.reset(seed=seed)
+        states.append(env.step(action)[0]["state"])  # the carried state, as observed
+    env.close()
+    np.testing.assert_array_equal(states[0], states[1])
+    assert not np.allclose(states[0], states[2])
+
+
+@pytest.mark.parametrize(("model", "proprio", "world_model", "message"), [
+    ("", "noise_steps = 5", 6, "noise_steps .*proprio_stochastic"),
+    ("\nproprio_stochastic = true", "refit = true", 6, "refit .*steps > 0"),
+])
+def test_head_only_stages_are_checked(tmp_path, files, trained, model, proprio, world_model, message):
+    config = _config(tmp_path / "x", files[0], PROPRIO + model, proprio, init=trained)
+    config.write_text(config.read_text().replace("[proprio]\nsteps = 8", "[proprio]\nsteps = 0"))
+    with pytest.raises(ValueError, match=message):
+        load_config(config)
+
+
+def test_kept_frames_and_dynamics_need_an_init(tmp_path, files):
+    config = _config(tmp_path / "y", files[0], PROPRIO + "\nproprio_stochastic = true", "noise_steps = 5")
+    text = config.read_text().replace("[proprio]\nsteps = 8", "[proprio]\nsteps = 0")
+    config.write_text(text)
+    with pytest.raises(ValueError, match="noise_steps or outcome_steps with proprio.steps = 0 .*init"):
+        load_config(config)
+    config.write_text(text.replace("noise_steps = 5", "").replace("[world_model]\nsteps = 6", "[world_model]\nsteps = 0"))
+    with pytest.raises(ValueError, match=r"world_model.steps must be an integer >= 1 \(0 keeps an init.s frames: it needs an init\), got 0"):
+        load_config(config)
