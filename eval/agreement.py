@@ -40,6 +40,7 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 import argparse
+import dataclasses
 import json
 import platform
 import re
@@ -89,6 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="an imagined step succeeds when success_prob > P (default 0.5)")
     add("--embodiment", default=None, metavar="NAME",
         help="with a multi-embodiment checkpoint: the embodiment to compare (its real env)")
+    add("--draw-state", action=argparse.BooleanOptionalAction, default=None,
+        help="a model with a stochastic dynamics draws the carried state (default in closed loop) "
+             "or takes its prediction (--no-draw-state; default paired, which replays actions "
+             "open loop)")
     add("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     add("--output", default="results/agreement.json", help="JSON path (the PNG goes beside it)")
     add("--no-plot", action="store_true", help="skip the scatter PNG")
@@ -141,6 +146,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     except (CheckpointError, ValueError, DependencyNotInstalled, gym.error.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    draw_state = args.mode == "closed" if args.draw_state is None else args.draw_state
+    core = imagined.unwrapped.core
+    core.settings = dataclasses.replace(core.settings, draw_state=draw_state)
     if args.mode == "closed" and any(is_privileged(s) for s in args.policies):
         print("error: the scripted expert reads the real simulator; use --mode paired",
               file=sys.stderr)
@@ -172,6 +180,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "real_from": args.real_from,
         "embodiment": args.embodiment,
         "sample_steps": imagined.unwrapped.settings.steps,
+        "draw_state": draw_state,
         "success_threshold": args.success_threshold,
         "traced": bool(args.trace),
         "torch_threads": torch.get_num_threads(),

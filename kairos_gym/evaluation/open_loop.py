@@ -54,6 +54,7 @@ from tqdm import tqdm
 
 from kairos_gym.errors import ShapeError
 from kairos_gym.evaluation.metrics import psnr, ssim
+from kairos_gym.model.sampler import SamplerSettings
 from kairos_gym.model.world_model import WorldModel
 
 __all__ = ["PSNR_CAP_DB", "OpenLoopResult", "open_loop_eval"]
@@ -205,6 +206,12 @@ class OpenLoopResult:
         return " ".join(parts)
 
 
+def _replaying(model: WorldModel) -> SamplerSettings:
+    """The model's sampler settings for replaying recorded actions open loop: a stochastic
+    dynamics takes its prediction (draws would add up with no policy to correct them)."""
+    return dataclasses.replace(model.sampler, draw_state=False)
+
+
 def _tensor(value: Any, what: str) -> torch.Tensor:
     if value is None:
         raise ShapeError(f"{what} is missing")
@@ -294,7 +301,7 @@ def _imagine_grouped(
     imagined, outs = [], []
     for g in range(k_steps // tc):
         chunk = actions[:, c - 1 + tc * g : c - 1 + tc * (g + 1)]
-        frame, out, state = model.step(state, chunk, generator=generator)
+        frame, out, state = model.step(state, chunk, generator=generator, settings=_replaying(model))
         imagined.append(frame)
         outs.append(out)
     return torch.cat(imagined, dim=1), outs
@@ -414,7 +421,7 @@ def open_loop_eval(
                 imagined, outs = [], []
                 for k in range(k_steps):
                     frame, out, state = model.step(
-                        state, actions[:, c - 1 + k], generator=generator
+                        state, actions[:, c - 1 + k], generator=generator, settings=_replaying(model)
                     )
                     imagined.append(frame)
                     outs.append(out)

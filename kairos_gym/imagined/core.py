@@ -54,6 +54,7 @@ actions. Each env step still takes one action. The core buffers a row's actions;
 from __future__ import annotations
 
 import copy
+import dataclasses
 import os
 import types
 from collections.abc import Mapping, Sequence
@@ -247,6 +248,12 @@ class ImaginedCore:
         sample_steps: Euler steps per imagined frame (1..50), overriding the config's.
         success_threshold: ``success`` is ``success_prob > success_threshold``.
         done_threshold: ``terminated`` is ``done_prob > done_threshold``.
+        draw_state: a model with a stochastic dynamics (``proprio_stochastic``) draws each
+            carried state (default); ``False`` takes the dynamics' prediction. Draw for closed
+            loop: there a policy answers what it sees, as a real arm's scatter is answered.
+            Replaying a fixed action sequence open loop, take the prediction: the draws add
+            up over the steps with nothing to correct them, and the imagined arm wanders off
+            the real one (the paired protocol and the open-loop fidelity benchmark do so).
 
     Raises:
         CheckpointError: the checkpoint is missing, corrupt or inconsistent.
@@ -263,13 +270,17 @@ class ImaginedCore:
         sample_steps: int | None = None,
         success_threshold: float = 0.5,
         done_threshold: float = 0.5,
+        draw_state: bool = True,
     ) -> None:
         self.num_rows = _positive_int("num_rows", num_rows)
+        if not isinstance(draw_state, bool):
+            raise TypeError(f"draw_state must be a bool, got {draw_state!r}")
         self.success_threshold = success_threshold
         self.done_threshold = done_threshold
         self.checkpoint = resolve_checkpoint(checkpoint, device)
         self.model: WorldModel = self.checkpoint.model
-        self.settings: SamplerSettings = _sampler_settings(self.model, sample_steps)
+        self.settings: SamplerSettings = dataclasses.replace(
+            _sampler_settings(self.model, sample_steps), draw_state=draw_state)
         self.max_episode_steps = (
             self.checkpoint.max_episode_steps
             if max_episode_steps is None

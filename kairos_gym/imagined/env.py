@@ -64,6 +64,8 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the last frame).
         success_threshold: ``info["success"]`` is ``success_prob > success_threshold``.
         done_threshold: ``terminated`` is ``done_prob > done_threshold``.
+        draw_state: a stochastic dynamics draws each carried state (default) or, ``False``,
+            takes its prediction (see :class:`~kairos_gym.imagined.core.ImaginedCore`).
         real_resets: ``reset(seed=s)`` without options resets the real env the model was
             trained on (built here from the checkpoint's spec, ``gym.make(env_id,
             **env_kwargs)``; the simulator must be installed) with seed
@@ -99,6 +101,7 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
         render_mode: str | None = None,
         success_threshold: float = 0.5,
         done_threshold: float = 0.5,
+        draw_state: bool = True,
         real_resets: bool = False,
     ) -> None:
         check_render_mode(render_mode)
@@ -116,6 +119,7 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
             sample_steps=sample_steps,
             success_threshold=success_threshold,
             done_threshold=done_threshold,
+            draw_state=draw_state,
         )
         self.checkpoint: EnvCheckpoint = self.core.checkpoint
         self.model: WorldModel = self.core.model

@@ -133,7 +133,7 @@ class ImaginedVectorEnv(CoreView, VectorEnv):
         checkpoint: directory, loaded :class:`EnvCheckpoint` or ``None`` (embedded model).
         num_envs: number of rows.
         device, max_episode_steps, sample_steps, render_mode, success_threshold,
-            done_threshold: as for :class:`~kairos_gym.imagined.env.ImaginedEnv`.
+            done_threshold, draw_state: as for :class:`~kairos_gym.imagined.env.ImaginedEnv`.
         autoreset_mode: see the module docstring (default ``NEXT_STEP``).
 
     Observations are batched dicts ``{key: [num_envs, *shape]}`` (``observation_space`` is
@@ -155,6 +155,7 @@ class ImaginedVectorEnv(CoreView, VectorEnv):
         render_mode: str | None = None,
         success_threshold: float = 0.5,
         done_threshold: float = 0.5,
+        draw_state: bool = True,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     ) -> None:
         if (
@@ -178,6 +179,7 @@ class ImaginedVectorEnv(CoreView, VectorEnv):
             sample_steps=sample_steps,
             success_threshold=success_threshold,
             done_threshold=done_threshold,
+            draw_state=draw_state,
         )
         self.checkpoint: EnvCheckpoint = self.core.checkpoint
         self.model: WorldModel = self.core.model

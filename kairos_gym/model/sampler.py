@@ -28,12 +28,18 @@ def flow_sigmas(steps: int, shift: float = 1.0, device: torch.device | str | Non
 
 @dataclass(frozen=True)
 class SamplerSettings:
-    """How a frame is imagined: Euler steps, schedule shift, guidance, commit noise."""
+    """How a frame is imagined: Euler steps, schedule shift, guidance, commit noise, and
+    whether a stochastic dynamics draws the state it is imagined from."""
 
     steps: int = 4
     shift: float = 3.0
     guidance_scale: float = 1.0
     context_sigma: float = 0.05
+    draw_state: bool = True
+    """A stochastic proprioceptive dynamics draws the carried state (``False``: takes its
+    prediction). Drawing is for closed loop, where a policy answers what it sees; replaying
+    a fixed action sequence open loop, the draws add up with nothing to correct them (see
+    ``ImaginedCore``'s ``draw_state``)."""
 
 
 def add_noise(latent: torch.Tensor, sigma: float, generator: Generators = None) -> torch.Tensor:

@@ -369,19 +369,20 @@ class WorldModel(nn.Module):
         (:meth:`decode_step`, in order, for video codecs, whose decoder is causal in time).
         """
         _check_state(state)
+        settings = settings or self.sampler
         a = self._actions(actions, state.batch_size, None).reshape(state.batch_size, -1)
         if self.config.proprio_conditioning:
             # The action moves the proprioceptive state first (a draw, for a stochastic
             # dynamics, from the rows' generators); the frame is imagined from it.
             dynamics = self.dit.proprio_dynamics
-            moved = dynamics.sample(state["proprio"], state["proprio_prev"], a,
-                                    state.get("proprio_action"), state.get("proprio_before"), generator)
+            move = dynamics.sample if settings.draw_state else dynamics.forward
+            moved = move(state["proprio"], state["proprio_prev"], a,
+                         state.get("proprio_action"), state.get("proprio_before"),
+                         **({"generator": generator} if settings.draw_state else {}))
             history = ({"proprio_before": state["proprio_prev"], "proprio_action": a}
                        if dynamics.action_history else {})
             state = state.updated(proprio=moved, proprio_prev=state["proprio"], **history)
-        latent, features, state = sample_frame(
-            self.dit, state, a, settings or self.sampler, generator
-        )
+        latent, features, state = sample_frame(self.dit, state, a, settings, generator)
         out = self.outcomes(features)
         if self.config.proprio_conditioning:
             out["state"] = self.dit.denormalize_state(state["proprio"])

@@ -207,6 +207,7 @@ def test_agreement_script_writes_json_and_refuses_the_expert_closed_loop(envs, t
     assert [p["name"] for p in report["policies"]] == ["zero", "random+noise=0.2+execute=2"]
     assert report["mode"] == "closed" and "pearson" in report["stats"]
     assert report["success_threshold"] == 0.5
+    assert report["draw_state"] is True  # closed loop draws a stochastic dynamics' states
     # The real side of that report is reused: the same outcomes, only imagination runs again.
     again = tmp_path / "again.json"
     done = subprocess.run([*cmd[:-3], "--output", str(again), "--no-plot", "--real-from", str(out),

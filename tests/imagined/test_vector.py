@@ -138,6 +138,16 @@ def test_a_stochastic_dynamics_draws_each_row_from_its_own_seed(tmp_path):
             mean = dit.denormalize_state(dynamics(s, s, torch.as_tensor(step)[None]))[0].detach().numpy()
             assert np.abs(alone["state"] - mean).max() > 1e-3
     np.testing.assert_allclose(obs["state"][0], obs["state"][2], atol=1e-5)
+    # draw_state=False takes the prediction: every seed then carries the same state.
+    mean = ImaginedVectorEnv(ckpt, 2, done_threshold=1.0, draw_state=False)
+    mean.reset(seed=[5, 5])
+    assert not mean.core.settings.draw_state
+    first = mean.step(np.repeat(sample_actions(1, seed=3), 2, axis=0))[0]["state"]
+    s = ckpt.model.dit.normalize_state(torch.as_tensor(start)[None])
+    expected = ckpt.model.dit.denormalize_state(dynamics(s, s, torch.as_tensor(sample_actions(1, seed=3))))
+    np.testing.assert_allclose(first[0], expected[0].detach().numpy(), atol=1e-5)
+    with pytest.raises(TypeError, match="draw_state"):
+        ImaginedEnv(ckpt, draw_state="no")
 
 
 @pytest.mark.parametrize("mode", [AutoresetMode.NEXT_STEP, AutoresetMode.SAME_STEP])
