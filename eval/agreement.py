@@ -40,7 +40,6 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("PYOPENGL_PLATFORM", "egl")
 
 import argparse
-import dataclasses
 import json
 import platform
 import re
@@ -138,17 +137,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         return 2
     if args.threads:
         torch.set_num_threads(args.threads)
+    # Closed loop draws a stochastic dynamics' states; the paired protocol replays actions open
+    # loop and takes its prediction (see ImaginedCore's draw_state).
+    draw_state = args.mode == "closed" if args.draw_state is None else args.draw_state
     try:
         ckpt, real, imagined = open_env_pair(args.checkpoint, sample_steps=args.sample_steps,
                                              embodiment=args.embodiment,
-                                             success_threshold=args.success_threshold)
+                                             success_threshold=args.success_threshold,
+                                             draw_state=draw_state)
         policies = {spec: make_policy(spec, real) for spec in args.policies}
     except (CheckpointError, ValueError, DependencyNotInstalled, gym.error.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    draw_state = args.mode == "closed" if args.draw_state is None else args.draw_state
-    core = imagined.unwrapped.core
-    core.settings = dataclasses.replace(core.settings, draw_state=draw_state)
     if args.mode == "closed" and any(is_privileged(s) for s in args.policies):
         print("error: the scripted expert reads the real simulator; use --mode paired",
               file=sys.stderr)

@@ -71,7 +71,10 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        ckpt, real, imagined = open_env_pair(args.checkpoint, sample_steps=args.sample_steps)
+        # The policy's real actions are replayed in imagination: a stochastic dynamics takes
+        # its prediction (draws would add up with nothing to correct them).
+        ckpt, real, imagined = open_env_pair(args.checkpoint, sample_steps=args.sample_steps,
+                                             draw_state=False)
     except (CheckpointError, ValueError, DependencyNotInstalled, gym.error.Error) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -95,7 +95,9 @@ def run(args: argparse.Namespace) -> int:
     except (DependencyNotInstalled, gym.error.Error) as exc:
         print(f"{PROG}: error: cannot build the real environment {spec.env_id}: {exc}", file=sys.stderr)
         return 1
-    imagined = ImaginedEnv(ckpt, sample_steps=args.sample_steps)
+    # The expert's real actions are replayed in imagination: a stochastic dynamics takes its
+    # prediction (draws would add up with nothing to correct them).
+    imagined = ImaginedEnv(ckpt, sample_steps=args.sample_steps, draw_state=False)
     expert = make_policy("expert", real)
     steps = args.steps or ckpt.max_episode_steps or 80
     print(f"{spec.env_id} ({spec.instruction!r}), seed {args.seed}: {steps} expert steps, "

@@ -105,6 +105,7 @@ def open_env_pair(
     sample_steps: int | None = None,
     embodiment: str | None = None,
     success_threshold: float = 0.5,
+    draw_state: bool = True,
 ) -> tuple[EnvCheckpoint, gym.Env, gym.Env]:
     """``(checkpoint, real env, imagined env)`` for comparing the two worlds: the real env is
     built from the checkpoint's spec (``gym.make(spec.env_id, **spec.env_kwargs)``), so both
@@ -115,7 +116,9 @@ def open_env_pair(
     is an :class:`~kairos_gym.imagined.embodiment.EmbodimentEnv`, and the returned checkpoint
     carries that embodiment's spec as its ``env_spec`` (for reports; serve the model through
     the returned env, not through it). ``success_threshold`` is the imagined env's
-    (``info["success"]`` is ``success_prob > success_threshold``).
+    (``info["success"]`` is ``success_prob > success_threshold``); so is ``draw_state``
+    (``False`` for replaying one world's actions in the other, see
+    :class:`~kairos_gym.imagined.core.ImaginedCore`).
 
     Raises:
         CheckpointError, ValueError: a bad checkpoint or option (an ``embodiment`` missing or
@@ -134,7 +137,8 @@ def open_env_pair(
             raise ValueError(f"{ckpt.path} models several embodiments {list(layout.names)}: "
                              "name the one to compare (--embodiment)")
         imagined: gym.Env = make_embodiment_env(
-            ckpt, embodiment, sample_steps=sample_steps, success_threshold=success_threshold
+            ckpt, embodiment, sample_steps=sample_steps, success_threshold=success_threshold,
+            draw_state=draw_state,
         )
         spec = layout.embodiment(embodiment).spec
         ckpt = dataclasses.replace(ckpt, env_spec=spec)
@@ -143,7 +147,7 @@ def open_env_pair(
             raise ValueError(f"{ckpt.path} models {ckpt.env_spec.env_id} alone; --embodiment "
                              "applies to multi-embodiment checkpoints")
         imagined = ImaginedEnv(
-            ckpt, sample_steps=sample_steps, success_threshold=success_threshold
+            ckpt, sample_steps=sample_steps, success_threshold=success_threshold, draw_state=draw_state
         )
     real = gym.make(ckpt.env_spec.env_id, **ckpt.env_spec.env_kwargs)
     return ckpt, real, imagined

@@ -52,8 +52,7 @@ millimetres around any prediction from it. A deterministic dynamics imagines the
 that scatter; its gripper then closes on the cube more cleanly than a real noisy arm does,
 and a policy that fails half its grasps in reality succeeds in imagination. Sampled, the
 imagined arm jitters as much as the real one where the data say it does (noisy actions) and
-hardly at all where they say it does not (clean ones). Drawn states stay within the range of
-the training data's states, entry by entry: a draw must not cross a gripper's fingers.
+hardly at all where they say it does not (clean ones).
 """
 
 from __future__ import annotations
@@ -67,9 +66,6 @@ from kairos_gym.model.noise import Generators, randn
 
 OBJECT_FRAME_SCALE = 0.03
 """Metres per unit of the object-in-gripper-frame features (about a Lift cube's half-width)."""
-
-UNFITTED_BOUND = 1e4
-"""The bound of drawn states (normalised units) before :meth:`ProprioDynamics.set_state_bounds`."""
 
 LOG_SCALE_RANGE = (-9.0, -1.5)
 """Bounds of the noise head's log standard deviation (normalised units): below, the noise is
@@ -190,12 +186,6 @@ class ProprioDynamics(nn.Module):
         if stochastic:
             self.noise_head = _residual_mlp(width, hidden, state_dim)
             self.reset_noise_head()
-            # Where drawn states may go (normalised units): the training data's range, set when
-            # the head is fitted (until then 10^4 standard deviations: no bound, but finite, as
-            # a checkpoint's tensors must be). Unbounded, noise crosses a gripper's fingers, and
-            # an outcome head asked about states no episode ever had answers anything.
-            self.register_buffer("state_low", torch.full((state_dim,), -UNFITTED_BOUND))
-            self.register_buffer("state_high", torch.full((state_dim,), UNFITTED_BOUND))
         self.outcome_head: nn.Sequential | None = None
         if outcomes:
             self.outcome_head = nn.Sequential(
@@ -211,15 +201,6 @@ class ProprioDynamics(nn.Module):
             raise RuntimeError("this dynamics model has no outcome head (outcomes=False)")
         out = self.outcome_head(state.to(self.outcome_head[0].weight.dtype)).to(state.dtype)
         return {"reward": out[..., 0], "success": out[..., 1], "done": out[..., 2]}
-
-    def set_state_bounds(self, states: torch.Tensor) -> None:
-        """Bound drawn states to the range of ``states`` ``[N, S]`` (normalised; the training
-        data), entry by entry (``stochastic`` only)."""
-        if self.noise_head is None:
-            raise RuntimeError("this dynamics model has no noise head (stochastic=False)")
-        flat = states.reshape(-1, self.state_dim).to(self.state_low)
-        self.state_low.copy_(flat.min(0).values)
-        self.state_high.copy_(flat.max(0).values)
 
     def reset_noise_head(self, scale: torch.Tensor | None = None) -> None:
         """Fresh weights for :attr:`noise_head`, predicting the standard deviation ``scale``
@@ -313,7 +294,6 @@ class ProprioDynamics(nn.Module):
             drawn = torch.zeros_like(drawn)
             drawn[..., start:stop] = True
         draw = mean + scale * randn(tuple(mean.shape), generator, mean.device, mean.dtype)
-        draw = torch.minimum(torch.maximum(draw, self.state_low.to(draw)), self.state_high.to(draw))
         return torch.where(drawn, draw, mean)
 
     def _base(self, state: torch.Tensor, action: torch.Tensor) -> torch.Tensor:

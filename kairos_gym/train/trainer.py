@@ -915,10 +915,9 @@ class Trainer:
         cfg = self.config.proprio
         dynamics = model.dit.proprio_dynamics
         assert dynamics.noise_head is not None
-        inputs, residuals, states = self._one_step_errors(model, "train")
-        val_inputs, val_residuals, _ = self._one_step_errors(model, "val")
+        inputs, residuals = self._one_step_errors(model, "train")
+        val_inputs, val_residuals = self._one_step_errors(model, "val")
         n = len(residuals)
-        dynamics.set_state_bounds(states)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed_for(self.config.seed, "proprio", "noise"))
             dynamics.reset_noise_head(residuals.std(0) if n > 1 else None)
@@ -945,36 +944,32 @@ class Trainer:
             self.log.write({"stage": "proprio_noise", "step": cfg.noise_steps, "samples": n, **metrics})
 
     def _one_step_errors(self, model: WorldModel, split: str
-                         ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor, torch.Tensor]:
+                         ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """The dynamics' inputs for every one-step prediction of ``split``'s episodes (each
         from its reset on, as the imagined env carries it; see
-        :meth:`~kairos_gym.model.proprio.ProprioDynamics.teacher_forced_inputs`), the true next
-        normalised states less the predictions ``[N, S]``, and every true normalised state of
-        the episodes ``[M, S]``."""
+        :meth:`~kairos_gym.model.proprio.ProprioDynamics.teacher_forced_inputs`) and the true next
+        normalised states less the predictions ``[N, S]``."""
         dit = model.dit
         window = self.config.proprio.window + 1
         datasets = [self._dataset(window, split)]
         if self.config.proprio.paths:
             datasets.append(self._state_dataset(window, split))
         inputs: list[tuple[torch.Tensor, ...]] = []
-        residuals, states = [], []
+        residuals = []
         with torch.no_grad():
             for dataset in datasets:
                 for i in range(len(dataset.episodes)):
                     ep = dataset.whole_episode(i)
                     true = dit.normalize_state(ep["state"].to(self.dist.device))
                     actions = ep["actions"].to(self.dist.device, torch.float32)
-                    states.append(true)
                     if len(true) < 2:
                         continue
                     args, _ = dit.proprio_dynamics.teacher_forced_inputs(true[None], actions[None])
                     inputs.append(args)
                     residuals.append(true[1:] - dit.proprio_dynamics(*args))
-        width = dit.proprio_dynamics.state_dim
-        every = torch.cat(states) if states else torch.zeros(0, width, device=self.dist.device)
         if not residuals:
-            return (), torch.zeros(0, width, device=self.dist.device), every
-        return tuple(torch.cat(parts) for parts in zip(*inputs)), torch.cat(residuals), every
+            return (), torch.zeros(0, dit.proprio_dynamics.state_dim, device=self.dist.device)
+        return tuple(torch.cat(parts) for parts in zip(*inputs)), torch.cat(residuals)
 
     # Where the outcome head also learns from the dynamics' own unrolls (see outcome_steps).
     UNROLL_STARTS = (0, 20, 40)

@@ -61,3 +61,13 @@ def test_the_script_reports_and_refuses_a_model_without_state_outcomes(ckpt, tmp
     assert "still.hdf5" in capsys.readouterr().out and out.exists()
     assert main(["--data", data]) == 2  # the default model reads success off its frames
     assert "state_outcomes" in capsys.readouterr().err
+
+
+def test_a_stochastic_dynamics_replays_the_draws_of_its_seed(ckpt, tmp_path):
+    # The embedded model draws its arm's state: a seed repeats a replay, another seed moves it.
+    assert ckpt.model.dit.proprio_dynamics.stochastic
+    data = _still_arm_file(ckpt, tmp_path / "still.hdf5", False)
+    first, again = (replay_dynamics(ckpt, data, seed=3) for _ in range(2))
+    other = replay_dynamics(ckpt, data, seed=4)
+    np.testing.assert_array_equal(first.final_state_error, again.final_state_error)
+    assert not np.allclose(first.final_state_error, other.final_state_error)
