@@ -37,7 +37,7 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -943,6 +943,21 @@ class Trainer:
         if self.dist.is_main:
             self.log.write({"stage": "proprio_noise", "step": cfg.noise_steps, "samples": n, **metrics})
 
+    def _whole_episodes(self, model: WorldModel, split: str
+                        ) -> Iterator[tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]]:
+        """Every episode of the ``[proprio]`` stage's ``split`` (the frame files' and the
+        state-only files'), whole: normalised states ``[T, S]``, actions ``[T, A]`` (as
+        :meth:`~kairos_gym.data.dataset.ClipDataset.whole_episode` aligns them) and the episode."""
+        window = self.config.proprio.window + 1  # the stage's datasets, already indexed
+        datasets = [self._dataset(window, split)]
+        if self.config.proprio.paths:
+            datasets.append(self._state_dataset(window, split))
+        for dataset in datasets:
+            for i in range(len(dataset.episodes)):
+                ep = dataset.whole_episode(i)
+                yield (model.dit.normalize_state(ep["state"].to(self.dist.device)),
+                       ep["actions"].to(self.dist.device, torch.float32), ep)
+
     def _one_step_errors(self, model: WorldModel, split: str
                          ) -> tuple[tuple[torch.Tensor, ...], torch.Tensor]:
         """The dynamics' inputs for every one-step prediction of ``split``'s episodes (each
@@ -950,23 +965,15 @@ class Trainer:
         :meth:`~kairos_gym.model.proprio.ProprioDynamics.teacher_forced_inputs`) and the true next
         normalised states less the predictions ``[N, S]``."""
         dit = model.dit
-        window = self.config.proprio.window + 1
-        datasets = [self._dataset(window, split)]
-        if self.config.proprio.paths:
-            datasets.append(self._state_dataset(window, split))
         inputs: list[tuple[torch.Tensor, ...]] = []
         residuals = []
         with torch.no_grad():
-            for dataset in datasets:
-                for i in range(len(dataset.episodes)):
-                    ep = dataset.whole_episode(i)
-                    true = dit.normalize_state(ep["state"].to(self.dist.device))
-                    actions = ep["actions"].to(self.dist.device, torch.float32)
-                    if len(true) < 2:
-                        continue
-                    args, _ = dit.proprio_dynamics.teacher_forced_inputs(true[None], actions[None])
-                    inputs.append(args)
-                    residuals.append(true[1:] - dit.proprio_dynamics(*args))
+            for true, actions, _ in self._whole_episodes(model, split):
+                if len(true) < 2:
+                    continue
+                args, _ = dit.proprio_dynamics.teacher_forced_inputs(true[None], actions[None])
+                inputs.append(args)
+                residuals.append(true[1:] - dit.proprio_dynamics(*args))
         if not residuals:
             return (), torch.zeros(0, dit.proprio_dynamics.state_dim, device=self.dist.device)
         return tuple(torch.cat(parts) for parts in zip(*inputs)), torch.cat(residuals)
@@ -1009,32 +1016,24 @@ class Trainer:
         (drawn, for a stochastic dynamics) of them from :attr:`UNROLL_STARTS` ``[N, S]``, with the labels of the frames they
         stand for (``rewards``/``success``/``done`` ``[N]``)."""
         dit = model.dit
-        window = self.config.proprio.window + 1  # the stage's datasets, already indexed
-        datasets = [self._dataset(window, "train")]
-        if self.config.proprio.paths:
-            datasets.append(self._state_dataset(window, "train"))
         states, labels = [], {k: [] for k in ("rewards", "success", "done")}
         # A stochastic dynamics' unrolls are drawn, as the imagined env draws them.
         sampled = dit.proprio_dynamics.stochastic
         generator = torch.Generator(self.dist.device).manual_seed(
             seed_for(self.config.seed, "proprio", "outcome-unrolls"))
         with torch.no_grad():
-            for dataset in datasets:
-                for i in range(len(dataset.episodes)):
-                    ep = dataset.whole_episode(i)
-                    true = dit.normalize_state(ep["state"].to(self.dist.device))
-                    actions = ep["actions"].to(self.dist.device, torch.float32)
-                    starts = [t for t in self.UNROLL_STARTS if t < len(true) - 1]
-                    states.append(true)
-                    states.extend(
-                        dit.proprio_dynamics.unroll(true[None, t:], actions[None, t:], start=1,
-                                                    sample=sampled, generator=generator)[0]
-                        for t in starts
-                    )
-                    for key, pieces in labels.items():
-                        value = ep[key].to(self.dist.device, torch.float32)
-                        pieces.append(value)  # the true states' labels
-                        pieces.extend(value[t:] for t in starts)
+            for true, actions, ep in self._whole_episodes(model, "train"):
+                starts = [t for t in self.UNROLL_STARTS if t < len(true) - 1]
+                states.append(true)
+                states.extend(
+                    dit.proprio_dynamics.unroll(true[None, t:], actions[None, t:], start=1,
+                                                sample=sampled, generator=generator)[0]
+                    for t in starts
+                )
+                for key, pieces in labels.items():
+                    value = ep[key].to(self.dist.device, torch.float32)
+                    pieces.append(value)  # the true states' labels
+                    pieces.extend(value[t:] for t in starts)
         return torch.cat(states), {k: torch.cat(v) for k, v in labels.items()}
 
     def _proprio_windows(self, model: WorldModel, split: str) -> dict[str, torch.Tensor]:

@@ -21,8 +21,8 @@ from tests.model.conftest import randomize_, tiny_dit
 S = 5
 
 
-def _proprio_model(seed: int = 0) -> WorldModel:
-    cfg = WorldModelConfig.preset("tiny", state_dim=S, proprio_conditioning=True, proprio_hidden=16)
+def _proprio_model(seed: int = 0, **fields) -> WorldModel:
+    cfg = WorldModelConfig.preset("tiny", state_dim=S, proprio_conditioning=True, proprio_hidden=16, **fields)
     torch.manual_seed(seed)
     return randomize_(WorldModel(cfg), seed=seed).eval()
 
@@ -303,10 +303,8 @@ def test_an_action_history_reads_the_previous_action_and_the_difference_before()
 
 @torch.no_grad()
 def test_the_imagined_state_carries_the_action_history():
-    cfg = WorldModelConfig.preset("tiny", state_dim=S, proprio_conditioning=True, proprio_hidden=16,
-                                  proprio_action_history=True)
-    torch.manual_seed(0)
-    model = randomize_(WorldModel(cfg), seed=0).eval()
+    model = _proprio_model(proprio_action_history=True)
+    cfg = model.config
     frames = torch.randint(0, 256, (2, 1, *cfg.frame_shape), dtype=torch.uint8)
     real = torch.randn(2, 1, S).numpy()
     state = model.observe(model.init_state(2), frames, proprio=real)
@@ -429,10 +427,8 @@ def test_a_fresh_noise_head_adds_almost_nothing_and_a_deterministic_dynamics_dra
 
 @torch.no_grad()
 def test_the_imagined_state_is_drawn_from_a_stochastic_dynamics():
-    cfg = WorldModelConfig.preset("tiny", state_dim=S, proprio_conditioning=True, proprio_hidden=16,
-                                  proprio_stochastic=True)
-    torch.manual_seed(0)
-    model = randomize_(WorldModel(cfg), seed=0).eval()
+    model = _proprio_model(proprio_stochastic=True)
+    cfg = model.config
     frames = torch.randint(0, 256, (2, 1, *cfg.frame_shape), dtype=torch.uint8)
     state = model.observe(model.init_state(2), frames, proprio=torch.randn(2, 1, S).numpy())
     action = torch.randn(2, cfg.action_dim)
