@@ -67,6 +67,7 @@ def test_codec_weights_are_a_path_beside_the_config(tmp_path):
 # The arm's 8 and Lift's cube position; Lift's 8, TransferCube's 14 and the 2-way one-hot;
 # TransferCube's cube (3) and 14 joints.
 STATE_WIDTHS = {"lift_object_frame.toml": 11, "lift_dynamics_arm.toml": 11, "lift_arm.toml": 11, "cross/joint.toml": 24,
+                "lift_stochastic.toml": 11,
                 "transfer_cube_dynamics.toml": 17, "transfer_cube_state_targets.toml": 17,
                 "transfer_cube_rollouts.toml": 17}
 # Where a config's model reads action entries (ALOHA's 14 joint targets).
@@ -102,6 +103,8 @@ def test_options_added_later_are_stored_only_when_set():
     assert "input_noise" not in plain["proprio"] and "proprio_position_targets" not in plain["model"]
     assert "reset_windows" not in plain["proprio"] and "proprio_arm_entries" not in plain["model"]
     assert "proprio_action_history" not in plain["model"] and "step_normalised" not in plain["proprio"]
+    assert "proprio_stochastic" not in plain["model"] and "proprio_noise_entries" not in plain["model"]
+    assert "noise_steps" not in plain["proprio"]
     set_ = TrainConfig.from_dict({
         **raw, "model": {**raw["model"], "proprio_position_targets": [0, 0, 7],
                          "proprio_arm_entries": [3, 6]},
