@@ -299,9 +299,10 @@ def _imagine_grouped(
         )
     state = model.observe(model.init_state(b), frames[:, :c], lead, generator=generator, **extra)
     imagined, outs = [], []
+    replaying = _replaying(model)
     for g in range(k_steps // tc):
         chunk = actions[:, c - 1 + tc * g : c - 1 + tc * (g + 1)]
-        frame, out, state = model.step(state, chunk, generator=generator, settings=_replaying(model))
+        frame, out, state = model.step(state, chunk, generator=generator, settings=replaying)
         imagined.append(frame)
         outs.append(out)
     return torch.cat(imagined, dim=1), outs
@@ -374,6 +375,7 @@ def open_loop_eval(
     model.eval()
     start = time.perf_counter()
     generator = torch.Generator(device=device).manual_seed(seed)
+    replaying = _replaying(model)
     scores: dict[str, list[torch.Tensor]] = {
         key: []
         for key in (
@@ -421,7 +423,7 @@ def open_loop_eval(
                 imagined, outs = [], []
                 for k in range(k_steps):
                     frame, out, state = model.step(
-                        state, actions[:, c - 1 + k], generator=generator, settings=_replaying(model)
+                        state, actions[:, c - 1 + k], generator=generator, settings=replaying
                     )
                     imagined.append(frame)
                     outs.append(out)

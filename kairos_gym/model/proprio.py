@@ -251,6 +251,12 @@ class ProprioDynamics(nn.Module):
         zero and ``previous`` respectively: at rest.
         """
         x = self._features(state, previous, action, previous_action, before)
+        return self._predict(x, state, previous, action, previous_action, before)
+
+    def _predict(self, x: torch.Tensor, state: torch.Tensor, previous: torch.Tensor,
+                 action: torch.Tensor, previous_action: torch.Tensor | None,
+                 before: torch.Tensor | None) -> torch.Tensor:
+        """:meth:`forward` from its features ``x`` (:meth:`_features`)."""
         step = self.net(x).to(state.dtype)
         if self.arm_net is not None:
             start, stop = self.arm_entries
@@ -275,7 +281,11 @@ class ProprioDynamics(nn.Module):
         if self.noise_head is None:
             raise RuntimeError("this dynamics model has no noise head (stochastic=False)")
         x = self._features(state, previous, action, previous_action, before)
-        return self.noise_head(x).to(state.dtype).clamp(*LOG_SCALE_RANGE)
+        return self._log_scale(x, state.dtype)
+
+    def _log_scale(self, x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """:meth:`log_scale` from the features ``x`` (:meth:`_features`)."""
+        return self.noise_head(x).to(dtype).clamp(*LOG_SCALE_RANGE)
 
     def sample(self, state: torch.Tensor, previous: torch.Tensor, action: torch.Tensor,
                previous_action: torch.Tensor | None = None, before: torch.Tensor | None = None,
@@ -284,10 +294,11 @@ class ProprioDynamics(nn.Module):
         the prediction plus Gaussian noise of :meth:`log_scale`'s spread (on the
         ``noise_entries`` only), from ``generator`` (one, or one per row). A deterministic
         dynamics returns its prediction."""
-        mean = self(state, previous, action, previous_action, before)
+        x = self._features(state, previous, action, previous_action, before)
+        mean = self._predict(x, state, previous, action, previous_action, before)
         if self.noise_head is None:
             return mean
-        scale = self.log_scale(state, previous, action, previous_action, before).exp()
+        scale = self._log_scale(x, state.dtype).exp()
         drawn = torch.ones_like(scale, dtype=torch.bool)
         if self.noise_entries is not None:
             start, stop = self.noise_entries

@@ -375,10 +375,10 @@ class WorldModel(nn.Module):
             # The action moves the proprioceptive state first (a draw, for a stochastic
             # dynamics, from the rows' generators); the frame is imagined from it.
             dynamics = self.dit.proprio_dynamics
-            move = dynamics.sample if settings.draw_state else dynamics.forward
-            moved = move(state["proprio"], state["proprio_prev"], a,
-                         state.get("proprio_action"), state.get("proprio_before"),
-                         **({"generator": generator} if settings.draw_state else {}))
+            inputs = (state["proprio"], state["proprio_prev"], a,
+                      state.get("proprio_action"), state.get("proprio_before"))
+            moved = (dynamics.sample(*inputs, generator=generator) if settings.draw_state
+                     else dynamics(*inputs))
             history = ({"proprio_before": state["proprio_prev"], "proprio_action": a}
                        if dynamics.action_history else {})
             state = state.updated(proprio=moved, proprio_prev=state["proprio"], **history)

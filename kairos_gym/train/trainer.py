@@ -1013,8 +1013,8 @@ class Trainer:
 
     def _outcome_samples(self, model: WorldModel) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """True normalised states of every training episode and the dynamics' open-loop unrolls
-        (drawn, for a stochastic dynamics) of them from :attr:`UNROLL_STARTS` ``[N, S]``, with the labels of the frames they
-        stand for (``rewards``/``success``/``done`` ``[N]``)."""
+        of them (drawn, for a stochastic dynamics) from :attr:`UNROLL_STARTS` ``[N, S]``, with
+        the labels of the frames they stand for (``rewards``/``success``/``done`` ``[N]``)."""
         dit = model.dit
         states, labels = [], {k: [] for k in ("rewards", "success", "done")}
         # A stochastic dynamics' unrolls are drawn, as the imagined env draws them.
