@@ -29,6 +29,11 @@ statistics (the bootstrap intervals and the calibrated reference came later than
 and reward; ``--combine A.json --rescore 0.8:3 --output B.json`` then scores those episodes
 again, an imagined success being 3 consecutive steps above 0.8, without running them. One
 traced run answers for every threshold (the real side is the real simulator's, unchanged).
+
+An imagined step's success is read by the checkpoint's success rule
+(:class:`kairos_gym.imagined.success.SuccessRule`, ``success_prob > 0.5`` for one step unless
+the checkpoint carries another); ``--success-threshold`` and ``--success-hold`` override it,
+and the report records the rule it ran with.
 """
 
 from __future__ import annotations
@@ -85,8 +90,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--seed", type=int, default=100, help="episode k uses seed + k (default 100)")
     add("--steps", type=int, default=None, help="steps per episode (default: the episode limit)")
     add("--sample-steps", type=int, default=None, help="Euler steps per imagined frame")
-    add("--success-threshold", type=float, default=0.5, metavar="P",
-        help="an imagined step succeeds when success_prob > P (default 0.5)")
+    add("--success-threshold", type=float, default=None, metavar="P",
+        help="an imagined step passes when success_prob > P (default: the checkpoint's success "
+             "rule; 0.5 when it has none)")
+    add("--success-hold", type=int, default=None, metavar="N",
+        help="an imagined episode succeeds at the N-th consecutive passing step (default: the "
+             "checkpoint's success rule; 1 when it has none)")
     add("--embodiment", default=None, metavar="NAME",
         help="with a multi-embodiment checkpoint: the embodiment to compare (its real env)")
     add("--draw-state", action=argparse.BooleanOptionalAction, default=None,
@@ -144,6 +153,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         ckpt, real, imagined = open_env_pair(args.checkpoint, sample_steps=args.sample_steps,
                                              embodiment=args.embodiment,
                                              success_threshold=args.success_threshold,
+                                             success_hold=args.success_hold,
                                              draw_state=draw_state)
         policies = {spec: make_policy(spec, real) for spec in args.policies}
     except (CheckpointError, ValueError, DependencyNotInstalled, gym.error.Error) as exc:
@@ -181,7 +191,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "embodiment": args.embodiment,
         "sample_steps": imagined.unwrapped.settings.steps,
         "draw_state": draw_state,
-        "success_threshold": args.success_threshold,
+        "success_threshold": imagined.unwrapped.success_threshold,
+        "success_hold": imagined.unwrapped.success_hold,
         "traced": bool(args.trace),
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.machine(),
@@ -267,7 +278,8 @@ def _one_line_number_lists(text: str) -> str:
 
 def combine(args: argparse.Namespace, argv: list[str]) -> int:
     """``--combine``: join earlier reports over disjoint seeds into one report."""
-    from kairos_gym.evaluation.agreement import SuccessRule, combine_reports, rescore
+    from kairos_gym.evaluation.agreement import combine_reports, rescore
+    from kairos_gym.imagined.success import SuccessRule
 
     try:
         reports = [json.loads(Path(p).read_text()) for p in args.combine]
@@ -280,7 +292,7 @@ def combine(args: argparse.Namespace, argv: list[str]) -> int:
         return 2
     first = min(reports, key=lambda r: int(r["seed"]))
     episodes = sum(int(r["episodes"]) for r in reports)
-    scoring = f", imagined success: {rule.hold} step(s) > {rule.threshold}" if rule else ""
+    scoring = f", imagined success: {rule.hold} step(s) > {rule.threshold:g}" if rule else ""
     stats, summaries = print_table(
         rows, f"{first['env_id']}, {first['mode']} loop, {episodes} episodes per policy "
               f"(from {len(reports)} report{'s' if len(reports) > 1 else ''}{scoring})")
@@ -288,7 +300,7 @@ def combine(args: argparse.Namespace, argv: list[str]) -> int:
         **{k: first.get(k) for k in ("benchmark", "mode", "checkpoint", "env_id", "steps",
                                      "embodiment", "sample_steps")},
         "success_threshold": rule.threshold if rule else first.get("success_threshold", 0.5),
-        "success_hold": rule.hold if rule else 1,
+        "success_hold": rule.hold if rule else first.get("success_hold", 1),
         "traced": all(r.get("traced", False) for r in reports),
         "command": shlex.join(["python", "-m", "kairos_gym.eval.agreement", *argv]),
         "combined_from": [{"path": p, "seed": r["seed"], "episodes": r["episodes"],

@@ -35,6 +35,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
+from kairos_gym.imagined.success import SuccessRule
 from kairos_gym.policies.base import Policy
 
 __all__ = [
@@ -269,7 +270,7 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
 
     Each report is the parsed JSON ``eval/agreement.py`` writes. They must share the mode,
     checkpoint (the same path, or folders with the same weight files: a copied checkpoint),
-    step limit, success threshold and policies (in order), and cover disjoint seed ranges
+    step limit, success rule and policies (in order), and cover disjoint seed ranges
     (``seed .. seed + episodes - 1``); the episodes are joined in seed order, so ten
     episodes run as two runs of five give the rows one run of ten would.
 
@@ -280,9 +281,9 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
     if not reports:
         raise ValueError("combine needs at least one report")
     first = reports[0]
-    # Reports written before the success threshold was an option used 0.5.
-    defaults = {"success_threshold": 0.5}
-    for key in ("mode", "checkpoint", "steps", "embodiment", "success_threshold"):
+    # Reports written before the success rule was an option used 0.5, held 1 step.
+    defaults = {"success_threshold": 0.5, "success_hold": 1}
+    for key in ("mode", "checkpoint", "steps", "embodiment", "success_threshold", "success_hold"):
         values = {str(r.get(key, defaults.get(key))) for r in reports}
         if key == "checkpoint" and len(values) > 1:
             values = {_weights_identity(v) for v in values}
@@ -324,45 +325,6 @@ def _weights_identity(checkpoint: str) -> str:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
-
-
-@dataclasses.dataclass(frozen=True)
-class SuccessRule:
-    """When an imagined episode counts as a success: at the first step that ends ``hold``
-    consecutive steps whose predicted success probability is above ``threshold``.
-
-    ``SuccessRule(0.5, 1)`` is the imagined env's own ``info["success"]`` at its default
-    threshold. A larger ``hold`` asks the model to keep predicting success, which a brief
-    hedge on an uncertain grasp does not.
-    """
-
-    threshold: float = 0.5
-    hold: int = 1
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.threshold < 1.0:
-            raise ValueError(f"threshold must be in [0, 1), got {self.threshold}")
-        if isinstance(self.hold, bool) or not isinstance(self.hold, int) or self.hold < 1:
-            raise ValueError(f"hold must be an int >= 1, got {self.hold!r}")
-
-    @classmethod
-    def parse(cls, text: str) -> SuccessRule:
-        """``"0.8"`` or ``"0.8:3"`` (threshold, then hold)."""
-        threshold, _, hold = text.partition(":")
-        try:
-            return cls(float(threshold), int(hold) if hold else 1)
-        except ValueError as exc:
-            raise ValueError(f"a success rule is THRESHOLD[:HOLD], e.g. 0.8 or 0.8:3; got "
-                             f"{text!r} ({exc})") from None
-
-    def first_success(self, probs: Sequence[float]) -> int | None:
-        """The step (1-based) at which ``probs`` ``[T]`` first satisfy the rule, or ``None``."""
-        run = 0
-        for step, p in enumerate(probs, start=1):
-            run = run + 1 if p > self.threshold else 0
-            if run >= self.hold:
-                return step
-        return None
 
 
 def rescore(policies: Sequence[PolicyScores], rule: SuccessRule) -> list[PolicyScores]:

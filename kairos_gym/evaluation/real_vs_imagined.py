@@ -104,8 +104,9 @@ def open_env_pair(
     *,
     sample_steps: int | None = None,
     embodiment: str | None = None,
-    success_threshold: float = 0.5,
+    success_threshold: float | None = None,
     draw_state: bool = True,
+    success_hold: int | None = None,
 ) -> tuple[EnvCheckpoint, gym.Env, gym.Env]:
     """``(checkpoint, real env, imagined env)`` for comparing the two worlds: the real env is
     built from the checkpoint's spec (``gym.make(spec.env_id, **spec.env_kwargs)``), so both
@@ -115,8 +116,9 @@ def open_env_pair(
     the one to compare: the real env is built from that embodiment's spec, the imagined env
     is an :class:`~kairos_gym.imagined.embodiment.EmbodimentEnv`, and the returned checkpoint
     carries that embodiment's spec as its ``env_spec`` (for reports; serve the model through
-    the returned env, not through it). ``success_threshold`` is the imagined env's
-    (``info["success"]`` is ``success_prob > success_threshold``); so is ``draw_state``
+    the returned env, not through it). ``success_threshold`` and ``success_hold`` are the
+    imagined env's (``None``: the checkpoint's :class:`~kairos_gym.imagined.success.SuccessRule`);
+    so is ``draw_state``
     (``False`` for replaying one world's actions in the other, see
     :class:`~kairos_gym.imagined.core.ImaginedCore`).
 
@@ -138,7 +140,7 @@ def open_env_pair(
                              "name the one to compare (--embodiment)")
         imagined: gym.Env = make_embodiment_env(
             ckpt, embodiment, sample_steps=sample_steps, success_threshold=success_threshold,
-            draw_state=draw_state,
+            success_hold=success_hold, draw_state=draw_state,
         )
         spec = layout.embodiment(embodiment).spec
         ckpt = dataclasses.replace(ckpt, env_spec=spec)
@@ -147,7 +149,8 @@ def open_env_pair(
             raise ValueError(f"{ckpt.path} models {ckpt.env_spec.env_id} alone; --embodiment "
                              "applies to multi-embodiment checkpoints")
         imagined = ImaginedEnv(
-            ckpt, sample_steps=sample_steps, success_threshold=success_threshold, draw_state=draw_state
+            ckpt, sample_steps=sample_steps, success_threshold=success_threshold,
+            success_hold=success_hold, draw_state=draw_state,
         )
     real = gym.make(ckpt.env_spec.env_id, **ckpt.env_spec.env_kwargs)
     return ckpt, real, imagined

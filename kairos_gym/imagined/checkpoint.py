@@ -7,7 +7,8 @@ on (exact observation and action spaces, control rate, episode limit), and which
 ``[N, ...]``) that ``ImaginedEnv.reset`` starts episodes from::
 
     lift/
-      config.json                      {"format": 1, "model": {...}, "env_spec": {...}, "training": {...}}
+      config.json                      {"format": 1, "model": {...}, "env_spec": {...}, "training": {...},
+                                        "success_rule": {"threshold": 0.5, "hold": 1}}  (optional)
       model.safetensors                the denoiser and its heads
       codec.safetensors                the frame codec
       reset_observations.safetensors   {"agentview_image": uint8 [N, H, W, 3], "state": float32 [N, S]}
@@ -17,13 +18,17 @@ The imagined observation is the real one: the single camera image is generated b
 model and every other (non-image) key is concatenated, in space order, into the state head's
 prediction (:class:`~kairos_gym.data.keys.ObservationKeys`), so ``model.config.state_dim``
 must equal their total width.
+
+``success_rule`` (optional, :class:`~kairos_gym.imagined.success.SuccessRule`) is how the
+model's success probabilities are best read, found by measuring agreement with the real
+simulator: the imagined envs use it unless told otherwise. Without it, ``success_prob > 0.5``.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +38,7 @@ import torch
 from kairos_gym.data.keys import ObservationKeys
 from kairos_gym.data.spaces import EpisodeEnvSpec
 from kairos_gym.errors import CheckpointError
+from kairos_gym.imagined.success import SuccessRule
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.world_model import WorldModel
 
@@ -64,6 +70,8 @@ class EnvCheckpoint:
         reset_observations: real reset observations, ``{key: [N, *space.shape]}``.
         path: the directory it was loaded from.
         info: the whole parsed ``config.json``.
+        success_rule: how an imagined step's success is read from the model's probability
+            (the checkpoint's ``success_rule``; ``SuccessRule(0.5, 1)`` when it has none).
     """
 
     model: WorldModel
@@ -71,6 +79,7 @@ class EnvCheckpoint:
     reset_observations: dict[str, np.ndarray]
     path: Path
     info: dict[str, Any]
+    success_rule: SuccessRule = field(default_factory=SuccessRule)
 
     @property
     def image_key(self) -> str:
@@ -156,6 +165,7 @@ def save_env_checkpoint(
     reset_observations: Mapping[str, np.ndarray],
     training: Mapping[str, Any] | None = None,
     dtype: torch.dtype | None = None,
+    success_rule: SuccessRule | None = None,
 ) -> Path:
     """Write an environment checkpoint (see the module docstring).
 
@@ -166,6 +176,7 @@ def save_env_checkpoint(
         reset_observations: ``{key: [N, *shape]}`` for every observation key.
         training: what produced the model (data, steps, hardware, metrics), kept in config.json.
         dtype: storage dtype of the denoiser's weights (see :meth:`WorldModel.save_pretrained`).
+        success_rule: the rule the imagined envs read success by (omitted: ``> 0.5``).
 
     Raises:
         CheckpointError: the model cannot serve ``env_spec`` or the reset observations do not fit it.
@@ -179,6 +190,8 @@ def save_env_checkpoint(
     extra: dict[str, Any] = {"env_spec": env_spec.to_dict()}
     if training is not None:
         extra["training"] = dict(training)
+    if success_rule is not None:
+        extra["success_rule"] = success_rule.to_dict()
     return model.save_pretrained(directory, extra=extra, dtype=dtype)
 
 
@@ -208,7 +221,12 @@ def load_env_checkpoint(directory: str | os.PathLike | None = None,
         raise CheckpointError(f"{path}: no {RESET_NAME} (the reset observations episodes start from)")
     tensors = ckpt.load_tensors(ckpt.checkpoint_file(path, RESET_NAME))
     resets = _check_resets({k: v.numpy() for k, v in tensors.items()}, spec, str(path / RESET_NAME))
-    return EnvCheckpoint(model=model, env_spec=spec, reset_observations=resets, path=path, info=info)
+    try:
+        rule = SuccessRule.from_dict(info.get("success_rule", {}))
+    except ValueError as exc:
+        raise CheckpointError(f"{path / ckpt.CONFIG_NAME}: invalid success_rule: {exc}") from None
+    return EnvCheckpoint(model=model, env_spec=spec, reset_observations=resets, path=path, info=info,
+                         success_rule=rule)
 
 
 def default_checkpoint() -> Path:

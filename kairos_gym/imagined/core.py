@@ -71,6 +71,7 @@ from kairos_gym.devices import check_device, parse_device
 from kairos_gym.envs.common import as_array, check_action
 from kairos_gym.errors import InvalidAction, ResetNeeded, ShapeError
 from kairos_gym.imagined.checkpoint import EnvCheckpoint, load_env_checkpoint
+from kairos_gym.imagined.success import SuccessRule
 from kairos_gym.model.sampler import SamplerSettings
 from kairos_gym.model.state import WorldState
 from kairos_gym.model.world_model import WorldModel
@@ -116,7 +117,8 @@ class StepResult:
             the step did not decode frames.
         reward: float64 ``[R]``, the predicted reward.
         success_prob, done_prob: float64 ``[R]``, the predicted probabilities.
-        success: bool ``[R]``, ``success_prob > success_threshold``.
+        success: bool ``[R]``, the core's :class:`SuccessRule` met at this step: the last
+            ``success_hold`` steps all had ``success_prob > success_threshold``.
         terminated: bool ``[R]``, ``done_prob > done_threshold``.
         truncated: bool ``[R]``, the episode limit reached and not terminated.
         instruction: the task instruction.
@@ -212,6 +214,8 @@ class ImaginedSnapshot:
         pending_actions: float32 ``[R, tc, A]`` the buffered actions, or None.
         outcome_probs: float64 ``[R, 2]`` each row's latest ``(success_prob, done_prob)``,
             or None.
+        success_runs: each row's count of consecutive steps passing the success threshold
+            (empty in a snapshot made before success rules held over steps: zeros).
     """
 
     state: WorldState
@@ -225,6 +229,7 @@ class ImaginedSnapshot:
     phase: tuple[int, ...] = ()
     pending_actions: np.ndarray | None = None
     outcome_probs: np.ndarray | None = None
+    success_runs: tuple[int, ...] = ()
 
     @property
     def num_rows(self) -> int:
@@ -246,7 +251,10 @@ class ImaginedCore:
             checkpoint's spec (no limit if it has none). Settable later
             (``core.max_episode_steps = None`` turns truncation off).
         sample_steps: Euler steps per imagined frame (1..50), overriding the config's.
-        success_threshold: ``success`` is ``success_prob > success_threshold``.
+        success_threshold: a step passes when ``success_prob > success_threshold``;
+            ``None`` takes the checkpoint's :class:`SuccessRule` (0.5 when it has none).
+        success_hold: ``success`` is true at a step that ends ``success_hold`` consecutive
+            passing steps; ``None`` takes the checkpoint's (1 when it has none).
         done_threshold: ``terminated`` is ``done_prob > done_threshold``.
         draw_state: a model with a stochastic dynamics (``proprio_stochastic``) draws each
             carried state (default); ``False`` takes the dynamics' prediction. Draw for closed
@@ -268,16 +276,25 @@ class ImaginedCore:
         device: torch.device | str | None = None,
         max_episode_steps: int | None = None,
         sample_steps: int | None = None,
-        success_threshold: float = 0.5,
+        success_threshold: float | None = None,
         done_threshold: float = 0.5,
         draw_state: bool = True,
+        success_hold: int | None = None,
     ) -> None:
         self.num_rows = _positive_int("num_rows", num_rows)
         if not isinstance(draw_state, bool):
             raise TypeError(f"draw_state must be a bool, got {draw_state!r}")
-        self.success_threshold = success_threshold
+        if success_threshold is not None:
+            _threshold("success_threshold", success_threshold)
+        if success_hold is not None:
+            _positive_int("success_hold", success_hold)
         self.done_threshold = done_threshold
         self.checkpoint = resolve_checkpoint(checkpoint, device)
+        self.success_rule = self.checkpoint.success_rule
+        if success_threshold is not None:
+            self.success_threshold = success_threshold
+        if success_hold is not None:
+            self.success_hold = success_hold
         self.model: WorldModel = self.checkpoint.model
         self.settings: SamplerSettings = dataclasses.replace(
             _sampler_settings(self.model, sample_steps), draw_state=draw_state)
@@ -303,6 +320,7 @@ class ImaginedCore:
         self._latents: torch.Tensor | None = None  # [N, C, h, w] for rows not yet decoded
         self._stale = np.zeros(n, dtype=bool)
         self._steps = np.zeros(n, dtype=np.int64)
+        self._success_run = np.zeros(n, dtype=np.int64)  # consecutive passing steps per row
         self._started = np.zeros(n, dtype=bool)
         self._ended = np.zeros(n, dtype=bool)
         # Temporal compression: actions buffered toward each row's next latent frame, and the
@@ -316,13 +334,35 @@ class ImaginedCore:
 
     # --- settings (validated whenever set) ---
     @property
+    def success_rule(self) -> SuccessRule:
+        """How ``success`` is read from the predicted probabilities (threshold and hold)."""
+        return self._success_rule
+
+    @success_rule.setter
+    def success_rule(self, rule: SuccessRule) -> None:
+        if not isinstance(rule, SuccessRule):
+            raise TypeError(f"success_rule must be a SuccessRule, got {type(rule).__name__}")
+        self._success_rule = rule
+
+    @property
     def success_threshold(self) -> float:
-        """``success`` is ``success_prob > success_threshold``."""
-        return self._success_threshold
+        """A step passes when ``success_prob > success_threshold``."""
+        return self._success_rule.threshold
 
     @success_threshold.setter
     def success_threshold(self, value: float) -> None:
-        self._success_threshold = _threshold("success_threshold", value)
+        self._success_rule = dataclasses.replace(
+            self._success_rule, threshold=_threshold("success_threshold", value))
+
+    @property
+    def success_hold(self) -> int:
+        """``success`` needs this many consecutive passing steps."""
+        return self._success_rule.hold
+
+    @success_hold.setter
+    def success_hold(self, value: int) -> None:
+        self._success_rule = dataclasses.replace(
+            self._success_rule, hold=_positive_int("success_hold", value))
 
     @property
     def done_threshold(self) -> float:
@@ -491,6 +531,7 @@ class ImaginedCore:
             self._obs[key][idx] = value
         self._stale[idx] = False
         self._steps[idx] = 0
+        self._success_run[idx] = 0
         self._started[idx] = True
         self._ended[idx] = False
         self._phase[idx] = 0
@@ -609,11 +650,16 @@ class ImaginedCore:
             reward=out["reward"].double().cpu().numpy(),
             success_prob=success_prob,
             done_prob=done_prob,
-            success=success_prob > self.success_threshold,
+            success=self._advance_success(idx, success_prob),
             terminated=terminated,
             truncated=truncated,
             instruction=self.instruction,
         )
+
+    def _advance_success(self, idx: np.ndarray, success_prob: np.ndarray) -> np.ndarray:
+        """One step of the success rule for rows ``idx``: bool ``[R]``, the rule met."""
+        self._success_run[idx] = self._success_rule.advance(self._success_run[idx], success_prob)
+        return self._success_rule.met(self._success_run[idx])
 
     def _step_grouped(self, idx: np.ndarray, acts: np.ndarray) -> StepResult:
         """:meth:`step` for temporal compression ``tc > 1`` (see the module docstring):
@@ -671,7 +717,7 @@ class ImaginedCore:
             reward=reward,
             success_prob=success_prob,
             done_prob=done_prob,
-            success=success_prob > self.success_threshold,
+            success=self._advance_success(idx, success_prob),
             terminated=terminated,
             truncated=truncated,
             instruction=self.instruction,
@@ -756,6 +802,7 @@ class ImaginedCore:
             self.checkpoint,
             n,
             success_threshold=self.success_threshold,
+            success_hold=self.success_hold,
             done_threshold=self.done_threshold,
         )
         child.settings = self.settings
@@ -796,6 +843,7 @@ class ImaginedCore:
             phase=tuple(int(p) for p in self._phase[idx]),
             pending_actions=self._pending[idx].copy(),
             outcome_probs=self._probs[idx].copy(),
+            success_runs=tuple(int(r) for r in self._success_run[idx]),
         )
 
     def restore(
@@ -838,6 +886,7 @@ class ImaginedCore:
         for key, value in snapshot.observation.items():
             self._obs[key][idx] = value
         self._steps[idx] = snapshot.steps
+        self._success_run[idx] = snapshot.success_runs or 0
         self._ended[idx] = snapshot.ended
         self._started[idx] = True
         self._stale[idx] = snapshot.stale
@@ -959,13 +1008,31 @@ class CoreView:
         return self.core.settings
 
     @property
+    def success_rule(self) -> SuccessRule:
+        """How ``info["success"]`` is read from ``success_prob`` (threshold and hold)."""
+        return self.core.success_rule
+
+    @success_rule.setter
+    def success_rule(self, rule: SuccessRule) -> None:
+        self.core.success_rule = rule
+
+    @property
     def success_threshold(self) -> float:
-        """``info["success"]`` is ``success_prob > success_threshold``."""
+        """A step passes when ``success_prob > success_threshold``."""
         return self.core.success_threshold
 
     @success_threshold.setter
     def success_threshold(self, value: float) -> None:
         self.core.success_threshold = value
+
+    @property
+    def success_hold(self) -> int:
+        """``info["success"]`` needs this many consecutive passing steps."""
+        return self.core.success_hold
+
+    @success_hold.setter
+    def success_hold(self, value: int) -> None:
+        self.core.success_hold = value
 
     @property
     def done_threshold(self) -> float:
@@ -1127,4 +1194,5 @@ def _repeat_snapshot(snap: ImaginedSnapshot, n: int) -> ImaginedSnapshot:
         if snap.pending_actions is None
         else np.repeat(snap.pending_actions, n, 0),
         outcome_probs=None if snap.outcome_probs is None else np.repeat(snap.outcome_probs, n, 0),
+        success_runs=snap.success_runs * n,
     )

@@ -12,7 +12,9 @@ checkpoint's env spec), so a policy written for ``kairos_gym/Robosuite-Lift-v0``
 Per step the model imagines the next camera frame from the action; the other observation
 keys are the state head's prediction split in space order; the reward is the predicted
 reward, ``terminated`` is ``done_prob > done_threshold`` and ``info["success"]`` (also
-``info["is_success"]``) is ``success_prob > success_threshold``. The model's memory is
+``info["is_success"]``) is the checkpoint's :class:`~kairos_gym.imagined.success.SuccessRule`
+met: ``success_prob > success_threshold`` for ``success_hold`` consecutive steps (by default
+0.5 and 1 step; a checkpoint may carry its own). The model's memory is
 bounded (sliding windows + Gated DeltaNet state), so a step costs the same at step 10 and at
 step 10,000.
 
@@ -62,7 +64,11 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
             :class:`~kairos_gym.envs.common.EpisodeLimit` for ``gym.make``.
         sample_steps: Euler steps per imagined frame (1..50), overriding the config's.
         render_mode: ``None`` or ``"rgb_array"`` (``render()`` returns the last frame).
-        success_threshold: ``info["success"]`` is ``success_prob > success_threshold``.
+        success_threshold, success_hold: ``info["success"]`` is true at a step that ends
+            ``success_hold`` consecutive steps with ``success_prob > success_threshold``;
+            ``None`` takes the checkpoint's rule (``checkpoint.success_rule``: the one its
+            agreement with the real simulator was measured with; ``> 0.5`` for one step when
+            it has none).
         done_threshold: ``terminated`` is ``done_prob > done_threshold``.
         draw_state: a stochastic dynamics draws each carried state (default) or, ``False``,
             takes its prediction (see :class:`~kairos_gym.imagined.core.ImaginedCore`).
@@ -99,9 +105,10 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
         max_episode_steps: int | None = None,
         sample_steps: int | None = None,
         render_mode: str | None = None,
-        success_threshold: float = 0.5,
+        success_threshold: float | None = None,
         done_threshold: float = 0.5,
         draw_state: bool = True,
+        success_hold: int | None = None,
         real_resets: bool = False,
     ) -> None:
         check_render_mode(render_mode)
@@ -118,6 +125,7 @@ class ImaginedEnv(CoreView, EpisodeLimit, gym.Env):
             max_episode_steps=max_episode_steps,
             sample_steps=sample_steps,
             success_threshold=success_threshold,
+            success_hold=success_hold,
             done_threshold=done_threshold,
             draw_state=draw_state,
         )

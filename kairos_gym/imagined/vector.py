@@ -79,7 +79,7 @@ def make_vec(
             or a :class:`gymnasium.vector.AutoresetMode`.
         **kwargs: the env's constructor options (for the imagined env: ``checkpoint``,
             ``device``, ``max_episode_steps``, ``sample_steps``, ``render_mode``,
-            ``success_threshold``, ``done_threshold``). Without ``max_episode_steps`` the
+            ``success_threshold``, ``success_hold``, ``done_threshold``). Without ``max_episode_steps`` the
             imagined env truncates at its checkpoint's limit (``gym.make_vec`` itself would
             use the id's registered one).
 
@@ -133,7 +133,7 @@ class ImaginedVectorEnv(CoreView, VectorEnv):
         checkpoint: directory, loaded :class:`EnvCheckpoint` or ``None`` (embedded model).
         num_envs: number of rows.
         device, max_episode_steps, sample_steps, render_mode, success_threshold,
-            done_threshold, draw_state: as for :class:`~kairos_gym.imagined.env.ImaginedEnv`.
+            success_hold, done_threshold, draw_state: as for :class:`~kairos_gym.imagined.env.ImaginedEnv`.
         autoreset_mode: see the module docstring (default ``NEXT_STEP``).
 
     Observations are batched dicts ``{key: [num_envs, *shape]}`` (``observation_space`` is
@@ -153,9 +153,10 @@ class ImaginedVectorEnv(CoreView, VectorEnv):
         max_episode_steps: int | None = None,
         sample_steps: int | None = None,
         render_mode: str | None = None,
-        success_threshold: float = 0.5,
+        success_threshold: float | None = None,
         done_threshold: float = 0.5,
         draw_state: bool = True,
+        success_hold: int | None = None,
         autoreset_mode: str | AutoresetMode = AutoresetMode.NEXT_STEP,
     ) -> None:
         if (
@@ -178,6 +179,7 @@ class ImaginedVectorEnv(CoreView, VectorEnv):
             max_episode_steps=max_episode_steps,
             sample_steps=sample_steps,
             success_threshold=success_threshold,
+            success_hold=success_hold,
             done_threshold=done_threshold,
             draw_state=draw_state,
         )

@@ -53,6 +53,7 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
+from kairos_gym.imagined.success import SuccessRule
 from kairos_gym.model.config import PRESETS, WorldModelConfig
 
 
@@ -380,6 +381,12 @@ class TrainConfig:
     proprioceptive dynamics, the state normalisation and the codec's latent normalisation stay
     float32: their rounding errors would compound over an episode or touch every latent. Not part of the run's identity: changing it and running again re-exports a
     finished run."""
+    success_rule: str | None = None
+    """How the exported checkpoint's imagined envs read success, ``"THRESHOLD[:HOLD]"``
+    (:class:`~kairos_gym.imagined.success.SuccessRule`; unset: ``success_prob > 0.5`` for one
+    step). A property of the trained model, found by measuring it (``eval/agreement.py
+    --trace``, then ``--rescore``), never inherited from ``init``. Like ``export_dtype``, not
+    part of the run's identity: set it and run again to re-export a finished run."""
     seed: int = 0
     """Seed of initialisation, batch order and noise: two runs with one config are identical."""
     model_preset: str = "small"
@@ -459,6 +466,8 @@ class TrainConfig:
                 raise ValueError(f"proprio.input_noise must be a number in [0, 10), got {noise!r}")
         if self.export_dtype not in EXPORT_DTYPES:
             raise ValueError(f"export_dtype must be one of {EXPORT_DTYPES}, got {self.export_dtype!r}")
+        if self.success_rule is not None:
+            SuccessRule.parse(self.success_rule)  # raises ValueError naming the format
         self._check_starting_weights()
         if not self.data.paths:
             raise ValueError("data.paths must name at least one episode file")
@@ -523,6 +532,8 @@ class TrainConfig:
             out["codec_weights"] = self.codec_weights
         if self.export_dtype != "float32":
             out["export_dtype"] = self.export_dtype
+        if self.success_rule is not None:
+            out["success_rule"] = self.success_rule
         if self.init is not None:
             # Only when set, so the stored configs of earlier runs still compare equal on resume.
             out["init"] = self.init
@@ -552,7 +563,7 @@ class TrainConfig:
         """Build from a TOML-shaped dict (see the module docstring)."""
         known = {
             "seed", "init", "codec_weights", "model", "data", "codec", "world_model", "parallel",
-            "proprio", "finetune", "export_dtype",
+            "proprio", "finetune", "export_dtype", "success_rule",
         }
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -586,6 +597,7 @@ class TrainConfig:
             finetune=_build(FinetuneConfig, finetune_raw, "finetune"),
             codec_weights=_path(raw, "codec_weights", base_dir),
             export_dtype=str(raw.get("export_dtype", "float32")),
+            success_rule=None if raw.get("success_rule") is None else str(raw["success_rule"]),
             seed=int(raw.get("seed", 0)),
             model_preset=preset,
             model_overrides=model_raw,

@@ -59,6 +59,7 @@ from kairos_gym.data.spaces import EpisodeEnvSpec, restrict_to_camera
 from kairos_gym.errors import CheckpointError, DatasetError
 from kairos_gym.evaluation.open_loop import open_loop_eval
 from kairos_gym.imagined.checkpoint import save_env_checkpoint
+from kairos_gym.imagined.success import SuccessRule
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.codec import Codec, ConvCodec, build_codec
 from kairos_gym.model.config import ADDED_PATHWAY_FIELDS, SAMPLER_FIELDS, WorldModelConfig
@@ -453,9 +454,12 @@ class Trainer:
                 theirs = json.loads(path.read_text())
             except json.JSONDecodeError:
                 theirs = None
-            if isinstance(theirs, dict):  # how the result is stored is not what was trained
-                theirs.pop("export_dtype", None)
-            if theirs != json.loads(json.dumps({k: v for k, v in mine.items() if k != "export_dtype"})):
+            # How the result is stored and read is not what was trained.
+            exported = ("export_dtype", "success_rule")
+            if isinstance(theirs, dict):
+                for key in exported:
+                    theirs.pop(key, None)
+            if theirs != json.loads(json.dumps({k: v for k, v in mine.items() if k not in exported})):
                 raise CheckpointError(
                     f"{self.output} holds a run with a different config; resume it with its own "
                     f"config ({path}) or train into a new --output directory"
@@ -1134,6 +1138,8 @@ class Trainer:
             save_env_checkpoint(
                 directory, model, self.spec, self._reset_observations(), self._training_info(),
                 dtype=None if name == "float32" else getattr(torch, name),
+                success_rule=None if self.config.success_rule is None
+                else SuccessRule.parse(self.config.success_rule),
             )
         self.dist.barrier()
         return self.output / "model"

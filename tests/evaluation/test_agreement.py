@@ -206,7 +206,7 @@ def test_agreement_script_writes_json_and_refuses_the_expert_closed_loop(envs, t
     report = json.loads(out.read_text())
     assert [p["name"] for p in report["policies"]] == ["zero", "random+noise=0.2+execute=2"]
     assert report["mode"] == "closed" and "pearson" in report["stats"]
-    assert report["success_threshold"] == 0.5
+    assert report["success_threshold"] == 0.5 and report["success_hold"] == 1  # the checkpoint's
     assert report["draw_state"] is True  # closed loop draws a stochastic dynamics' states
     # The real side of that report is reused: the same outcomes, only imagination runs again.
     again = tmp_path / "again.json"
@@ -340,9 +340,9 @@ def test_open_env_pair_passes_the_success_threshold(envs):
     from kairos_gym.evaluation.real_vs_imagined import open_env_pair
 
     ckpt, _, _ = envs
-    _, real, imagined = open_env_pair(str(ckpt), success_threshold=0.9)
+    _, real, imagined = open_env_pair(str(ckpt), success_threshold=0.9, success_hold=3)
     try:
-        assert imagined.unwrapped.core.success_threshold == 0.9
+        assert imagined.unwrapped.core.success_rule == SuccessRule(0.9, 3)
     finally:
         real.close()
         imagined.close()

@@ -16,6 +16,7 @@ from kairos_gym.errors import DeviceUnavailable, InvalidAction, ResetNeeded, Sha
 from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.imagined.core import ImaginedCore, ImaginedSnapshot
 from kairos_gym.imagined.env import ImaginedEnv
+from kairos_gym.imagined.success import SuccessRule
 from kairos_gym.imagined.vector import ImaginedVectorEnv
 from kairos_gym.model.world_model import WorldModel
 from tests.imagined_helpers import lift_spec, sample_actions, write_checkpoint
@@ -309,3 +310,59 @@ def test_inputs_the_core_refuses_cleanly(ckpt):
     with pytest.raises(DeviceUnavailable, match="not a device name"):
         ImaginedCore(str(ckpt.path), 1, device="tpu")
     assert core.steps.tolist() == [0]
+
+
+def test_the_success_rule_holds_over_steps_and_survives_fork_snapshot_and_restart(ckpt):
+    # Threshold 0: every step passes (a probability is > 0), so success comes at step `hold`.
+    core = ImaginedCore(ckpt, 2, done_threshold=1.0, success_threshold=0.0, success_hold=3)
+    assert core.success_rule == SuccessRule(0.0, 3)
+    core.start(seeds=[0, 1])
+    actions = sample_actions(4, rows=2, seed=2)
+    met = [core.step(actions[k]).success.tolist() for k in range(2)]
+    assert met == [[False, False], [False, False]]
+    snap = core.snapshot()
+    futures = core.fork(1, 2)
+    assert futures.success_rule == core.success_rule
+    assert futures.step(actions[2]).success.tolist() == [True, True]  # the run was copied
+    assert core.step(actions[2]).success.tolist() == [True, True]
+    other = ImaginedCore(ckpt, 2, done_threshold=1.0, success_threshold=0.0, success_hold=3)
+    other.start(seeds=[5, 5])
+    other.restore(snap)
+    assert other.step(actions[2]).success.tolist() == [True, True]  # and restored
+    core.start(seeds=[3], rows=[0])  # a new episode starts its run again
+    assert core.step(actions[3]).success.tolist() == [False, True]
+    # Each field can change alone; a threshold of 1 never passes.
+    core.success_hold = 1
+    assert core.success_rule == SuccessRule(0.0, 1)
+    core.success_threshold = 1.0
+    assert core.step(actions[3]).success.tolist() == [False, False]
+    for bad in (0, True, 1.5):
+        with pytest.raises(ValueError, match="success_hold"):
+            ImaginedCore(ckpt, 1, success_hold=bad)
+    with pytest.raises(TypeError, match="SuccessRule"):
+        core.success_rule = (0.5, 2)
+
+
+def test_the_checkpoint_success_rule_is_the_default(ckpt_dir, tmp_path):
+    import json
+    import shutil
+
+    from kairos_gym.errors import CheckpointError
+
+    ruled = tmp_path / "ruled"
+    shutil.copytree(ckpt_dir, ruled)
+    config = json.loads((ruled / "config.json").read_text())
+    config["success_rule"] = {"threshold": 0.0, "hold": 2}
+    (ruled / "config.json").write_text(json.dumps(config))
+    assert load_env_checkpoint(ruled).success_rule == SuccessRule(0.0, 2)
+    env = ImaginedEnv(ruled, done_threshold=1.0)
+    assert (env.success_threshold, env.success_hold) == (0.0, 2)
+    env.reset(seed=0)
+    assert [env.step(np.zeros(7, np.float32))[4]["success"] for _ in range(2)] == [False, True]
+    # An explicit option overrides its field only.
+    assert ImaginedVectorEnv(ruled, 2, success_hold=4).success_rule == SuccessRule(0.0, 4)
+    assert ImaginedEnv(ruled, success_threshold=0.7).success_rule == SuccessRule(0.7, 2)
+    config["success_rule"] = {"threshold": 0.5, "hold": 0}
+    (ruled / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="invalid success_rule"):
+        load_env_checkpoint(ruled)

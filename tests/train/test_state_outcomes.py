@@ -14,7 +14,9 @@ import torch
 from kairos_gym.data.dataset import ClipDataset
 from kairos_gym.data.episodes import EpisodeWriter
 from kairos_gym.errors import CheckpointError, DatasetError
+from kairos_gym.imagined.checkpoint import load_env_checkpoint
 from kairos_gym.imagined.env import ImaginedEnv
+from kairos_gym.imagined.success import SuccessRule
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.model.proprio import LOG_SCALE_RANGE
 from kairos_gym.train.trainer import Trainer, load_config
@@ -196,7 +198,16 @@ def test_a_bfloat16_export_halves_the_weights_and_keeps_the_dynamics_exact(tmp_p
     assert next(env.core.model.dit.parameters()).dtype == torch.float32
     env.step(env.action_space.sample())
     env.close()
-    config.write_text(config.read_text().replace('"bfloat16"', '"float16"'))
+    # So is success_rule: the checkpoint carries it and the imagined envs read success by it.
+    assert load_env_checkpoint(half_dir).success_rule == SuccessRule()  # unset: > 0.5, one step
+    config.write_text('success_rule = "0.6:4"\n' + config.read_text())
+    ruled = _train(config, tmp_path / "run")
+    assert load_env_checkpoint(ruled).success_rule == SuccessRule(0.6, 4)
+    assert ImaginedEnv(ruled).success_rule == SuccessRule(0.6, 4)
+    config.write_text(config.read_text().replace('"0.6:4"', '"0.6:0"'))
+    with pytest.raises(ValueError, match="success rule"):
+        load_config(config)
+    config.write_text(config.read_text().replace('"0.6:0"', '"0.6"').replace('"bfloat16"', '"float16"'))
     with pytest.raises(ValueError, match="export_dtype"):
         load_config(config)
 
