@@ -46,7 +46,8 @@ def test_a_still_arm_replays_as_a_failure_and_disagrees_with_a_false_success_lab
     assert (honest.peak_state_error >= honest.final_state_error).all()
     assert [len(c) for c in honest.state_errors] == [len(c) for c in honest.state_errors[:1]] * 3
     at = summarize([honest], error_steps=(0, 2, 10_000))["state_error_at"]
-    assert at[0] == 0.0 and at[2] >= 0.0 and at[10_000] is None  # starts on the recorded state
+    # Starts on the recorded state (up to the rounding of the state normalisation).
+    assert at[0] == pytest.approx(0.0, abs=1e-6) and at[2] >= 0.0 and at[10_000] is None
     lying = replay_dynamics(ckpt, _still_arm_file(ckpt, tmp_path / "lie.hdf5", True))
     assert lying.real_success.all() and lying.agreement == 0.0
     both = summarize([honest, lying])
