@@ -62,15 +62,17 @@ def load_real_side(path: str, args: argparse.Namespace) -> dict[str, Any]:
     """The real-side :class:`PolicyScores` of an earlier closed-loop report, by policy name.
 
     Raises:
-        ValueError: the report was made in another mode or with other seeds or steps.
+        ValueError: the report was made in another mode or with other seeds or steps, or
+            with policies whose weights differ from these (see ``policy_weights``).
     """
-    from kairos_gym.evaluation.agreement import PolicyScores
+    from kairos_gym.evaluation.agreement import PolicyScores, check_same_policies, policy_weights
 
     report = json.loads(Path(path).read_text())
     same = {"mode": "closed", "seed": args.seed, "steps": args.steps}
     differ = {k: report.get(k) for k, v in same.items() if report.get(k) != v}
     if differ:
         raise ValueError(f"made with other settings {differ}; need {same}")
+    check_same_policies(report.get("policy_weights", {}), policy_weights(args.policies))
     out = {}
     for d in report["episodes_detail"]:
         out[d["name"]] = PolicyScores(d["name"], real=d["real"], imagined=[],
@@ -126,7 +128,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     import torch
 
     from kairos_gym.errors import CheckpointError, DependencyNotInstalled
-    from kairos_gym.evaluation.agreement import run_agreement, run_paired_agreement
+    from kairos_gym.evaluation.agreement import policy_weights, run_agreement, run_paired_agreement
     from kairos_gym.evaluation.real_vs_imagined import open_env_pair
     from kairos_gym.policies.registry import is_privileged, make_policy
 
@@ -193,6 +195,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "draw_state": draw_state,
         "success_threshold": imagined.unwrapped.success_threshold,
         "success_hold": imagined.unwrapped.success_hold,
+        "policy_weights": policy_weights(args.policies),
         "traced": bool(args.trace),
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.machine(),
@@ -301,6 +304,7 @@ def combine(args: argparse.Namespace, argv: list[str]) -> int:
                                      "embodiment", "sample_steps")},
         "success_threshold": rule.threshold if rule else first.get("success_threshold", 0.5),
         "success_hold": rule.hold if rule else first.get("success_hold", 1),
+        "policy_weights": first.get("policy_weights"),
         "traced": all(r.get("traced", False) for r in reports),
         "command": shlex.join(["python", "-m", "kairos_gym.eval.agreement", *argv]),
         "combined_from": [{"path": p, "seed": r["seed"], "episodes": r["episodes"],

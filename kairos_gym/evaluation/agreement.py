@@ -45,14 +45,17 @@ __all__ = [
     "agreement_stats",
     "bootstrap_stats",
     "calibrated_reference",
+    "check_same_policies",
     "combine_reports",
     "mmrv",
     "pearson",
+    "policy_weights",
     "rescore",
     "run_agreement",
     "run_paired_agreement",
     "scatter_plot",
     "spearman",
+    "weights_digest",
     "wilson_interval",
 ]
 
@@ -270,7 +273,8 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
 
     Each report is the parsed JSON ``eval/agreement.py`` writes. They must share the mode,
     checkpoint (the same path, or folders with the same weight files: a copied checkpoint),
-    step limit, success rule and policies (in order), and cover disjoint seed ranges
+    step limit, success rule and policies (in order, with the same weights where both record
+    them: ``policy_weights``), and cover disjoint seed ranges
     (``seed .. seed + episodes - 1``); the episodes are joined in seed order, so ten
     episodes run as two runs of five give the rows one run of ten would.
 
@@ -289,6 +293,8 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
             values = {_weights_identity(v) for v in values}
         if len(values) > 1:
             raise ValueError(f"the reports differ in {key}: {sorted(values)}")
+    for r in reports[1:]:
+        check_same_policies(first.get("policy_weights") or {}, r.get("policy_weights") or {})
     names = [d["name"] for d in first["episodes_detail"]]
     for r in reports[1:]:
         other = [d["name"] for d in r["episodes_detail"]]
@@ -312,19 +318,50 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
 
 
 def _weights_identity(checkpoint: str) -> str:
-    """A checkpoint folder's identity by content: the SHA-256 of its weight files (the path
-    itself when it holds none here)."""
+    """A checkpoint folder's identity by content (:func:`weights_digest`; the path itself
+    when it holds no weight files here)."""
+    return weights_digest(checkpoint) or checkpoint
+
+
+def weights_digest(folder: str) -> str | None:
+    """The SHA-256 of a folder's ``*.safetensors`` files (names and bytes, in name order), or
+    ``None`` when it holds none. Two folders with the same digest hold the same weights."""
     import hashlib
     from pathlib import Path
 
-    files = sorted(Path(checkpoint).glob("*.safetensors")) if Path(checkpoint).is_dir() else []
+    files = sorted(Path(folder).glob("*.safetensors")) if Path(folder).is_dir() else []
     if not files:
-        return checkpoint
+        return None
     digest = hashlib.sha256()
     for path in files:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+def policy_weights(specs: Sequence[str]) -> dict[str, str | None]:
+    """Per policy spec, the :func:`weights_digest` of its learned weights (``bc:DIR``), or
+    ``None`` for policies without any (scripted, random, served).
+
+    A policy spec names a folder, not weights: a BC family rebuilt from the same commands on
+    another machine holds other weights and other success rates. Reports record these so a
+    real side is only reused with the policies that produced it.
+    """
+    out: dict[str, str | None] = {}
+    for spec in specs:
+        base = spec.split("+", 1)[0]
+        out[spec] = weights_digest(base[len("bc:"):]) if base.startswith("bc:") else None
+    return out
+
+
+def check_same_policies(recorded: Mapping[str, str | None], current: Mapping[str, str | None]) -> None:
+    """Raise ``ValueError`` naming the policies whose recorded weights differ from the current
+    ones (a policy recorded or current without weights is not compared)."""
+    differ = [name for name, digest in current.items()
+              if digest is not None and recorded.get(name) not in (None, digest)]
+    if differ:
+        raise ValueError(f"policies {differ} hold other weights than the report's (rebuilt or "
+                         "retrained?): their real side must be run again")
 
 
 def rescore(policies: Sequence[PolicyScores], rule: SuccessRule) -> list[PolicyScores]:

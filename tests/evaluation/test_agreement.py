@@ -19,13 +19,16 @@ from kairos_gym.evaluation.agreement import (
     agreement_stats,
     bootstrap_stats,
     calibrated_reference,
+    check_same_policies,
     combine_reports,
     mmrv,
     pearson,
+    policy_weights,
     rescore,
     run_agreement,
     run_paired_agreement,
     spearman,
+    weights_digest,
     wilson_interval,
 )
 from kairos_gym.policies import RandomPolicy
@@ -207,6 +210,7 @@ def test_agreement_script_writes_json_and_refuses_the_expert_closed_loop(envs, t
     assert [p["name"] for p in report["policies"]] == ["zero", "random+noise=0.2+execute=2"]
     assert report["mode"] == "closed" and "pearson" in report["stats"]
     assert report["success_threshold"] == 0.5 and report["success_hold"] == 1  # the checkpoint's
+    assert report["policy_weights"] == {"zero": None, "random+noise=0.2+execute=2": None}
     assert report["draw_state"] is True  # closed loop draws a stochastic dynamics' states
     # The real side of that report is reused: the same outcomes, only imagination runs again.
     again = tmp_path / "again.json"
@@ -346,3 +350,28 @@ def test_open_env_pair_passes_the_success_threshold(envs):
     finally:
         real.close()
         imagined.close()
+
+
+def test_reports_name_the_policy_weights_and_refuse_to_mix_them(tmp_path):
+    # A spec names a folder: a rebuilt BC policy keeps its name and changes its weights.
+    folder = tmp_path / "bc"
+    folder.mkdir()
+    assert weights_digest(str(folder)) is None
+    (folder / "policy.json").write_text("{}")
+    (folder / "policy.safetensors").write_bytes(b"first")
+    first = weights_digest(str(folder))
+    spec = f"bc:{folder}+noise=0.3"
+    assert policy_weights([spec, "zero", "expert+noise=0.5"]) == {
+        spec: first, "zero": None, "expert+noise=0.5": None}
+    (folder / "policy.safetensors").write_bytes(b"rebuilt")
+    now = policy_weights([spec])
+    assert now[spec] != first
+    check_same_policies({spec: now[spec]}, now)
+    check_same_policies({}, now)  # reports written before weights were recorded
+    with pytest.raises(ValueError, match="hold other weights"):
+        check_same_policies({spec: first}, now)
+    old = _report(100, [[True], [False]], [[True], [False]], policy_weights={"a": first, "b": None})
+    new = _report(101, [[True], [False]], [[True], [True]], policy_weights={"a": now[spec], "b": None})
+    with pytest.raises(ValueError, match=r"\['a'\] hold other weights"):
+        combine_reports([old, new])
+    assert len(combine_reports([old, {**new, "policy_weights": {"a": first}}])[0].real) == 2
