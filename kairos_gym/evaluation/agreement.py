@@ -293,10 +293,9 @@ def combine_reports(reports: Sequence[Mapping[str, Any]]) -> list[PolicyScores]:
             values = {_weights_identity(v) for v in values}
         if len(values) > 1:
             raise ValueError(f"the reports differ in {key}: {sorted(values)}")
-    for r in reports[1:]:
-        check_same_policies(first.get("policy_weights") or {}, r.get("policy_weights") or {})
     names = [d["name"] for d in first["episodes_detail"]]
     for r in reports[1:]:
+        check_same_policies(first.get("policy_weights") or {}, r.get("policy_weights") or {})
         other = [d["name"] for d in r["episodes_detail"]]
         if other != names:
             raise ValueError(f"the reports have other policies: {names} against {other}")
@@ -347,9 +346,11 @@ def policy_weights(specs: Sequence[str]) -> dict[str, str | None]:
     another machine holds other weights and other success rates. Reports record these so a
     real side is only reused with the policies that produced it.
     """
+    from kairos_gym.policies.registry import parse_spec
+
     out: dict[str, str | None] = {}
     for spec in specs:
-        base = spec.split("+", 1)[0]
+        base, _ = parse_spec(spec)
         out[spec] = weights_digest(base[len("bc:"):]) if base.startswith("bc:") else None
     return out
 

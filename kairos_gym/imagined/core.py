@@ -284,6 +284,7 @@ class ImaginedCore:
         self.num_rows = _positive_int("num_rows", num_rows)
         if not isinstance(draw_state, bool):
             raise TypeError(f"draw_state must be a bool, got {draw_state!r}")
+        # Bad options fail before the checkpoint loads; they override its rule once it has.
         if success_threshold is not None:
             _threshold("success_threshold", success_threshold)
         if success_hold is not None:
