@@ -107,6 +107,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     add("--output", default="results/agreement.json", help="JSON path (the PNG goes beside it)")
     add("--no-plot", action="store_true", help="skip the scatter PNG")
+    add("--no-progress", action="store_true", help="no progress bar (as collect and train)")
     add("--combine", nargs="+", default=None, metavar="JSON",
         help="join earlier reports of the same policies, mode and checkpoint over disjoint "
              "seeds into one report, or rescore one report with this version's statistics "
@@ -173,10 +174,12 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             print(f"error: --real-from {args.real_from}: {exc}", file=sys.stderr)
             return 2
         rows = run_agreement(policies, real, imagined, episodes=args.episodes, seed=args.seed,
-                             max_steps=args.steps, known_real=known, trace=args.trace)
+                             max_steps=args.steps, known_real=known, trace=args.trace,
+                             progress=not args.no_progress)
     else:
         rows = run_paired_agreement(policies, real, imagined, episodes=args.episodes,
-                                    image_key=ckpt.image_key, seed=args.seed, max_steps=args.steps)
+                                    image_key=ckpt.image_key, seed=args.seed, max_steps=args.steps,
+                                    progress=not args.no_progress)
     real.close()
     header = f"{ckpt.env_spec.env_id}, {args.mode} loop, {args.episodes} episodes per policy"
     stats, summaries = print_table(rows, header)

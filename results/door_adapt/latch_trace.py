@@ -4,7 +4,7 @@ checkpoint given (seeds 100 and 101; a stochastic dynamics takes its prediction,
 differ only in the weights).
 
     python results/door_adapt/latch_trace.py kairos_gym/assets/door runs/door_adapt/model \
-        runs/door_adapt_states/model
+        runs/door_adapt_states/model runs/door_adapt_rollouts/model
 """
 import sys
 

@@ -212,12 +212,14 @@ def test_agreement_script_writes_json_and_refuses_the_expert_closed_loop(envs, t
     assert report["success_threshold"] == 0.5 and report["success_hold"] == 1  # the checkpoint's
     assert report["policy_weights"] == {"zero": None, "random+noise=0.2+execute=2": None}
     assert report["draw_state"] is True  # closed loop draws a stochastic dynamics' states
+    assert "agreement:" in done.stderr  # the progress bar
     # The real side of that report is reused: the same outcomes, only imagination runs again.
     again = tmp_path / "again.json"
     done = subprocess.run([*cmd[:-3], "--output", str(again), "--no-plot", "--real-from", str(out),
-                           "--policies", "zero", "random+noise=0.2+execute=2"],
+                           "--no-progress", "--policies", "zero", "random+noise=0.2+execute=2"],
                           check=False, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert done.returncode == 0, done.stderr
+    assert "agreement:" not in done.stderr
     assert [d["real"] for d in json.loads(again.read_text())["episodes_detail"]] == [
         d["real"] for d in report["episodes_detail"]]
     done = subprocess.run([*cmd, "--seed", "7", "--real-from", str(out), "--policies", "zero"],
