@@ -58,21 +58,24 @@ from kairos_gym.cli.options import policy_spec
 from kairos_gym.eval.script import entry_point
 
 
-def load_real_side(path: str, args: argparse.Namespace) -> dict[str, Any]:
+def load_real_side(path: str, args: argparse.Namespace,
+                   weights: dict[str, str | None]) -> dict[str, Any]:
     """The real-side :class:`PolicyScores` of an earlier closed-loop report, by policy name.
+
+    ``weights`` is ``policy_weights(args.policies)``, the weights the policies hold now.
 
     Raises:
         ValueError: the report was made in another mode or with other seeds or steps, or
-            with policies whose weights differ from these (see ``policy_weights``).
+            with policies whose weights differ from ``weights``.
     """
-    from kairos_gym.evaluation.agreement import PolicyScores, check_same_policies, policy_weights
+    from kairos_gym.evaluation.agreement import PolicyScores, check_same_policies
 
     report = json.loads(Path(path).read_text())
     same = {"mode": "closed", "seed": args.seed, "steps": args.steps}
     differ = {k: report.get(k) for k, v in same.items() if report.get(k) != v}
     if differ:
         raise ValueError(f"made with other settings {differ}; need {same}")
-    check_same_policies(report.get("policy_weights", {}), policy_weights(args.policies))
+    check_same_policies(report.get("policy_weights", {}), weights)
     out = {}
     for d in report["episodes_detail"]:
         out[d["name"]] = PolicyScores(d["name"], real=d["real"], imagined=[],
@@ -166,10 +169,11 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         print("error: the scripted expert reads the real simulator; use --mode paired",
               file=sys.stderr)
         return 2
+    weights = policy_weights(args.policies)
     started = time.perf_counter()
     if args.mode == "closed":
         try:
-            known = load_real_side(args.real_from, args) if args.real_from else None
+            known = load_real_side(args.real_from, args, weights) if args.real_from else None
         except (OSError, ValueError, KeyError) as exc:
             print(f"error: --real-from {args.real_from}: {exc}", file=sys.stderr)
             return 2
@@ -198,7 +202,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         "draw_state": draw_state,
         "success_threshold": imagined.unwrapped.success_threshold,
         "success_hold": imagined.unwrapped.success_hold,
-        "policy_weights": policy_weights(args.policies),
+        "policy_weights": weights,
         "traced": bool(args.trace),
         "torch_threads": torch.get_num_threads(),
         "cpu": platform.machine(),

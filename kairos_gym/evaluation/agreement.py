@@ -348,10 +348,17 @@ def policy_weights(specs: Sequence[str]) -> dict[str, str | None]:
     """
     from kairos_gym.policies.registry import parse_spec
 
+    digests: dict[str, str | None] = {}  # per folder: a family's variants share one
     out: dict[str, str | None] = {}
     for spec in specs:
         base, _ = parse_spec(spec)
-        out[spec] = weights_digest(base[len("bc:"):]) if base.startswith("bc:") else None
+        if base.startswith("bc:"):
+            folder = base[len("bc:"):]
+            if folder not in digests:
+                digests[folder] = weights_digest(folder)
+            out[spec] = digests[folder]
+        else:
+            out[spec] = None
     return out
 
 

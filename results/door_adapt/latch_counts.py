@@ -6,16 +6,15 @@ opened (hinge past 0.3 rad), from the recorded object_state (hinge angle [3], la
 """
 import glob
 
-import h5py
-import numpy as np
+from kairos_gym.data.reader import open_episodes
 
 
 def count(files: list[str]) -> tuple[int, int, int, int]:
     episodes = turned = sprang_back = opened = 0
     for path in files:
-        with h5py.File(path, "r") as f:
-            for name in f["data"]:
-                state = np.asarray(f["data"][name]["obs"]["object_state"])
+        with open_episodes(path) as reader:
+            for episode in reader:
+                state = episode.obs("object_state")
                 hinge, latch = state[:, 3], state[:, 4]
                 episodes += 1
                 if latch.max() > 0.3:

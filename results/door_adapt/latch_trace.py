@@ -9,11 +9,26 @@ differ only in the weights).
 import sys
 
 import gymnasium as gym
-import numpy as np
 import torch
 
 import kairos_gym  # noqa: F401  (registers the envs)
 from kairos_gym.policies import make_policy
+from kairos_gym.rollout import Transition, run_episode
+
+
+def trace(env: gym.Env, policy, seed: int) -> list[str]:
+    """One episode of ``policy`` in ``env`` from ``seed``: a line every 10 steps."""
+    rows: list[str] = []
+
+    def every_tenth(t: Transition) -> None:
+        if t.step % 10 == 0:
+            state = t.next_observation["object_state"]
+            rows.append(f"{t.step}: latch {state[4]:.2f} hinge {state[3]:.2f} "
+                        f"p {t.info['success_prob']:.2f}")
+
+    run_episode(env, policy, seed=seed, on_step=every_tenth)
+    return rows
+
 
 torch.set_num_threads(1)
 for checkpoint in sys.argv[1:]:
@@ -21,18 +36,5 @@ for checkpoint in sys.argv[1:]:
                    draw_state=False)
     policy = make_policy("bc:runs/bc_door_obs/n60_s2000", env)
     for seed in (100, 101):
-        obs, _ = env.reset(seed=seed)
-        policy.reset(seed=seed)
-        row, t, done = [], 0, False
-        while not done:
-            for action in np.atleast_2d(policy.act(obs)):  # the policy's 4-action chunk
-                obs, _, terminated, truncated, info = env.step(action)
-                t += 1
-                if t % 10 == 0:
-                    row.append(f"{t}: latch {obs['object_state'][4]:.2f} hinge "
-                               f"{obs['object_state'][3]:.2f} p {info['success_prob']:.2f}")
-                done = terminated or truncated
-                if done:
-                    break
-        print(f"{checkpoint} seed {seed}\n  " + "\n  ".join(row), flush=True)
+        print(f"{checkpoint} seed {seed}\n  " + "\n  ".join(trace(env, policy, seed)), flush=True)
     env.close()

@@ -65,9 +65,10 @@ def test_codec_weights_are_a_path_beside_the_config(tmp_path):
 
 
 # The arm's 8 and Lift's cube position; Lift's 8, TransferCube's 14 and the 2-way one-hot;
-# TransferCube's cube (3) and 14 joints.
+# TransferCube's cube (3) and 14 joints; Door's 5 (handle position, hinge, latch) and the arm's 8.
 STATE_WIDTHS = {"lift_object_frame.toml": 11, "lift_dynamics_arm.toml": 11, "lift_arm.toml": 11, "cross/joint.toml": 24,
-                "lift_stochastic.toml": 11, "lift_adapt.toml": 11, "lift_adapt_mix.toml": 11, "door_adapt.toml": 13, "door_adapt_states.toml": 13, "door_adapt_rollouts.toml": 13,
+                "lift_stochastic.toml": 11, "lift_adapt.toml": 11, "lift_adapt_mix.toml": 11,
+                "door_adapt.toml": 13, "door_adapt_states.toml": 13, "door_adapt_rollouts.toml": 13,
                 "transfer_cube_dynamics.toml": 17, "transfer_cube_state_targets.toml": 17,
                 "transfer_cube_rollouts.toml": 17}
 # Where a config's model reads action entries (ALOHA's 14 joint targets).
