@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from safetensors.torch import save_file
 
 from kairos_gym.data.episodes import EpisodeWriter
@@ -23,6 +26,26 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+
+@contextlib.contextmanager
+def gloo_group(rank: int, world: int, rendezvous: str | Path) -> Iterator[None]:
+    """A CPU (gloo) process group of ``world`` spawned test processes, for the ``with`` body.
+
+    The processes meet through the file ``rendezvous`` (which must not exist yet), not a TCP
+    port: a port found free by the parent can be taken by another process before rank 0
+    listens on it, and the TCP store lives in rank 0, so a rank still tearing down after rank
+    0 has exited aborts its process. Every rank waits at a barrier before the group is
+    destroyed, so none leaves while another still talks to it.
+    """
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=Path(rendezvous).absolute().as_uri(),
+                            rank=rank, world_size=world)
+    try:
+        yield
+        dist.barrier()
+    finally:
+        dist.destroy_process_group()
+
 
 TINY_MODEL = """
 [model]

@@ -1,11 +1,9 @@
 """FSDP (and DDP, activation checkpointing, bf16) over two gloo processes equal one process."""
 
 import os
-import socket
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn.functional as F
 from torch import nn
@@ -21,6 +19,7 @@ from kairos_gym.train.distributed import (
     wrap_for_training,
     wrap_with_config,
 )
+from tests.train.conftest import gloo_group
 
 STEPS = 3
 BATCH = 4
@@ -92,30 +91,19 @@ def _train(d, strategy="none", **options):
     return full_state_dict(loss_module)
 
 
-def _worker(rank, world, port, out_dir):
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+def _worker(rank, world, out_dir):
+    with gloo_group(rank, world, os.path.join(out_dir, "rendezvous")):
         d = Distributed(rank=rank, world_size=world)
         for name, options in VARIANTS.items():
             state = _train(d, **options)
             if rank == 0:
                 torch.save(state, os.path.join(out_dir, f"{name}.pt"))
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
 def results(tmp_path_factory):
     out = tmp_path_factory.mktemp("fsdp")
-    mp.spawn(_worker, args=(2, _free_port(), str(out)), nprocs=2, join=True)
+    mp.spawn(_worker, args=(2, str(out)), nprocs=2, join=True)
     return {name: torch.load(out / f"{name}.pt") for name in VARIANTS}
 
 

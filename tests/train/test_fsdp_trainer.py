@@ -11,21 +11,18 @@ one shard, adapters merged at export); the processes are started with
 from __future__ import annotations
 
 import dataclasses
-import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
 import torch
-import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from kairos_gym.model import checkpoint as ckpt
 from kairos_gym.train.config import ParallelConfig, TrainConfig
 from kairos_gym.train.distributed import Distributed
 from kairos_gym.train.trainer import Trainer, load_config
-from tests.train.conftest import recipe, write_config, write_data, write_release
+from tests.train.conftest import gloo_group, recipe, write_config, write_data, write_release
 
 # Noise and batches are dealt per global row, so the processes' halves of a batch are the
 # rows one process sees; with no context frames but the first (and heads only on those) every
@@ -66,11 +63,8 @@ def _lora_recipe(root: Path) -> TrainConfig:
     )
 
 
-def _worker(rank: int, world: int, port: int, config: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.set_num_threads(1)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
-    try:
+def _worker(rank: int, world: int, config: str, out: str) -> None:
+    with gloo_group(rank, world, Path(out) / "rendezvous"):
         d = Distributed(rank=rank, world_size=world)
         _run(Path(config), Path(out) / "whole", d)
         # Interrupted at step 5 of the sharded world-model stage (the codec's 4 steps done):
@@ -78,14 +72,6 @@ def _worker(rank: int, world: int, port: int, config: str, out: str) -> None:
         assert _run(Path(config), Path(out) / "split", d, stop_after=5) is None
         _run(Path(config), Path(out) / "split", d)
         _run(_lora_recipe(Path(out)), Path(out) / "lora", d)
-    finally:
-        dist.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +82,7 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     config = write_config(root, data, world_model=EXACT)
     config.write_text(config.read_text() + FSDP)
     workers = mp.spawn(
-        _worker, args=(2, _free_port(), str(config), str(root)), nprocs=2, join=False
+        _worker, args=(2, str(config), str(root)), nprocs=2, join=False
     )
     deadline = time.monotonic() + DEADLINE_S
     while not workers.join(timeout=2):  # raises when a worker fails
