@@ -29,6 +29,7 @@ def count(files: list[str]) -> tuple[int, int, int, int]:
 dreams = [p for p in sorted(glob.glob("data/door_dream/*.hdf5")) if not p.endswith(("random.hdf5", "zero.hdf5"))]
 for label, files in (("BC dreams, replayed", dreams),
                      ("BC rollouts (real, closed loop)", sorted(glob.glob("data/door_roll_obs/*.hdf5"))),
+                     ("more BC rollouts (data/door_roll_obs2)", sorted(glob.glob("data/door_roll_obs2/*.hdf5"))),
                      ("expert, expert+noise=0.1", ["data/door/expert0.hdf5", "data/door/expert10.hdf5"]),
                      ("expert+noise=0.3 (state-only)", ["data/door_state/noise03.hdf5"])):
     n, turned, back, opened = count(files)
