@@ -23,6 +23,8 @@ Nothing here imports a simulator.
 
 from __future__ import annotations
 
+import os
+import sys
 import warnings
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
@@ -98,7 +100,7 @@ class EpisodeLimit:
         ):
             return
         own = self.default_episode_limit()
-        if own is not None and own != registered.max_episode_steps:
+        if own is not None and own != registered.max_episode_steps and not _limit_given_to_make():
             warnings.warn(
                 f"{value.id} is registered with max_episode_steps={registered.max_episode_steps}, "
                 f"but this env's own limit is {own}: gym.make truncates at its "
@@ -107,6 +109,24 @@ class EpisodeLimit:
                 stacklevel=3,
             )
         self.max_episode_steps = None
+
+
+def _limit_given_to_make() -> bool:
+    """Whether the ``gym.make`` call now assigning an env its spec was given ``max_episode_steps``.
+
+    Gymnasium hands the env a spec without a limit either way, so the caller's choice is
+    visible only as ``make``'s own argument, in its frame up the stack. False where no such
+    frame is found (another caller, a Gymnasium laid out otherwise): the warning it guards is
+    then shown, as before.
+    """
+    registration = os.path.join("gymnasium", "envs", "registration.py")
+    frame = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "make" and code.co_filename.endswith(registration):
+            return frame.f_locals.get("max_episode_steps") is not None
+        frame = frame.f_back
+    return False
 
 
 def positive_limit(value: Any, name: str = "max_episode_steps") -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 
 import gymnasium as gym
@@ -232,7 +233,10 @@ def _episode_length(env, single: bool) -> int:
 @pytest.mark.parametrize("limit", [3, LIMIT + 5])
 def test_max_episode_steps_means_the_same_via_gym_make_and_directly(ckpt_dir, ckpt, limit):
     kwargs = {"done_threshold": 1.0}
-    made = gym.make("kairos_gym/Imagined-v0", checkpoint=ckpt_dir, max_episode_steps=limit, **kwargs)
+    with warnings.catch_warnings():
+        # The limit is given, so gym.make's TimeLimit keeps it: nothing to warn about.
+        warnings.filterwarnings("error", message=".*is registered with max_episode_steps")
+        made = gym.make("kairos_gym/Imagined-v0", checkpoint=ckpt_dir, max_episode_steps=limit, **kwargs)
     assert made.spec.max_episode_steps == limit
     direct = ImaginedEnv(ckpt, max_episode_steps=limit, **kwargs)
     vec = gym.make_vec("kairos_gym/Imagined-v0", 2, checkpoint=ckpt, max_episode_steps=limit, **kwargs)
