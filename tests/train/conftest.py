@@ -27,6 +27,7 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 
+
 @contextlib.contextmanager
 def gloo_group(rank: int, world: int, rendezvous: str | Path) -> Iterator[None]:
     """A CPU (gloo) process group of ``world`` spawned test processes, for the ``with`` body.
