@@ -1,32 +1,46 @@
-"""Step-16 and mean PSNR of the previous and the shipped Door model over five sampling seeds.
+"""Step-16 and mean PSNR of the Door versions over five sampling seeds, against the frames' own
+version (``runs/door_rollouts/model``, "previous"): every later version keeps its frames and
+changes only the carried state they are conditioned on.
 
     python results/door_adapt/fidelity_seeds/summary.py > results/door_adapt/fidelity_seeds/summary.txt
 
-Seeds 1-4 were measured with the card's fidelity command plus ``--seed S``, writing
-``{previous,shipped}_seedS.json`` here; seed 0 is the recorded run of each model.
+Seeds 1-4 (and 0 for windows96) were measured with the card's fidelity command plus ``--seed S``,
+writing ``{model}_seedS.json`` here; seed 0 of the others is their recorded run.
 """
 import json
 
 import numpy as np
 
 RECORDED = {"previous": "results/door_rollouts/fidelity.json",
-            "shipped": "results/door_adapt/fidelity_door_adapt_rollouts_det_model.json"}
+            "rollouts_det": "results/door_adapt/fidelity_door_adapt_rollouts_det_model.json",
+            "long_windows": "results/door_adapt/fidelity_door_adapt_long_windows_model.json"}
+SEEDS_AS = {"rollouts_det": "shipped"}  # its seed files were written when it was the shipped version
+VERSIONS = ("rollouts_det", "long_windows", "windows96")
 
 
 def psnr(model: str, seed: int) -> np.ndarray:
-    path = RECORDED[model] if seed == 0 else f"results/door_adapt/fidelity_seeds/{model}_seed{seed}.json"
+    if seed == 0 and model in RECORDED:
+        path = RECORDED[model]
+    else:
+        path = f"results/door_adapt/fidelity_seeds/{SEEDS_AS.get(model, model)}_seed{seed}.json"
     with open(path) as f:
         return np.array(json.load(f)["curves"]["psnr"])
 
 
-print("Held-out PSNR (dB) of the Door models, 12 expert+noise=0.1 episodes, sampling seeds 0-4")
-print("(seed 0: the recorded fidelity files; seeds 1-4: results/door_adapt/fidelity_seeds/)")
-print("seed  previous@16  shipped@16  loss@16  previous 1..64  shipped 1..64")
-at16, overall = [], []
+print("Held-out PSNR (dB) of the Door versions, 12 expert+noise=0.1 episodes, sampling seeds 0-4;")
+print("loss = the frames' own version (door_rollouts) minus the version, at step 16 and over steps 1..64")
+print("seed  previous@16  " + "  ".join(f"{v:>12}@16 loss" for v in VERSIONS))
+losses = {v: ([], []) for v in VERSIONS}
 for seed in range(5):
-    p, q = psnr("previous", seed), psnr("shipped", seed)
-    at16.append(p[15] - q[15])
-    overall.append(p.mean() - q.mean())
-    print(f"{seed:4d}  {p[15]:11.2f}  {q[15]:10.2f}  {p[15] - q[15]:7.2f}  {p.mean():14.2f}  {q.mean():13.2f}")
-print(f"mean loss at step 16 {np.mean(at16):.3f} dB (range {min(at16):.2f} to {max(at16):.2f}); "
-      f"mean loss over steps 1..64 {np.mean(overall):.3f} dB")
+    p = psnr("previous", seed)
+    cells = []
+    for v in VERSIONS:
+        q = psnr(v, seed)
+        losses[v][0].append(p[15] - q[15])
+        losses[v][1].append(p.mean() - q.mean())
+        cells.append(f"{q[15]:15.2f} {p[15] - q[15]:4.2f}")
+    print(f"{seed:4d}  {p[15]:11.2f}  " + "  ".join(cells))
+for v in VERSIONS:
+    at16, overall = losses[v]
+    print(f"{v}: mean loss at step 16 {np.mean(at16):.3f} dB (range {min(at16):.2f} to {max(at16):.2f}); "
+          f"mean loss over steps 1..64 {np.mean(overall):.3f} dB")
