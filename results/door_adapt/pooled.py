@@ -11,6 +11,7 @@ joined) judge a model on 35 rates. Each family's chunks are joined with
 
 prints the table and statistics and writes ``results/door_adapt/pooled/NAME.json``.
 """
+import dataclasses
 import glob
 import json
 import sys
@@ -18,8 +19,8 @@ from pathlib import Path
 
 from kairos_gym.evaluation.agreement import PolicyScores, agreement_stats, combine_reports
 
-FIELDS = ("real", "imagined", "real_returns", "imagined_returns", "real_first_success",
-          "imagined_first_success", "imagined_success_probs", "imagined_step_rewards")
+# Every per-episode list of a row (all of PolicyScores but its name).
+FIELDS = tuple(f.name for f in dataclasses.fields(PolicyScores) if f.name != "name")
 
 
 def pooled(folders: list[str]) -> list[PolicyScores]:
