@@ -119,9 +119,11 @@ def _time_single(env: gym.Env, steps: int, warmup: int, seed: int) -> tuple[floa
 
 
 def time_imagined_single(checkpoint: str | None, steps: int, warmup: int, seed: int,
-                         device: str) -> dict[str, Any]:
-    """Per-step latency of one imagined env (``gym.make("kairos_gym/Imagined-v0")``)."""
-    env = gym.make(IMAGINED_ID, checkpoint=checkpoint, device=device)
+                         device: str, max_episode_steps: int | None = None) -> dict[str, Any]:
+    """Per-step latency of one imagined env (``gym.make("kairos_gym/Imagined-v0")``), episodes
+    cut at ``max_episode_steps`` (the checkpoint's real env limit, as the vector env keeps)."""
+    env = gym.make(IMAGINED_ID, checkpoint=checkpoint, device=device,
+                   max_episode_steps=max_episode_steps)
     try:
         elapsed, latencies = _time_single(env, steps, warmup, seed)
     finally:
@@ -244,7 +246,8 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
         ("imagined_vector", lambda: time_imagined_vector(checkpoint, args.num_envs, args.steps,
                                                          args.warmup, args.seed, args.device)),
         ("imagined_single", lambda: time_imagined_single(checkpoint, args.single_steps,
-                                                         args.warmup, args.seed, args.device)),
+                                                         args.warmup, args.seed, args.device,
+                                                         ckpt.max_episode_steps)),
     )
     failed = False
     for key, measure in measurements:

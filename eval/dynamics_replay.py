@@ -13,7 +13,9 @@ Run::
 
 Prints, per file, real and imagined success rates, their agreement per episode, and the mean
 error of the last carried state and of the largest one along each episode; writes them with
-the command line as JSON.
+the command line as JSON. ``--error-steps 50 100 --entry-errors`` adds, at those steps, the
+mean absolute error of every state entry (``object_state[0]``, ..., ``state[7]``): where the
+carried state drifts, entry by entry.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, default=None, help="at most this many per file")
     parser.add_argument("--error-steps", type=int, nargs="*", default=[], metavar="T",
                         help="also report the median state error at these steps")
+    parser.add_argument("--entry-errors", action="store_true",
+                        help="with --error-steps: also the mean absolute error of each state entry there")
     parser.add_argument("--threshold", type=float, default=0.5, help="success_prob threshold")
     parser.add_argument("--seed", type=int, default=0,
                         help="a stochastic dynamics draws episode i's states from seed + i (default 0)")
@@ -59,7 +63,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
     except (KairosGymError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    rows = {path: summarize([r], args.error_steps) for path, r in results.items()}
+    rows = {path: summarize([r], args.error_steps, entries=args.entry_errors)
+            for path, r in results.items()}
+    labels = entry_labels(ckpt.observation_keys.state_widths)
     print(f"{'file':40s} {'episodes':>8s} {'real':>6s} {'imagined':>9s} {'agree':>6s} {'state err':>9s} {'peak err':>9s}")
     for path, row in rows.items():
         print(f"{Path(path).name:40s} {row['episodes']:8d} {row['real_success']:6.2f} "
@@ -67,6 +73,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
               f"{row['peak_state_error']:9.3f}"
               + "".join(f"  @{t}: {v:.3g}" for t, v in row.get("state_error_at", {}).items()
                         if v is not None))
+        for t, values in row.get("entry_error_at", {}).items():
+            if values is not None:
+                print(f"  @{t}: " + ", ".join(f"{n} {v:.3g}" for n, v in zip(labels, values)))
     if args.output:
         report = {
             "benchmark": "dynamics_replay",
@@ -74,12 +83,18 @@ def run(args: argparse.Namespace, argv: list[str]) -> int:
             "checkpoint": args.checkpoint,
             "threshold": args.threshold,
             "seconds": time.perf_counter() - start,
+            **({"state_entries": labels} if args.entry_errors else {}),
             "files": {path: {**rows[path], "names": r.names,
                              "real": r.real_success.tolist(), "imagined": r.imagined_success.tolist()}
                       for path, r in results.items()},
         }
         write_report(args.output, report)
     return 0
+
+
+def entry_labels(widths: dict[str, int]) -> list[str]:
+    """``key[j]`` for every entry of the flat state, in its order (``{key: width}``)."""
+    return [f"{key}[{j}]" for key, width in widths.items() for j in range(width)]
 
 
 main = entry_point(__doc__, add_arguments, run)

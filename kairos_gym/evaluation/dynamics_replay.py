@@ -32,25 +32,37 @@ class ReplayResult:
         names: episode names ``[E]``.
         real_success: the episode reached success in the simulator, bool ``[E]``.
         imagined_success: some replayed step had ``success_prob > threshold``, bool ``[E]``.
-        final_state_error: L2 distance between the replayed and the recorded last state, in
-            environment units, float ``[E]``.
-        peak_state_error: the largest such distance over the episode's steps, float ``[E]``:
-            a dynamics that diverges mid-episode and comes back is caught here.
-        state_errors: per episode, that distance at every step, float ``[T_e]`` each (how
-            fast the carried state leaves the real one).
+        differences: per episode, the replayed state less the recorded one at every step, in
+            environment units, float ``[T_e, S]`` each (entries in the order of the
+            checkpoint's state keys): which entries leave the real ones, and which way.
     """
 
     names: list[str]
     real_success: np.ndarray
     imagined_success: np.ndarray
-    final_state_error: np.ndarray
-    peak_state_error: np.ndarray
-    state_errors: list[np.ndarray] = field(default_factory=list)
+    differences: list[np.ndarray] = field(default_factory=list)
 
     @property
     def agreement(self) -> float:
         """Fraction of episodes whose imagined success equals the real one."""
         return float(np.mean(self.real_success == self.imagined_success))
+
+    @property
+    def state_errors(self) -> list[np.ndarray]:
+        """Per episode, the L2 distance between the replayed and the recorded state at every
+        step, float ``[T_e]`` each (how fast the carried state leaves the real one)."""
+        return [np.linalg.norm(d, axis=-1) for d in self.differences]
+
+    @property
+    def final_state_error(self) -> np.ndarray:
+        """That distance at each episode's last state, float ``[E]``."""
+        return np.array([float(e[-1]) for e in self.state_errors])
+
+    @property
+    def peak_state_error(self) -> np.ndarray:
+        """The largest such distance along each episode, float ``[E]``: a dynamics that
+        diverges mid-episode and comes back is caught here."""
+        return np.array([float(e.max()) for e in self.state_errors])
 
 
 def replay_dynamics(ckpt: EnvCheckpoint, path: str, *, threshold: float = 0.5,
@@ -68,7 +80,7 @@ def replay_dynamics(ckpt: EnvCheckpoint, path: str, *, threshold: float = 0.5,
         raise ValueError("replay_dynamics needs a model with proprio_conditioning and state_outcomes")
     dit = model.dit
     dataset = ClipDataset(path, clip_len=1, cameras=(), state_keys=ckpt.observation_keys.state_keys)
-    names, real, imagined, errors, peaks, curves = [], [], [], [], [], []
+    names, real, imagined, differences = [], [], [], []
     count = len(dataset.episodes) if max_episodes is None else min(max_episodes, len(dataset.episodes))
     with torch.no_grad():
         for i in range(count):
@@ -79,32 +91,39 @@ def replay_dynamics(ckpt: EnvCheckpoint, path: str, *, threshold: float = 0.5,
             unrolled = dit.proprio_dynamics.unroll(dit.normalize_state(states), actions, start=1,
                                                    sample=True, generator=generator)
             prob = dit.proprio_dynamics.outcomes(unrolled)["success"].sigmoid()[0, 1:]
-            distance = (dit.denormalize_state(unrolled[0]) - states[0]).norm(dim=-1)
             names.append(dataset.episodes[i][1])
             real.append(bool(ep["success"].any()))
             imagined.append(bool((prob > threshold).any()))
-            errors.append(float(distance[-1]))
-            peaks.append(float(distance.max()))
-            curves.append(distance.cpu().numpy())
-    return ReplayResult(names, np.array(real), np.array(imagined), np.array(errors), np.array(peaks),
-                        curves)
+            differences.append((dit.denormalize_state(unrolled[0]) - states[0]).cpu().numpy())
+    return ReplayResult(names, np.array(real), np.array(imagined), differences)
 
 
-def summarize(results: Sequence[ReplayResult], error_steps: Sequence[int] = ()) -> dict[str, Any]:
+def summarize(results: Sequence[ReplayResult], error_steps: Sequence[int] = (), *,
+              entries: bool = False) -> dict[str, Any]:
     """Real and imagined success rates, agreement and the mean final and peak state errors over
     all episodes; with ``error_steps``, also ``state_error_at``: the median state error at each
-    of those steps over the episodes that last that long (``None`` where none does)."""
+    of those steps over the episodes that last that long (``None`` where none does), and with
+    ``entries`` too, ``entry_error_at``: the mean absolute error of every state entry at those
+    steps (a list ``[S]``, or ``None``)."""
     real = np.concatenate([r.real_success for r in results])
     imagined = np.concatenate([r.imagined_success for r in results])
     errors = np.concatenate([r.final_state_error for r in results])
     peaks = np.concatenate([r.peak_state_error for r in results])
-    return {"episodes": int(real.size), "real_success": float(real.mean()),
-            "imagined_success": float(imagined.mean()), "agreement": float(np.mean(real == imagined)),
-            "final_state_error": float(errors.mean()), "peak_state_error": float(peaks.mean()),
-            **({"state_error_at": {int(t): _median_at(results, int(t)) for t in error_steps}}
-               if error_steps else {})}
+    out = {"episodes": int(real.size), "real_success": float(real.mean()),
+           "imagined_success": float(imagined.mean()), "agreement": float(np.mean(real == imagined)),
+           "final_state_error": float(errors.mean()), "peak_state_error": float(peaks.mean())}
+    if error_steps:
+        out["state_error_at"] = {int(t): _median_at(results, int(t)) for t in error_steps}
+        if entries:
+            out["entry_error_at"] = {int(t): _entry_mean_at(results, int(t)) for t in error_steps}
+    return out
 
 
 def _median_at(results: Sequence[ReplayResult], step: int) -> float | None:
     values = [c[step] for r in results for c in r.state_errors if len(c) > step]
     return float(np.median(values)) if values else None
+
+
+def _entry_mean_at(results: Sequence[ReplayResult], step: int) -> list[float] | None:
+    values = [np.abs(d[step]) for r in results for d in r.differences if len(d) > step]
+    return np.mean(values, axis=0).tolist() if values else None

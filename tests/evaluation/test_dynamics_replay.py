@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import gymnasium as gym
@@ -48,6 +49,12 @@ def test_a_still_arm_replays_as_a_failure_and_disagrees_with_a_false_success_lab
     at = summarize([honest], error_steps=(0, 2, 10_000))["state_error_at"]
     # Starts on the recorded state (up to the rounding of the state normalisation).
     assert at[0] == pytest.approx(0.0, abs=1e-6) and at[2] >= 0.0 and at[10_000] is None
+    # Per entry: the differences hold the distances, entry by entry.
+    width = ckpt.observation_keys.state_width
+    assert all(d.shape == (len(c), width) for d, c in zip(honest.differences, honest.state_errors))
+    entry = summarize([honest], error_steps=(2, 10_000), entries=True)["entry_error_at"]
+    assert len(entry[2]) == width and entry[10_000] is None
+    np.testing.assert_allclose(entry[2], np.abs(np.stack([d[2] for d in honest.differences])).mean(0))
     lying = replay_dynamics(ckpt, _still_arm_file(ckpt, tmp_path / "lie.hdf5", True))
     assert lying.real_success.all() and lying.agreement == 0.0
     both = summarize([honest, lying])
@@ -58,8 +65,13 @@ def test_the_script_reports_and_refuses_a_model_without_state_outcomes(ckpt, tmp
     data = _still_arm_file(ckpt, tmp_path / "still.hdf5", False)
     out = tmp_path / "r.json"
     assert main(["--checkpoint", str(EMBEDDED_CHECKPOINTS["lift-objects"]), "--data", data,
-                 "--output", str(out)]) == 0
-    assert "still.hdf5" in capsys.readouterr().out and out.exists()
+                 "--error-steps", "5", "--entry-errors", "--output", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "still.hdf5" in printed and "object_state[0]" in printed and out.exists()
+    report = json.loads(out.read_text())
+    width = len(report["state_entries"])
+    assert report["state_entries"][0] == "object_state[0]"
+    assert len(next(iter(report["files"].values()))["entry_error_at"]["5"]) == width
     assert main(["--data", data]) == 2  # the default model reads success off its frames
     assert "state_outcomes" in capsys.readouterr().err
 
