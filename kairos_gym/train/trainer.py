@@ -99,9 +99,10 @@ from kairos_gym.train.objectives import (
 STAGES = ("codec", "world_model")
 
 DYNAMICS_FORM_FIELDS = ("proprio_object_frame", "proprio_position_targets", "proprio_arm_entries",
-                        "proprio_action_history")
-"""Model fields that change the proprioceptive dynamics' inputs or form: a fine-tuning run
-that changes one must refit the dynamics (``[proprio] refit``)."""
+                        "proprio_action_history", "proprio_hidden")
+"""Model fields that change the proprioceptive dynamics' inputs or form (its width
+included): a fine-tuning run that changes one must refit the dynamics (``[proprio] refit``).
+The frames' state embedding does not depend on them and keeps its weights."""
 
 
 def seed_for(*parts: Any) -> int:

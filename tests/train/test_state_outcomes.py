@@ -224,8 +224,9 @@ def _refit_into(tmp_path: Path, files: tuple[Path, Path], trained: Path, field: 
     """Fine-tune ``trained`` with the ``[model]`` line ``field`` changing its dynamics' form:
     refused without a refit, then trained with ``[proprio]`` ``proprio``; the imagined env of
     the result steps."""
-    model = f"{PROPRIO}\n{field}"
     name = field.split(" =")[0]
+    kept = "\n".join(line for line in PROPRIO.splitlines() if not line.startswith(f"{name} ="))
+    model = f"{kept}\n{field}"
     with pytest.raises(CheckpointError, match=f"{name}.*refit"):
         Trainer(load_config(_config(tmp_path / "b", files[0], model, "", init=trained)), tmp_path / "no",
                 progress=False)
@@ -275,6 +276,12 @@ def test_an_action_history_is_added_only_with_a_refit_and_step_normalised_losses
     again = _train(_config(tmp_path / "d", files[0], f"{PROPRIO}\nproprio_action_history = true", "", init=out),
                    tmp_path / "again")
     assert _model_config(again)["proprio_action_history"] is True
+
+
+def test_a_wider_dynamics_replaces_a_trained_one_only_with_a_refit(tmp_path, files, trained):
+    out = _refit_into(tmp_path, files, trained, "proprio_hidden = 24")
+    assert ckpt.load_tensors(out / "model.safetensors")["proprio_dynamics.net.0.weight"].shape[0] == 24
+    assert _model_config(out)["proprio_hidden"] == 24
 
 
 def test_a_noise_head_is_fitted_on_a_kept_dynamics_and_the_env_draws_from_it(tmp_path, files, trained):
