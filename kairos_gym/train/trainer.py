@@ -181,7 +181,8 @@ def check_init(config: TrainConfig) -> None:
         if not theirs.get("proprio_stochastic"):
             mine.pop("proprio_stochastic")
             theirs.pop("proprio_stochastic", None)
-    for name in DYNAMICS_FORM_FIELDS:
+    # (A config without the pathway has no dynamics to refit: its difference is reported below.)
+    for name in DYNAMICS_FORM_FIELDS if mine.get("proprio_conditioning") else ():
         if mine.get(name) == theirs.get(name):
             continue
         # ... or change what its dynamics sees or predicts, when that dynamics is fitted anew.
