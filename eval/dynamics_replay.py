@@ -54,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, argv: list[str]) -> int:
     """Replay every file; print and write the results. Exit 2 on unusable input."""
+    if args.entry_errors and not args.error_steps:
+        print("error: --entry-errors reports at the --error-steps; give them (e.g. --error-steps 50 100)",
+              file=sys.stderr)
+        return 2
     torch.set_num_threads(max(args.threads, 1))
     start = time.perf_counter()
     try:

@@ -74,6 +74,10 @@ def test_the_script_reports_and_refuses_a_model_without_state_outcomes(ckpt, tmp
     assert len(next(iter(report["files"].values()))["entry_error_at"]["5"]) == width
     assert main(["--data", data]) == 2  # the default model reads success off its frames
     assert "state_outcomes" in capsys.readouterr().err
+    # Entry errors are reported at the error steps: asked for without them, a clear refusal.
+    assert main(["--checkpoint", str(EMBEDDED_CHECKPOINTS["lift-objects"]), "--data", data,
+                 "--entry-errors"]) == 2
+    assert "--error-steps" in capsys.readouterr().err
 
 
 def test_a_stochastic_dynamics_replays_the_draws_of_its_seed(ckpt, tmp_path):
