@@ -12,6 +12,8 @@ Observation (flat ``gymnasium.spaces.Dict``):
 - ``state``: float32 ``[8]``: end-effector position (3), end-effector orientation as
   axis-angle (3, from ``robot0_eef_quat`` exactly as LIBERO/VLA clients compute it) and the
   two gripper finger positions (2).
+- ``object_state`` (``object_obs=True``) and ``joints`` (``joint_obs=True``): optional, see
+  :class:`RobosuiteEnv`.
 
 Seeding: robosuite 1.4 draws the object placement and the robot's initial joint noise from
 numpy's *global* RNG (``np.random.uniform`` / ``np.random.randn``). Every robosuite call made
@@ -55,6 +57,7 @@ from kairos_gym.errors import ResetNeeded, missing_dependency
 
 ACTION_DIM = 7
 STATE_DIM = 8
+ARM_JOINTS = 7
 CONTROL_FREQ = 20.0
 DEFAULT_RENDER_CAMERA = "agentview"
 
@@ -190,6 +193,12 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
             the can [3]; Door: handle position, hinge and latch angles [5]). Off by default:
             policies should not see it. World models trained on data with it carry the
             objects' state, as they carry the arm's (``model.proprio_conditioning``).
+        joint_obs: add the ``joints`` observation, float32 ``[14]``: the arm's seven joint
+            angles (rad) and seven joint velocities (rad/s), read from the simulator. Where
+            the arm ends a step depends on its joint configuration and speed, which the
+            end-effector pose of ``state`` does not determine; a world model that carries
+            them predicts the arm's motion better. A real arm's encoders give them, so they
+            are not privileged.
 
     Attributes:
         instruction: the task instruction (also in every ``info``).
@@ -209,6 +218,7 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
         reward_shaping: bool = False,
         render_mode: str | None = None,
         object_obs: bool = False,
+        joint_obs: bool = False,
     ) -> None:
         if max_episode_steps is None and task in TASKS:
             max_episode_steps = ROBOSUITE_LIMITS[task]
@@ -230,6 +240,7 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
         self.metadata = {"render_modes": ["rgb_array"], "render_fps": CONTROL_FREQ}
         self._spec = spec
         self.object_obs = bool(object_obs)
+        self.joint_obs = bool(joint_obs)
 
         robosuite = _import_robosuite()
         needs_renderer = bool(cameras) or render_mode == "rgb_array"
@@ -263,7 +274,10 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
             raise ValueError(
                 f"unknown camera(s) {unknown} for task {task!r}; available: {available}"
             )
-        self._eef_site_id = self._env.robots[0].eef_site_id
+        robot = self._env.robots[0]
+        self._eef_site_id = robot.eef_site_id
+        self._joint_qpos = np.asarray(robot._ref_joint_pos_indexes, dtype=np.int64)
+        self._joint_qvel = np.asarray(robot._ref_joint_vel_indexes, dtype=np.int64)
 
         h, w = self.image_hw
         spaces: dict[str, gym.spaces.Space] = {
@@ -273,6 +287,8 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
         if self.object_obs:
             width = object_state(spec, self._env.observation_spec()).size
             spaces["object_state"] = gym.spaces.Box(-np.inf, np.inf, (width,), np.float32)
+        if self.joint_obs:
+            spaces["joints"] = gym.spaces.Box(-np.inf, np.inf, (2 * ARM_JOINTS,), np.float32)
         self.observation_space = gym.spaces.Dict(spaces)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (ACTION_DIM,), np.float32)
 
@@ -493,6 +509,10 @@ class RobosuiteEnv(EpisodeLimit, gym.Env):
         obs["state"] = panda_state(self._raw)
         if self.object_obs:
             obs["object_state"] = object_state(self._spec, self._raw)
+        if self.joint_obs:
+            data = self._env.sim.data
+            obs["joints"] = np.concatenate(
+                [data.qpos[self._joint_qpos], data.qvel[self._joint_qvel]]).astype(np.float32)
         return obs
 
     def _copy_obs(self) -> dict[str, np.ndarray]:

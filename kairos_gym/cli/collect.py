@@ -90,6 +90,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--object-state", action="store_true",
         help="record the privileged object_state observation too (robosuite and ALOHA envs: the "
              "task's object positions; for world models that carry them, not for policies)")
+    add("--joints", action="store_true",
+        help="record the arm's joint angles and velocities too (the joints observation of the "
+             "robosuite envs; for world models that carry them)")
     add("--dream", default=None, metavar="CHECKPOINT",
         help="act in this imagined-env checkpoint from each real reset and record the real "
              "simulator replaying the actions chosen there (the real env must give the "
@@ -108,6 +111,7 @@ def make_env(
     image_size: int | None,
     max_steps: int | None,
     object_state: bool = False,
+    joints: bool = False,
 ) -> Any:
     """``gym.make`` with the collection options; ``max_steps`` becomes Gymnasium's
     ``TimeLimit`` (the env's registered limit otherwise), the one truncation of the episode.
@@ -133,6 +137,8 @@ def make_env(
         kwargs["max_episode_steps"] = max_steps
     if object_state:
         kwargs["object_obs"] = True
+    if joints:
+        kwargs["joint_obs"] = True
     try:
         return gym.make(env_id, **kwargs)
     except DependencyNotInstalled:
@@ -155,8 +161,9 @@ def _env_kwargs(env: Any) -> dict[str, Any]:
     steps = getattr(base, "max_episode_steps", None) or (env.spec.max_episode_steps if env.spec else None)
     if steps is not None:
         kwargs["max_episode_steps"] = int(steps)
-    if getattr(base, "object_obs", False):
-        kwargs["object_obs"] = True
+    for option in ("object_obs", "joint_obs"):
+        if getattr(base, option, False):
+            kwargs[option] = True
     return kwargs
 
 
@@ -313,7 +320,8 @@ def _collect(args: argparse.Namespace) -> int:
             )
 
     env = make_env(args.env, cameras=args.cameras, image_size=args.image_size,
-                   max_steps=args.max_steps, object_state=args.object_state)
+                   max_steps=args.max_steps, object_state=args.object_state,
+                   joints=args.joints)
     imagined = None
     try:
         try:

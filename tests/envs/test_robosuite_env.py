@@ -382,3 +382,32 @@ def test_object_obs_adds_the_task_objects_state_and_recorded_states_restore_it()
         assert "object_state" not in plain.observation_space.spaces
     finally:
         plain.close()
+
+
+def test_joint_obs_adds_the_arms_joint_angles_and_velocities():
+    env = RobosuiteEnv("Door", cameras=(), joint_obs=True, object_obs=True)
+    try:
+        assert env.observation_space["joints"].shape == (14,)
+        obs, _ = env.reset(seed=2)
+        assert env.observation_space.contains(obs)
+        recorded = env.get_sim_state()
+        # The recorded state's robot joints come first: [time, qpos (7 arm, ...), qvel (...)].
+        np.testing.assert_allclose(obs["joints"][:7], recorded[1:8], atol=1e-6)
+        np.testing.assert_array_equal(obs["joints"][7:], 0.0)  # at rest after a reset
+        for _ in range(3):
+            moved, *_ = env.step(np.array([1, 0, 0, 0, 0, 0, -1], np.float32))
+        # Moving the end effector turns the joints and they have a speed.
+        assert np.abs(moved["joints"][:7] - obs["joints"][:7]).max() > 0.01
+        assert np.abs(moved["joints"][7:]).max() > 0.05
+        nq = env.robosuite_env.sim.model.nq
+        state = env.get_sim_state()
+        np.testing.assert_allclose(moved["joints"][7:], state[1 + nq:1 + nq + 7], atol=1e-6)
+        back = env.observe_sim_state(recorded)
+        np.testing.assert_allclose(back["joints"], obs["joints"], atol=1e-6)
+    finally:
+        env.close()
+    plain = RobosuiteEnv("Door", cameras=())
+    try:
+        assert "joints" not in plain.observation_space.spaces
+    finally:
+        plain.close()
