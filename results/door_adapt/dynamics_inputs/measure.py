@@ -45,12 +45,19 @@ PAIRS = ("n60_s2000", "n15_s1500", "n5_s800", "n2_s400", "n60_s300")
 def unroller(name: str):
     """``(carry(states, actions) -> carried states [T, S], reads joints)`` of a dynamics."""
     if name == "shipped" or Path(name).is_dir():
-        dit = load_env_checkpoint("kairos_gym/assets/door" if name == "shipped" else name).model.dit
+        checkpoint = load_env_checkpoint("kairos_gym/assets/door" if name == "shipped" else name)
+        dit = checkpoint.model.dit
+        # The study's layout is object_state, state (, joints); a checkpoint's is its keys' order.
+        study = {"object_state": slice(0, 5), "state": slice(5, 13), "joints": slice(13, 27)}
+        keys = checkpoint.state_keys
+        order = np.concatenate([np.arange(27)[study[k]] for k in keys])
+        back = np.argsort(order)
 
         def carry(s, a):
-            return dit.denormalize_state(dit.proprio_dynamics.unroll(
-                dit.normalize_state(torch.tensor(s)[None]), torch.tensor(a)[None], start=1))[0].numpy()
-        return carry, False
+            carried = dit.denormalize_state(dit.proprio_dynamics.unroll(
+                dit.normalize_state(torch.tensor(s[:, order])[None]), torch.tensor(a)[None], start=1))[0]
+            return carried.numpy()[:, back]
+        return carry, "joints" in keys
     dynamics, mean, std, options = load(name)
 
     def carry(s, a):
