@@ -250,3 +250,12 @@ def robomimic_file(tmp_path) -> str:
     path = str(tmp_path / "image.hdf5")
     write_robomimic_file(path)
     return path
+
+
+def collect_small(path, *extra: str, env: str = "kairos_gym/Robosuite-Lift-v0", seed: int = 11) -> None:
+    """``kairos-gym collect`` two 8-step noisy-expert episodes at 16 px into ``path``."""
+    from kairos_gym.cli import main
+
+    argv = ["collect", "--env", env, "--image-size", "16", "--max-steps", "8", "--episodes", "2",
+            "--seed", str(seed), "--policy", "expert+noise=0.3", "--output", str(path), "--no-progress"]
+    assert main([*argv, *extra]) == 0

@@ -8,28 +8,20 @@ import h5py
 import numpy as np
 import pytest
 
-from kairos_gym.cli import main
 from kairos_gym.data.episodes import EpisodeWriter, open_episodes
 from kairos_gym.data.object_state import add_object_state
 from kairos_gym.errors import DatasetError
-from tests.data.conftest import make_episode, make_spec
+from tests.data.conftest import collect_small, make_episode, make_spec
 
 pytestmark = pytest.mark.sim
-LIFT = "kairos_gym/Robosuite-Lift-v0"
 TRANSFER_CUBE = "kairos_gym/Aloha-TransferCube-v0"
-
-
-def _collect(path, *extra: str, env: str = LIFT) -> None:
-    argv = ["collect", "--env", env, "--image-size", "16", "--max-steps", "8", "--episodes", "2",
-            "--seed", "11", "--policy", "expert+noise=0.3", "--output", str(path), "--no-progress"]
-    assert main([*argv, *extra]) == 0
 
 
 def test_recomputed_object_state_equals_the_live_one(tmp_path):
     pytest.importorskip("robosuite")
     live, later = tmp_path / "live.hdf5", tmp_path / "later.hdf5"
-    _collect(live, "--object-state")
-    _collect(later)
+    collect_small(live, "--object-state")
+    collect_small(later)
     with open_episodes(str(later)) as reader:
         assert "object_state" not in reader.env_spec.observation_space.spaces
     assert add_object_state(later) == 2
@@ -49,8 +41,8 @@ def test_recomputed_object_state_equals_the_live_one(tmp_path):
 def test_aloha_object_state_is_recomputed_exactly(tmp_path):
     pytest.importorskip("mujoco")
     live, later = tmp_path / "live.hdf5", tmp_path / "later.hdf5"
-    _collect(live, "--object-state", "--max-steps", "30", env=TRANSFER_CUBE)
-    _collect(later, "--max-steps", "30", env=TRANSFER_CUBE)
+    collect_small(live, "--object-state", "--max-steps", "30", env=TRANSFER_CUBE)
+    collect_small(later, "--max-steps", "30", env=TRANSFER_CUBE)
     assert add_object_state(later) == 2
     with open_episodes(str(live)) as a, open_episodes(str(later)) as b:
         assert a.env_spec == b.env_spec and b.env_spec.env_kwargs["object_obs"] is True

@@ -6,26 +6,20 @@ import h5py
 import numpy as np
 import pytest
 
-from kairos_gym.cli import main
 from kairos_gym.data.episodes import open_episodes
 from kairos_gym.data.recompute import add_observation_key
 from kairos_gym.data.recompute import main as recompute
 from kairos_gym.errors import DatasetError
+from tests.data.conftest import collect_small
 
 pytestmark = pytest.mark.sim
-
-
-def _collect(path, *extra: str, env: str = "kairos_gym/Robosuite-Lift-v0") -> None:
-    argv = ["collect", "--env", env, "--image-size", "16", "--max-steps", "8", "--episodes", "2",
-            "--seed", "5", "--policy", "expert+noise=0.3", "--output", str(path), "--no-progress"]
-    assert main([*argv, *extra]) == 0
 
 
 def test_recomputed_joints_equal_the_live_ones_exactly(tmp_path):
     pytest.importorskip("robosuite")
     live, later = tmp_path / "live.hdf5", tmp_path / "later.hdf5"
-    _collect(live, "--joints", "--object-state")
-    _collect(later, "--object-state")
+    collect_small(live, "--joints", "--object-state", seed=5)
+    collect_small(later, "--object-state", seed=5)
     assert recompute(["--key", "joints", str(later)]) == 0
     assert add_observation_key(later, "joints") == 0  # done: a rerun adds nothing
     with open_episodes(str(live)) as a, open_episodes(str(later)) as b:
@@ -42,7 +36,7 @@ def test_recomputed_joints_equal_the_live_ones_exactly(tmp_path):
 def test_joints_are_refused_for_an_env_without_them(tmp_path):
     pytest.importorskip("mujoco")
     aloha = tmp_path / "aloha.hdf5"
-    _collect(aloha, env="kairos_gym/Aloha-TransferCube-v0")
+    collect_small(aloha, env="kairos_gym/Aloha-TransferCube-v0", seed=5)
     with pytest.raises(DatasetError, match="joints is defined for the robosuite envs"):
         add_observation_key(aloha, "joints")
     with h5py.File(aloha) as f:  # nothing was written

@@ -16,6 +16,8 @@ from the recorded first one under the recorded actions (as the imagined env does
 
     python results/door_adapt/dynamics_inputs/measure.py shipped runs/dynamics_inputs/*.pt \
         > results/door_adapt/dynamics_inputs/measure.txt
+    python results/door_adapt/dynamics_inputs/measure.py runs/door_history_wide_windows96/model \
+        runs/door_joints/model runs/door_joints_windows96/model > .../measure_models.txt
 
 `shipped` is the shipped Door model's dynamics (`kairos_gym/assets/door`); a directory is read
 as an environment checkpoint.
@@ -111,7 +113,8 @@ def main() -> None:
     for name in sys.argv[1:]:
         row = measure(name, policies)
         success, failure = row["eef_error_cm"]["success"], row["eef_error_cm"]["failure"]
-        print(f"{Path(name).stem}: state divergence {row['state_divergence_mean']:.3f} "
+        label = Path(name).parent.name if Path(name).is_dir() else Path(name).stem
+        print(f"{label}: state divergence {row['state_divergence_mean']:.3f} "
               + " ".join(f"{v:.3f}" for v in row["state_divergence"].values()))
         print("  end effector off (cm) at steps " + "/".join(map(str, STEPS)))
         print("    succeeding:", " ".join(f"{success[t]:.2f}" for t in STEPS))
