@@ -161,7 +161,9 @@ def _env_kwargs(env: Any) -> dict[str, Any]:
     steps = getattr(base, "max_episode_steps", None) or (env.spec.max_episode_steps if env.spec else None)
     if steps is not None:
         kwargs["max_episode_steps"] = int(steps)
-    for option in ("object_obs", "joint_obs"):
+    from kairos_gym.data.recompute import RECOMPUTABLE
+
+    for option in (key.option for key in RECOMPUTABLE.values()):  # object_obs, joint_obs
         if getattr(base, option, False):
             kwargs[option] = True
     return kwargs
