@@ -11,7 +11,7 @@ resumed collection can refuse to mix data from two different set-ups.
 - :class:`EpisodeEnvSpec`: env id, ``gym.make`` kwargs, spaces, control rate, instruction,
   cameras, image size; ``to_json()`` / ``from_json()`` and :meth:`EpisodeEnvSpec.from_env`
   to describe a live environment; :func:`restrict_to_camera` for the one camera a model
-  generates.
+  generates and :func:`restrict_to_state_keys` for the observation keys its state is made of.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import gymnasium as gym
@@ -404,3 +405,49 @@ def restrict_to_camera(spec: EpisodeEnvSpec, camera: str) -> EpisodeEnvSpec:
         (camera,),
         spec.image_size,
     )
+
+
+def restrict_to_state_keys(
+    spec: EpisodeEnvSpec,
+    keys: Sequence[str],
+    env_options: Mapping[str, str] | None = None,
+) -> EpisodeEnvSpec:
+    """``spec`` with only ``keys`` beside the camera images in its observation space.
+
+    A model's state is every non-image key of its spec; this chooses them, so that files
+    recorded with an extra key (``joints``, ``object_state``) can train a model without it,
+    beside files that never had it. Where an env option adds a dropped key (``env_options``:
+    ``{key: option}``, e.g. ``{"joints": "joint_obs"}``), the option is removed from the env
+    kwargs as well: the spec then describes the env the model imitates, and the real env
+    rebuilt from it (an agreement run's) has the same keys as the imagined one.
+
+    Args:
+        spec: a file's spec.
+        keys: non-image observation keys of ``spec`` to keep (any order: the state is
+            concatenated in the observation space's own, sorted, order).
+        env_options: the env option that adds each optional key.
+
+    Raises:
+        ValueError: ``keys`` not a list of strings. DatasetError: a key the spec does not
+            have, an image key, or a key named twice.
+    """
+    if not isinstance(keys, (list, tuple)) or not all(isinstance(k, str) for k in keys):
+        raise ValueError(f"state keys must be a list of observation keys, got {keys!r}")
+    keys = list(keys)
+    images = set(spec.image_keys)
+    available = [k for k in spec.observation_space.spaces if k not in images]
+    unknown = [k for k in keys if k not in available]
+    if unknown or len(set(keys)) != len(keys):
+        raise DatasetError(
+            f"state keys {keys} must name each of them once, from the data's non-image "
+            f"observation keys {available}" + (f" ({unknown} are not among them)" if unknown else "")
+        )
+    dropped = [k for k in available if k not in keys]
+    if not dropped:
+        return spec
+    space = gym.spaces.Dict(
+        {k: v for k, v in spec.observation_space.spaces.items() if k not in dropped}
+    )
+    options = {(env_options or {}).get(k) for k in dropped} - {None}
+    kwargs = {k: v for k, v in spec.env_kwargs.items() if k not in options}
+    return dataclasses.replace(spec, env_kwargs=kwargs, observation_space=space)

@@ -76,8 +76,20 @@ class DataConfig:
     sum to 1; within a file every clip is equally likely). Unset: every clip of every file is
     equally likely, so a file's share is its share of the clips. A mixture of embodiments or
     tasks sets it so that a small dataset is not drowned by a large one."""
+    state_keys: tuple[str, ...] | None = None
+    """The non-image observation keys the model's state is made of (in the observation
+    space's sorted order, whatever the order here). Unset: every non-image key of the data.
+    Files recorded with a key the model leaves out (``joints``, ``object_state``) then train
+    beside files without it, and the checkpoint's env spec drops the key and the env option
+    that adds it (:func:`~kairos_gym.data.spaces.restrict_to_state_keys`)."""
 
     def __post_init__(self) -> None:
+        if self.state_keys is not None:
+            keys = self.state_keys
+            if (isinstance(keys, (str, bytes)) or not isinstance(keys, (list, tuple))
+                    or not all(isinstance(k, str) and k for k in keys) or len(set(keys)) != len(keys)):
+                raise ValueError(f"[data] state_keys must be a list of distinct observation keys, got {keys!r}")
+            object.__setattr__(self, "state_keys", tuple(keys))
         if self.weights is None:
             return
         weights = self.weights
@@ -621,13 +633,14 @@ def _model_dict(model: WorldModelConfig) -> dict[str, Any]:
 
 
 def _data_dict(data: DataConfig) -> dict[str, Any]:
-    """``[data]`` as JSON; ``weights`` only when set, so the stored configs of earlier runs
-    still compare equal on resume."""
+    """``[data]`` as JSON; ``weights`` and ``state_keys`` only when set, so the stored configs
+    of earlier runs still compare equal on resume."""
     out = {**dataclasses.asdict(data), "paths": list(data.paths)}
-    if data.weights is None:
-        del out["weights"]
-    else:
-        out["weights"] = list(data.weights)
+    for name in ("weights", "state_keys"):
+        if getattr(data, name) is None:
+            del out[name]
+        else:
+            out[name] = list(getattr(data, name))
     return out
 
 

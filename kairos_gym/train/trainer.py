@@ -37,7 +37,7 @@ import os
 import platform
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -55,7 +55,8 @@ from kairos_gym.data.dataset import ClipDataset, group_by_latent
 from kairos_gym.data.keys import ObservationKeys
 from kairos_gym.data.loading import list_episodes, load_episodes
 from kairos_gym.data.reader import EpisodeReader
-from kairos_gym.data.spaces import EpisodeEnvSpec, restrict_to_camera
+from kairos_gym.data.recompute import RECOMPUTABLE
+from kairos_gym.data.spaces import EpisodeEnvSpec, restrict_to_camera, restrict_to_state_keys
 from kairos_gym.errors import CheckpointError, DatasetError
 from kairos_gym.evaluation.open_loop import open_loop_eval
 from kairos_gym.imagined.checkpoint import save_env_checkpoint
@@ -111,17 +112,27 @@ def seed_for(*parts: Any) -> int:
     return int.from_bytes(digest, "little") >> 1
 
 
-def read_env_spec(paths: tuple[str, ...], camera: str) -> EpisodeEnvSpec:
-    """The env spec shared by every data file, restricted to ``camera``.
+def read_env_spec(
+    paths: tuple[str, ...], camera: str, state_keys: Sequence[str] | None = None
+) -> EpisodeEnvSpec:
+    """The env spec shared by every data file, restricted to ``camera`` and, when given, to
+    ``state_keys`` (each file's first, so files that differ only in keys left out agree).
 
     Raises:
         DatasetError: a file without a usable spec, files from different environments, or
-            a camera the data does not have.
+            a camera or state key the data does not have.
     """
+    options = {key: r.option for key, r in RECOMPUTABLE.items()}
     specs = []
     for path in paths:
         with EpisodeReader(path) as reader:
-            specs.append((path, reader.env_spec))
+            spec = restrict_to_camera(reader.env_spec, camera)
+        if state_keys is not None:
+            try:
+                spec = restrict_to_state_keys(spec, state_keys, options)
+            except DatasetError as exc:
+                raise DatasetError(f"{path}: {exc}") from None
+        specs.append((path, spec))
     first_path, spec = specs[0]
     for path, other in specs[1:]:
         diffs = spec.differences(other)
@@ -130,7 +141,7 @@ def read_env_spec(paths: tuple[str, ...], camera: str) -> EpisodeEnvSpec:
                 f"{path} was recorded with a different environment than {first_path} "
                 f"(fields {diffs}); train on files of one environment"
             )
-    return restrict_to_camera(spec, camera)
+    return spec
 
 
 def model_defaults_from_data(spec: EpisodeEnvSpec) -> dict[str, Any]:
@@ -281,7 +292,7 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
     if not paths:
         raise ValueError(f"{path}: [data] paths must name at least one episode file")
     resolved = tuple(str((path.parent / p).resolve()) for p in paths)
-    spec = read_env_spec(resolved, data.get("camera", "agentview"))
+    spec = read_env_spec(resolved, data.get("camera", "agentview"), data.get("state_keys"))
     return TrainConfig.from_toml(path, **model_defaults_from_data(spec))
 
 
@@ -342,7 +353,7 @@ class Trainer:
         self.stop_after = stop_after
         self.evaluate_open_loop = evaluate_open_loop
         self.log = MetricsLog(self.output / METRICS_NAME, enabled=self.dist.is_main)
-        self.spec = read_env_spec(config.data.paths, config.data.camera)
+        self.spec = read_env_spec(config.data.paths, config.data.camera, config.data.state_keys)
         # The state the model learns is the state the env checkpoint splits: every non-image
         # key of the spec, whatever the files' layout would choose by default.
         self.keys = ObservationKeys.from_spec(self.spec)

@@ -9,7 +9,15 @@ import gymnasium as gym
 import numpy as np
 import pytest
 
-from kairos_gym.data.spaces import EpisodeEnvSpec, space_from_json, space_to_json, spaces_equal
+from kairos_gym.data.spaces import (
+    EpisodeEnvSpec,
+    restrict_to_state_keys,
+    space_from_json,
+    space_to_json,
+    spaces_equal,
+)
+from kairos_gym.errors import DatasetError
+from tests.data.conftest import make_multikey_spec
 
 
 def roundtrip(space: gym.Space) -> gym.Space:
@@ -130,3 +138,25 @@ def test_from_env_reads_a_wrapped_env():
     assert spec.control_freq == 20.0 and spec.instruction == "lift the cube"
     assert spec.env_id == "_FakeEnv"
     assert EpisodeEnvSpec.from_json(spec.to_json()) == spec
+
+
+def test_restrict_to_state_keys_drops_the_others_and_the_option_that_adds_them():
+    import dataclasses
+
+    full = make_multikey_spec()
+    full = dataclasses.replace(full, env_kwargs={**full.env_kwargs, "joint_obs": True, "object_obs": True})
+    options = {"joints": "joint_obs", "object_state": "object_obs"}
+    kept = restrict_to_state_keys(full, ["gripper", "eef_pos", "n_contacts"], options)
+    assert list(kept.observation_space.spaces) == ["agentview_image", "eef_pos", "gripper", "n_contacts"]
+    assert "joint_obs" not in kept.env_kwargs
+    assert kept.env_kwargs["object_obs"] is True  # its key is not in this data: left as it was
+    assert kept.cameras == full.cameras and kept.action_space == full.action_space
+    assert restrict_to_state_keys(full, ["eef_pos", "gripper", "joints", "n_contacts"], options) is full
+    assert "joints" in full.observation_space.spaces  # the input is not changed
+
+    for keys, match in ((["eef_pos", "wrist"], "'wrist'"), (["agentview_image"], "agentview_image"),
+                        (["eef_pos", "eef_pos"], "once")):
+        with pytest.raises(DatasetError, match=match):
+            restrict_to_state_keys(full, keys, options)
+    with pytest.raises(ValueError, match="must be a list"):
+        restrict_to_state_keys(full, "eef_pos")

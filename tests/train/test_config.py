@@ -54,6 +54,18 @@ def test_config_round_trips_to_a_json_dict(tmp_path):
     assert d["data"]["paths"] == [str(data.resolve())]
 
 
+def test_state_keys_are_recorded_only_when_set():
+    raw = {"data": {"paths": ["e.hdf5"]}}
+    assert "state_keys" not in TrainConfig.from_dict(raw).to_dict()["data"]  # earlier runs resume
+    config = TrainConfig.from_dict({"data": {**raw["data"], "state_keys": ["state", "joints"]}})
+    assert config.data.state_keys == ("state", "joints")
+    assert config.to_dict()["data"]["state_keys"] == ["state", "joints"]
+    assert TrainConfig.from_dict({"data": config.to_dict()["data"]}).data == config.data
+    for bad in ("state", ["state", "state"], ["state", ""], [1]):
+        with pytest.raises(ValueError, match="state_keys must be a list of distinct"):
+            TrainConfig.from_dict({"data": {**raw["data"], "state_keys": bad}})
+
+
 def test_codec_weights_are_a_path_beside_the_config(tmp_path):
     raw = {"data": {"paths": ["e.hdf5"]}, "model": {"preset": "tiny-wan"}}
     config = TrainConfig.from_dict({**raw, "codec_weights": "vae/w.safetensors"}, base_dir=tmp_path)
@@ -73,6 +85,7 @@ STATE_WIDTHS = {"lift_object_frame.toml": 11, "lift_dynamics_arm.toml": 11, "lif
                 "door_adapt_more_rollouts.toml": 13, "door_adapt_frames.toml": 13,
                 "door_adapt_frames_gentle.toml": 13, "door_adapt_long_windows.toml": 13,
                 "door_adapt_windows96.toml": 13, "door_adapt_episode_windows.toml": 13,
+                "door_adapt_reset_weighted.toml": 13, "door_adapt_windows96_seed1.toml": 13,
                 "door_history_wide.toml": 13, "door_history_wide_windows96.toml": 13,
                 "door_joints.toml": 27, "door_joints_windows96.toml": 27,
                 "transfer_cube_dynamics.toml": 17, "transfer_cube_state_targets.toml": 17,
