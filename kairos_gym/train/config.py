@@ -35,8 +35,13 @@ A training run is described by one :class:`TrainConfig`::
 A model over the Wan VAE takes the released VAE's weights from the top-level key
 ``codec_weights = "path"`` (or ``kairos-gym train --codec-weights PATH``).
 
-Relative data paths are resolved against the config file's directory. Unknown keys are an
-error (a typo must not silently train with a default), and so are out-of-range values.
+Relative paths are resolved against the directory of the file that names them. Unknown keys
+are an error (a typo must not silently train with a default), and so are out-of-range values.
+
+A config may start from another: ``base = "door.toml"`` (relative to its own directory) takes
+that file's keys, and the file's own keys replace them one by one (``[proprio] lr = 1e-4``
+changes the rate and keeps the rest of ``[proprio]``; a list such as ``[data] paths`` is
+replaced whole). A variant of a run is then the lines it changes (:func:`read_config_toml`).
 """
 
 from __future__ import annotations
@@ -564,11 +569,7 @@ class TrainConfig:
             ValueError: unreadable TOML, unknown sections or keys, or invalid values.
         """
         path = Path(path)
-        try:
-            raw = tomllib.loads(path.read_text())
-        except (OSError, tomllib.TOMLDecodeError) as exc:
-            raise ValueError(f"cannot read training config {path}: {exc}") from None
-        return cls.from_dict(raw, base_dir=path.parent, **model_defaults)
+        return cls.from_dict(read_config_toml(path), base_dir=path.parent, **model_defaults)
 
     @classmethod
     def from_dict(cls, raw: dict[str, Any], base_dir: str | os.PathLike = ".", **model_defaults: Any) -> TrainConfig:
@@ -589,16 +590,13 @@ class TrainConfig:
             model = WorldModelConfig.preset(preset, **overrides)
         except TypeError as exc:
             raise ValueError(f"[model]: {exc}") from None
+        raw = _resolve_paths(raw, base_dir)
         data_raw = dict(raw.get("data", {}))
-        data_raw["paths"] = _paths(data_raw.get("paths", []), base_dir)
+        data_raw["paths"] = tuple(data_raw.get("paths", ()))
         proprio_raw = dict(raw.get("proprio", {}))
         if "paths" in proprio_raw:
-            proprio_raw["paths"] = _paths(proprio_raw["paths"], base_dir)
+            proprio_raw["paths"] = tuple(proprio_raw["paths"])
         finetune_raw = dict(raw.get("finetune", {}))
-        if "released_dit" in finetune_raw:
-            finetune_raw["released_dit"] = _path(
-                finetune_raw, "released_dit", base_dir, "finetune.released_dit"
-            )
         return cls(
             model=model,
             data=_build(DataConfig, data_raw, "data"),
@@ -607,13 +605,13 @@ class TrainConfig:
             parallel=_build(ParallelConfig, raw.get("parallel", {}), "parallel"),
             proprio=_build(ProprioTrainConfig, proprio_raw, "proprio"),
             finetune=_build(FinetuneConfig, finetune_raw, "finetune"),
-            codec_weights=_path(raw, "codec_weights", base_dir),
+            codec_weights=raw.get("codec_weights"),
             export_dtype=str(raw.get("export_dtype", "float32")),
             success_rule=None if raw.get("success_rule") is None else str(raw["success_rule"]),
             seed=int(raw.get("seed", 0)),
             model_preset=preset,
             model_overrides=model_raw,
-            init=_path(raw, "init", base_dir),
+            init=raw.get("init"),
         )
 
 
@@ -642,6 +640,63 @@ def _data_dict(data: DataConfig) -> dict[str, Any]:
         else:
             out[name] = list(getattr(data, name))
     return out
+
+
+# The fields that hold paths, as (table, key) with "" for the top level.
+PATH_FIELDS = (("", "init"), ("", "codec_weights"), ("data", "paths"), ("proprio", "paths"),
+               ("finetune", "released_dit"))
+
+
+def _resolve_paths(raw: dict[str, Any], base_dir: str | os.PathLike) -> dict[str, Any]:
+    """``raw`` (a TOML-shaped dict) with every :data:`PATH_FIELDS` entry made absolute against
+    ``base_dir``; absolute paths stay as they are. ``raw`` itself is not changed."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in raw.items()}
+    for table_name, key in PATH_FIELDS:
+        table = out if not table_name else out.get(table_name)
+        if not isinstance(table, dict) or table.get(key) is None:
+            continue
+        label = f"{table_name}.{key}" if table_name else key
+        table[key] = (list(_paths(table[key], base_dir)) if key == "paths"
+                      else _path(table, key, base_dir, label))
+    return out
+
+
+def read_config_toml(path: str | os.PathLike) -> dict[str, Any]:
+    """A training config file as a TOML-shaped dict, its ``base`` chain merged in.
+
+    Each file's paths are resolved against its own directory first (so the result's paths are
+    absolute), then its keys replace its base's: tables key by key, everything else (lists
+    included) whole.
+
+    Raises:
+        ValueError: an unreadable file or base, a ``base`` that is not a path, or a cycle.
+    """
+    chain: list[Path] = []
+    merged: dict[str, Any] = {}
+    path = Path(path)
+    while True:
+        resolved = path.resolve()
+        if resolved in chain:
+            raise ValueError(f"training config {chain[0]}: base configs form a cycle through {path}")
+        chain.append(resolved)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            where = "" if len(chain) == 1 else f" (base of {chain[-2]})"
+            raise ValueError(f"cannot read training config {path}{where}: {exc}") from None
+        base = raw.pop("base", None)
+        raw = _resolve_paths(raw, path.parent)
+        for key, value in merged.items():  # what the files above set wins
+            if isinstance(value, dict) and isinstance(raw.get(key), dict):
+                raw[key] = {**raw[key], **value}
+            else:
+                raw[key] = value
+        merged = raw
+        if base is None:
+            return merged
+        if not isinstance(base, str) or not base:
+            raise ValueError(f"{path}: base must be the path of another training config, got {base!r}")
+        path = path.parent / base
 
 
 def _paths(value: str | list[str], base_dir: str | os.PathLike) -> tuple[str, ...]:

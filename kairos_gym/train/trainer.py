@@ -41,11 +41,6 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-try:  # Python 3.11+
-    import tomllib
-except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
 import numpy as np
 import torch
 from torch import nn
@@ -74,7 +69,7 @@ from kairos_gym.train.checkpointing import (
     load_training_state,
     save_training_state,
 )
-from kairos_gym.train.config import OptimConfig, TrainConfig
+from kairos_gym.train.config import OptimConfig, TrainConfig, read_config_toml
 from kairos_gym.train.distributed import (
     Distributed,
     clip_grad_norm,
@@ -283,16 +278,11 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
     """
 
     path = Path(path)
-    try:
-        data = tomllib.loads(path.read_text()).get("data", {})
-    except (OSError, tomllib.TOMLDecodeError) as exc:
-        raise ValueError(f"cannot read training config {path}: {exc}") from None
-    paths = data.get("paths", [])
-    paths = [paths] if isinstance(paths, str) else list(paths)
+    data = read_config_toml(path).get("data", {})
+    paths = tuple(data.get("paths", ()))  # absolute, each against its own file's directory
     if not paths:
         raise ValueError(f"{path}: [data] paths must name at least one episode file")
-    resolved = tuple(str((path.parent / p).resolve()) for p in paths)
-    spec = read_env_spec(resolved, data.get("camera", "agentview"), data.get("state_keys"))
+    spec = read_env_spec(paths, data.get("camera", "agentview"), data.get("state_keys"))
     return TrainConfig.from_toml(path, **model_defaults_from_data(spec))
 
 

@@ -2,7 +2,7 @@ import itertools
 
 import pytest
 
-from kairos_gym.train.config import OptimConfig, TrainConfig
+from kairos_gym.train.config import OptimConfig, TrainConfig, read_config_toml
 from kairos_gym.train.trainer import load_config
 from tests.train.conftest import CONFIGS, write_config, write_data
 
@@ -66,6 +66,35 @@ def test_state_keys_are_recorded_only_when_set():
             TrainConfig.from_dict({"data": {**raw["data"], "state_keys": bad}})
 
 
+def test_a_config_takes_its_base_and_replaces_what_it_sets(tmp_path):
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "base.toml").write_text(
+        'seed = 1\ninit = "model"\n[model]\nproprio_conditioning = true\n[data]\npaths = ["a.hdf5", "b.hdf5"]\ncamera = "sideview"\n'
+        '[proprio]\nsteps = 100\nlr = 1e-3\nwindow = 32\npaths = ["s.hdf5"]\n')
+    (tmp_path / "middle.toml").write_text('base = "runs/base.toml"\n[proprio]\nwindow = 96\n')
+    (tmp_path / "variant.toml").write_text(
+        'base = "middle.toml"\nseed = 2\n[data]\npaths = ["c.hdf5"]\n[proprio]\nlr = 1e-4\n')
+    raw = read_config_toml(tmp_path / "variant.toml")
+    base_dir = (tmp_path / "runs").resolve()
+    assert raw["seed"] == 2 and raw["init"] == str(base_dir / "model")  # the base's own directory
+    assert raw["data"] == {"paths": [str(tmp_path.resolve() / "c.hdf5")], "camera": "sideview"}
+    assert raw["proprio"] == {"steps": 100, "lr": 1e-4, "window": 96, "paths": [str(base_dir / "s.hdf5")]}
+    config = TrainConfig.from_toml(tmp_path / "variant.toml", state_dim=9)
+    assert config.proprio.window == 96 and config.proprio.lr == 1e-4 and config.data.camera == "sideview"
+    assert config.init == str(base_dir / "model")
+
+    (tmp_path / "loop.toml").write_text('base = "loop2.toml"\n')
+    (tmp_path / "loop2.toml").write_text('base = "loop.toml"\n')
+    with pytest.raises(ValueError, match="cycle"):
+        read_config_toml(tmp_path / "loop.toml")
+    (tmp_path / "orphan.toml").write_text('base = "missing.toml"\n')
+    with pytest.raises(ValueError, match=r"missing.toml \(base of .*orphan.toml\)"):
+        read_config_toml(tmp_path / "orphan.toml")
+    (tmp_path / "bad.toml").write_text("base = 3\n")
+    with pytest.raises(ValueError, match="base must be the path"):
+        read_config_toml(tmp_path / "bad.toml")
+
+
 def test_codec_weights_are_a_path_beside_the_config(tmp_path):
     raw = {"data": {"paths": ["e.hdf5"]}, "model": {"preset": "tiny-wan"}}
     config = TrainConfig.from_dict({**raw, "codec_weights": "vae/w.safetensors"}, base_dir=tmp_path)
@@ -86,6 +115,7 @@ STATE_WIDTHS = {"lift_object_frame.toml": 11, "lift_dynamics_arm.toml": 11, "lif
                 "door_adapt_frames_gentle.toml": 13, "door_adapt_long_windows.toml": 13,
                 "door_adapt_windows96.toml": 13, "door_adapt_episode_windows.toml": 13,
                 "door_adapt_reset_weighted.toml": 13, "door_adapt_windows96_seed1.toml": 13,
+                "door_adapt_windows96_seed2.toml": 13,
                 "door_history_wide.toml": 13, "door_history_wide_windows96.toml": 13,
                 "door_joints.toml": 27, "door_joints_windows96.toml": 27,
                 "transfer_cube_dynamics.toml": 17, "transfer_cube_state_targets.toml": 17,
