@@ -116,6 +116,7 @@ STATE_WIDTHS = {"lift_object_frame.toml": 11, "lift_dynamics_arm.toml": 11, "lif
                 "door_adapt_windows96.toml": 13, "door_adapt_episode_windows.toml": 13,
                 "door_adapt_reset_weighted.toml": 13, "door_adapt_windows96_seed1.toml": 13,
                 "door_adapt_windows96_seed2.toml": 13, "door_adapt_windows96_continued.toml": 13,
+                "door_history_wide_unweighted.toml": 13,
                 "door_history_wide.toml": 13, "door_history_wide_windows96.toml": 13,
                 "door_joints.toml": 27, "door_joints_windows96.toml": 27,
                 "transfer_cube_dynamics.toml": 17, "transfer_cube_state_targets.toml": 17,
