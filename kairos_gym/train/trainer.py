@@ -111,7 +111,8 @@ def read_env_spec(
     paths: tuple[str, ...], camera: str, state_keys: Sequence[str] | None = None
 ) -> EpisodeEnvSpec:
     """The env spec shared by every data file, restricted to ``camera`` and, when given, to
-    ``state_keys`` (each file's first, so files that differ only in keys left out agree).
+    ``state_keys`` (the keys each file's first, so files that differ only in keys left out
+    agree; files that differ in their cameras do not).
 
     Raises:
         DatasetError: a file without a usable spec, files from different environments, or
@@ -121,7 +122,7 @@ def read_env_spec(
     specs = []
     for path in paths:
         with EpisodeReader(path) as reader:
-            spec = restrict_to_camera(reader.env_spec, camera)
+            spec = reader.env_spec
         if state_keys is not None:
             try:
                 spec = restrict_to_state_keys(spec, state_keys, options)
@@ -136,7 +137,7 @@ def read_env_spec(
                 f"{path} was recorded with a different environment than {first_path} "
                 f"(fields {diffs}); train on files of one environment"
             )
-    return spec
+    return restrict_to_camera(spec, camera)
 
 
 def model_defaults_from_data(spec: EpisodeEnvSpec) -> dict[str, Any]:
@@ -278,12 +279,13 @@ def load_config(path: str | os.PathLike) -> TrainConfig:
     """
 
     path = Path(path)
-    data = read_config_toml(path).get("data", {})
-    paths = tuple(data.get("paths", ()))  # absolute, each against its own file's directory
+    raw = read_config_toml(path)  # its paths absolute, each against its own file's directory
+    data = raw.get("data", {})
+    paths = tuple(data.get("paths", ()))
     if not paths:
         raise ValueError(f"{path}: [data] paths must name at least one episode file")
     spec = read_env_spec(paths, data.get("camera", "agentview"), data.get("state_keys"))
-    return TrainConfig.from_toml(path, **model_defaults_from_data(spec))
+    return TrainConfig.from_dict(raw, base_dir=path.parent, **model_defaults_from_data(spec))
 
 
 class Trainer:
