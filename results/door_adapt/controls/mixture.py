@@ -4,10 +4,13 @@ policy's imagined rate is the mean of the members' rates, every episode counted 
 
     python results/door_adapt/controls/mixture.py
 """
-import glob
-import json
+import sys
+from pathlib import Path
 
-from kairos_gym.evaluation.agreement import PolicyScores, agreement_stats, combine_reports
+from kairos_gym.evaluation.agreement import PolicyScores, agreement_stats
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from pooled import pooled  # results/door_adapt/pooled.py: a model's rows, the families joined
 
 ROOT = "results/door_adapt"
 RUNS = {  # model -> family -> folders of agreement_seed*.json (40 seeds per policy each)
@@ -22,26 +25,12 @@ RUNS = {  # model -> family -> folders of agreement_seed*.json (40 seeds per pol
 }
 
 
-def rows(model: str, family: int) -> dict[str, PolicyScores]:
-    reports = []
-    for folder in RUNS[model][family]:
-        for path in sorted(glob.glob(f"{folder}/agreement_seed*.json")):
-            with open(path) as f:
-                reports.append(json.load(f))
-    return {r.name: r for r in combine_reports(reports)}
-
-
 def mixture(models: list[str], families: list[int]) -> list[PolicyScores]:
-    out: dict[str, PolicyScores] = {}
-    for family in families:
-        members = [rows(m, family) for m in models]
-        for name in members[0]:
-            key = name if name in ("zero", "random") else f"{family}:{name}"
-            row = out.setdefault(key, PolicyScores(key, real=[], imagined=[]))
-            for member in members:
-                row.real.extend(member[name].real)
-                row.imagined.extend(member[name].imagined)
-    return list(out.values())
+    """Each policy's rows of every member joined (the BC policies' names differ by family)."""
+    members = [{r.name: r for r in pooled([d for f in families for d in RUNS[m][f]])} for m in models]
+    return [PolicyScores(name, real=[x for m in members for x in m[name].real],
+                         imagined=[x for m in members for x in m[name].imagined])
+            for name in members[0]]
 
 
 def figures(models: list[str], families: list[int]) -> str:
