@@ -24,7 +24,8 @@ def proprio_loss(dynamics: ProprioDynamics, states: torch.Tensor, actions: torch
                  input_noise: float = 0.0, generator: torch.Generator | None = None,
                  at_reset: torch.Tensor | None = None,
                  reset_weight: float = 1.0,
-                 step_scale: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 step_scale: torch.Tensor | None = None,
+                 reset_weight_steps: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """The dynamics loss on normalised states ``[B, T, S]`` and actions ``[B, T, A]``
     (``actions[:, t]`` leads into state ``t``): one-step predictions from true states plus an
     open-loop unroll from the first two. Returns ``(loss, the unroll [B, T, S])``.
@@ -45,6 +46,10 @@ def proprio_loss(dynamics: ProprioDynamics, states: torch.Tensor, actions: torch
     ``action_history`` the same holds for state 2 (its history reaches the state before the
     window). ``reset_weight`` weighs the windows at a reset against the others (one window in
     an episode's sixty-odd starts at its reset, where every imagined episode starts).
+    ``reset_weight_steps``: weigh only that many of a reset window's first predicted states
+    (the steps every imagined episode starts with), the rest of it as any window's; 0 weighs
+    the whole window. A long window weighted whole takes its share of the loss from the late
+    steps the other windows cover.
 
     ``step_scale`` ``[S]``: one-step errors are measured in these units per entry (the typical
     size of a step, see ``[proprio] step_normalised``) instead of the state's.
@@ -70,7 +75,10 @@ def proprio_loss(dynamics: ProprioDynamics, states: torch.Tensor, actions: torch
             unrolled[rows] = dynamics.unroll(states[rows], actions[rows], start=start)
     # Per predicted state 1..T-1: the window's weight, and the warm-up states (predicted from
     # a history at rest, in both terms) only where the window starts at a reset.
-    keep = torch.where(at_reset, float(reset_weight), 1.0)[:, None].expand_as(one_step).clone()
+    weighted = torch.where(at_reset, float(reset_weight), 1.0)[:, None]
+    keep = torch.ones_like(one_step)
+    head = reset_weight_steps if reset_weight_steps > 0 else keep.shape[1]
+    keep[:, :head] = weighted
     keep[:, :warmup] *= at_reset[:, None]
     unroll_error = (unrolled[:, 1:] - states[:, 1:]).square().mean(-1)
     loss = ((one_step + unroll_error) * keep).sum() / keep.sum()
@@ -112,11 +120,13 @@ class ProprioObjective(nn.Module):
     """The proprioceptive dynamics alone, on windows of normalised states (``[proprio]`` stage)."""
 
     def __init__(self, dynamics: ProprioDynamics, input_noise: float = 0.0,
-                 reset_weight: float = 1.0, step_scale: torch.Tensor | None = None) -> None:
+                 reset_weight: float = 1.0, step_scale: torch.Tensor | None = None,
+                 reset_weight_steps: int = 0) -> None:
         super().__init__()
         self.dynamics = dynamics
         self.input_noise = float(input_noise)
         self.reset_weight = float(reset_weight)
+        self.reset_weight_steps = int(reset_weight_steps)
         self.step_scale = step_scale
 
     def forward(self, batch: dict[str, torch.Tensor],
@@ -126,7 +136,8 @@ class ProprioObjective(nn.Module):
         outcome head the labels ``rewards``/``success``/``done`` ``[B, T]``."""
         loss, unrolled = proprio_loss(self.dynamics, batch["state"], batch["actions"],
                                       self.input_noise if self.training else 0.0, generator,
-                                      batch.get("at_reset"), self.reset_weight, self.step_scale)
+                                      batch.get("at_reset"), self.reset_weight, self.step_scale,
+                                      self.reset_weight_steps)
         drift = (unrolled[:, 2:] - batch["state"][:, 2:]).abs().mean()
         metrics = {"unroll_mae": float(drift.detach())}
         if self.dynamics.outcome_head is not None:

@@ -904,7 +904,8 @@ class Trainer:
         train = self._proprio_windows(model, "train")
         val = self._proprio_windows(model, "val")
         objective = ProprioObjective(dynamics, cfg.input_noise, cfg.reset_weight,
-                                     step_scale(train["state"]) if cfg.step_normalised else None)
+                                     step_scale(train["state"]) if cfg.step_normalised else None,
+                                     cfg.reset_weight_steps)
 
         def make_batch(step: int) -> dict[str, torch.Tensor]:
             rows = self._indices("proprio", step, len(train["state"]), cfg.batch_size)

@@ -264,6 +264,14 @@ def test_only_windows_at_a_reset_score_a_step_from_rest():
     heavy = keep * torch.where(at_reset, 10.0, 1.0)[:, None]  # windows at a reset weigh 10x
     weighted, _ = proprio_loss(dyn, states, actions, at_reset=at_reset, reset_weight=10.0)
     torch.testing.assert_close(weighted, (one * heavy).sum() / heavy.sum() + (roll[:, 1:] * heavy).sum() / heavy.sum())
+    # Weighted on its first two predicted states only: the rest of a reset window weighs as any.
+    head = keep.clone()
+    head[at_reset, :2] *= 10.0
+    first, _ = proprio_loss(dyn, states, actions, at_reset=at_reset, reset_weight=10.0, reset_weight_steps=2)
+    torch.testing.assert_close(first, (one * head).sum() / head.sum() + (roll[:, 1:] * head).sum() / head.sum())
+    assert not torch.allclose(first, weighted)
+    whole, _ = proprio_loss(dyn, states, actions, at_reset=at_reset, reset_weight=10.0, reset_weight_steps=5)
+    torch.testing.assert_close(whole, weighted)  # as many steps as the window predicts: all of it
     # Mid-episode windows: nothing depends on what the first state would do from rest.
     mid = ~at_reset
     base, _ = proprio_loss(dyn, states[mid], actions[mid], at_reset=at_reset[mid])

@@ -116,7 +116,8 @@ STATE_WIDTHS = {"lift_object_frame.toml": 11, "lift_dynamics_arm.toml": 11, "lif
                 "door_adapt_windows96.toml": 13, "door_adapt_episode_windows.toml": 13,
                 "door_adapt_reset_weighted.toml": 13, "door_adapt_windows96_seed1.toml": 13,
                 "door_adapt_windows96_seed2.toml": 13, "door_adapt_windows96_continued.toml": 13,
-                "door_history_wide_unweighted.toml": 13,
+                "door_history_wide_unweighted.toml": 13, "door_history_wide_unweighted_windows96.toml": 13,
+                "door_adapt_reset_head.toml": 13,
                 "door_history_wide.toml": 13, "door_history_wide_windows96.toml": 13,
                 "door_joints.toml": 27, "door_joints_windows96.toml": 27,
                 "transfer_cube_dynamics.toml": 17, "transfer_cube_state_targets.toml": 17,
@@ -177,6 +178,16 @@ def test_options_added_later_are_stored_only_when_set():
     weighted = TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "reset_windows": True,
                                                          "reset_weight": 20.0}}).to_dict()
     assert weighted["proprio"]["reset_weight"] == 20.0
+    assert "reset_weight_steps" not in weighted["proprio"]  # unset: earlier runs' configs compare equal
+    head = TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "reset_windows": True, "reset_weight": 20.0,
+                                                     "reset_weight_steps": 8}}).to_dict()
+    assert head["proprio"]["reset_weight_steps"] == 8
+    for bad in (-1, 2.5, "8", True):
+        with pytest.raises(ValueError, match="proprio.reset_weight_steps must"):
+            TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "reset_windows": True, "reset_weight": 20.0,
+                                                      "reset_weight_steps": bad}})
+    with pytest.raises(ValueError, match="needs reset_weight other than 1"):
+        TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "reset_windows": True, "reset_weight_steps": 8}})
     for bad in (-0.1, float("nan"), "0.1", True):
         with pytest.raises(ValueError, match="proprio.input_noise"):
             TrainConfig.from_dict({**raw, "proprio": {"steps": 10, "input_noise": bad}})
