@@ -4,7 +4,7 @@ changes only the carried state they are conditioned on.
 
     python results/door_adapt/fidelity_seeds/summary.py > results/door_adapt/fidelity_seeds/summary.txt
 
-Seeds 1-4 (and 0 for windows96) were measured with the card's fidelity command plus ``--seed S``,
+Seeds 1-4 (and 0 for windows96 and the later candidates) were measured with the card's fidelity command plus ``--seed S``,
 writing ``{model}_seedS.json`` here; seed 0 of the others is their recorded run.
 """
 import json
@@ -15,7 +15,7 @@ RECORDED = {"previous": "results/door_rollouts/fidelity.json",
             "rollouts_det": "results/door_adapt/fidelity_door_adapt_rollouts_det_model.json",
             "long_windows": "results/door_adapt/fidelity_door_adapt_long_windows_model.json"}
 SEEDS_AS = {"rollouts_det": "shipped"}  # its seed files were written when it was the shipped version
-VERSIONS = ("rollouts_det", "long_windows", "windows96")
+VERSIONS = ("rollouts_det", "long_windows", "windows96", "reset_head", "history_wide_unweighted")
 
 
 def psnr(model: str, seed: int) -> np.ndarray:
