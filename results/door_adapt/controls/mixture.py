@@ -22,6 +22,9 @@ RUNS = {  # model -> family -> folders of agreement_seed*.json (40 seeds per pol
                                for f in (1, 2, 3)},
     "joints_windows96": {f: [f"{ROOT}/joints_windows96/family{f}"] if f == 1 else
                          [f"{ROOT}/joints_windows96/family{f}/{s}" for s in "ab"] for f in (1, 2, 3)},
+    "history_wide_unweighted": {f: [f"{ROOT}/history_wide_unweighted/family{f}"] if f == 1 else
+                                [f"{ROOT}/history_wide_unweighted/family{f}/{s}" for s in "ab"]
+                                for f in (1, 2, 3)},
 }
 
 
@@ -42,7 +45,8 @@ def figures(models: list[str], families: list[int]) -> str:
 def main() -> None:
     print("Pearson / Spearman / MMRV / mean gap (episode agreement), 40 seeds per policy")
     for models in (["shipped"], ["history_wide_windows96"], ["joints_windows96"],
-                   ["shipped", "history_wide_windows96"], ["shipped", "joints_windows96"]):
+                   ["shipped", "history_wide_windows96"], ["shipped", "joints_windows96"],
+                   ["history_wide_unweighted"], ["shipped", "history_wide_unweighted"]):
         print(" + ".join(models))
         for label, families in (("  first family", [1]), ("  second and third pooled", [2, 3])):
             print(f"{label}: {figures(models, families)}")
