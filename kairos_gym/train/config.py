@@ -354,8 +354,9 @@ class ProprioTrainConfig(OptimConfig):
     """With ``reset_weight``: weigh only this many of a reset window's first predicted states
     (0: the whole window). Weighted whole, a 96-step window at a reset takes about 29% of the
     loss at ten times, and the windows that reach a Door's opening lose a quarter of their
-    share; every Door model so weighted lost the first BC family's calibration. The first
-    steps, where every imagined episode starts, can be weighted without that."""
+    share; every Door model so weighted lost the first BC family's calibration. Weighted on
+    its first 8 steps only (``configs/door_adapt_reset_head.toml``), where every imagined
+    episode starts, the Door dynamics kept that family and brought those steps closer."""
     step_normalised: bool = False
     """Measure one-step errors per state entry in units of that entry's typical step (the
     standard deviation of its one-step changes over the training windows, floored at a tenth
