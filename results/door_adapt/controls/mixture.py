@@ -13,18 +13,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from pooled import pooled  # results/door_adapt/pooled.py: a model's rows, the families joined
 
 ROOT = "results/door_adapt"
+
+
+def candidate_runs(name: str) -> dict[int, list[str]]:
+    """A candidate's folders: ``family1/`` (seeds 100-139), and ``familyN/a`` and ``/b`` for the
+    unseen families (their two 20-seed sets)."""
+    return {f: [f"{ROOT}/{name}/family{f}"] if f == 1 else [f"{ROOT}/{name}/family{f}/{s}" for s in "ab"]
+            for f in (1, 2, 3)}
+
+
 RUNS = {  # model -> family -> folders of agreement_seed*.json (40 seeds per policy each)
     "shipped": {1: [f"{ROOT}/windows96_fam1"],
                 2: [f"{ROOT}/family2/windows96", f"{ROOT}/family2/windows96_more"],
                 3: [f"{ROOT}/family3/windows96", f"{ROOT}/family3/windows96_more"]},
-    "history_wide_windows96": {f: [f"{ROOT}/history_wide_windows96/family{f}"] if f == 1 else
-                               [f"{ROOT}/history_wide_windows96/family{f}/{s}" for s in "ab"]
-                               for f in (1, 2, 3)},
-    "joints_windows96": {f: [f"{ROOT}/joints_windows96/family{f}"] if f == 1 else
-                         [f"{ROOT}/joints_windows96/family{f}/{s}" for s in "ab"] for f in (1, 2, 3)},
-    "history_wide_unweighted": {f: [f"{ROOT}/history_wide_unweighted/family{f}"] if f == 1 else
-                                [f"{ROOT}/history_wide_unweighted/family{f}/{s}" for s in "ab"]
-                                for f in (1, 2, 3)},
+    **{name: candidate_runs(name)
+       for name in ("history_wide_windows96", "joints_windows96", "history_wide_unweighted")},
 }
 
 

@@ -12,16 +12,13 @@ import sys
 from pathlib import Path
 
 import h5py
-import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "dynamics_inputs"))
 from fit import episodes
+from measure import checkpoint_order
 
 from kairos_gym.imagined.checkpoint import load_env_checkpoint
-
-STUDY = {"object_state": slice(0, 5), "state": slice(5, 13)}
-"""The study's state layout; a checkpoint's is its keys' order."""
 
 
 def main() -> None:
@@ -30,7 +27,7 @@ def main() -> None:
     for name in sys.argv[2:]:
         checkpoint = load_env_checkpoint(name)
         dit = checkpoint.model.dit
-        order = np.concatenate([np.arange(13)[STUDY[k]] for k in checkpoint.state_keys])
+        order = checkpoint_order(checkpoint.state_keys)
         cells = []
         with torch.no_grad():
             for path in files:

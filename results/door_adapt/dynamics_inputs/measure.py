@@ -44,15 +44,22 @@ PAIRS = ("n60_s2000", "n15_s1500", "n5_s800", "n2_s400", "n60_s300")
 """Policies of the second family, each judged on its own rollouts (`f2_<name>.hdf5`)."""
 
 
+STUDY = {"object_state": slice(0, 5), "state": slice(5, 13), "joints": slice(13, 27)}
+"""The study's state layout (`fit.episodes`); a checkpoint's is its keys' order."""
+
+
+def checkpoint_order(keys) -> np.ndarray:
+    """Indices that take a study-layout state to a checkpoint's with these state keys."""
+    return np.concatenate([np.arange(27)[STUDY[k]] for k in keys])
+
+
 def unroller(name: str):
     """``(carry(states, actions) -> carried states [T, S], reads joints)`` of a dynamics."""
     if name == "shipped" or Path(name).is_dir():
         checkpoint = load_env_checkpoint("kairos_gym/assets/door" if name == "shipped" else name)
         dit = checkpoint.model.dit
-        # The study's layout is object_state, state (, joints); a checkpoint's is its keys' order.
-        study = {"object_state": slice(0, 5), "state": slice(5, 13), "joints": slice(13, 27)}
         keys = checkpoint.state_keys
-        order = np.concatenate([np.arange(27)[study[k]] for k in keys])
+        order = checkpoint_order(keys)
         back = np.argsort(order)
 
         def carry(s, a):
